@@ -1,0 +1,76 @@
+//! The embeddable actor core of **shop**: carts, orders and the checkout saga as actix actors,
+//! with no HTTP and no database in its API.
+//!
+//! ```text
+//!             Carts ──► Registry<CartActor> ──► CartActor (one per username) ──► CartStore
+//!               ▲  ▲
+//!   CartPort ───┘  └── EventHandler ◄── EventBus ◄──────────────┐
+//!      ▲                                                       │ ORDER_CREATED / COMPLETED / CANCELLED
+//!      │                                                       │
+//!  Checkouts ──► CheckoutSaga (supervisor) ──► PaymentPool ──► PaymentWorker × N ──► PaymentGateway
+//!                      │
+//!                      └──► Orders ──► Registry<OrderActor> ──► OrderActor (one per order) ──► OrderStore
+//! ```
+//!
+//! - [`model`]: carts, orders, events: plain data.
+//! - [`ports`]: the traits a host implements: [`ports::CartStore`], [`ports::OrderStore`],
+//!   [`ports::PaymentGateway`], [`ports::EventBus`], and the Order → Cart boundary
+//!   [`ports::CartPort`].
+//! - [`runtime`]: the actix system and its arbiters, on their own threads.
+//! - [`registry`]: activation, passivation and rebuilding of entity actors.
+//! - [`cart`], [`order`]: the entity actors and their handles [`Carts`] and [`Orders`].
+//! - [`payment_pool`], [`saga`]: the payment actors and the checkout saga ([`Checkouts`]).
+//! - [`bus`], [`memory`]: the in-process event bus and in-memory stores.
+//! - [`Core`]: all of it started with one call.
+//!
+//! # Runtime rules
+//!
+//! - **One message at a time per entity.** Each cart (keyed by username) and each order (keyed by
+//!   id) has exactly one actor in a process. Its handlers return `AtomicResponse`: while a command
+//!   awaits storage, no other command of that entity starts. Different entities run concurrently
+//!   on the runtime's arbiters (threads), placed by hashing the key.
+//! - **Ordering.** Commands from one caller to one entity are handled in the order sent. Commands
+//!   from different callers are handled in mailbox arrival order. Nothing is promised across
+//!   entities.
+//! - **State.** An actor loads its entity from its store on its first message and writes every
+//!   change through before answering; the answer is sent only once the write is stored. Stores
+//!   refuse writes based on a stale version; the actor reloads and decides again (3 attempts).
+//! - **Timeouts and back-pressure.** Every request to an entity waits at most
+//!   `RegistryConfig::request_timeout`, including the wait for room in its bounded mailbox
+//!   (`mailbox_capacity`). A checkout first takes room in the payment pool; if none comes within
+//!   `PaymentPoolConfig::acquire_timeout` it fails as `CheckoutError::Busy` (HTTP 503). Each
+//!   charge waits at most `call_timeout` and is asked again (idempotently) up to
+//!   `SagaConfig::charge_attempts` times.
+//! - **Passivation.** An entity actor idle for `idle_timeout` stops and leaves the registry; the
+//!   next message activates a fresh one, which reloads from storage.
+//! - **Failure.** A store error drops the actor's cached state, so the next message rebuilds it
+//!   from storage. A panic in a handler kills the actor; the next send notices the closed mailbox,
+//!   and the registry counts a restart and activates a fresh actor (rebuilt from storage) that
+//!   receives the message. More than `max_restarts` restarts of one key within `restart_window`
+//!   make that key answer `Unavailable` until the window has passed.
+//! - **Checkout exclusivity.** A cart under checkout holds a lease (in its actor, for
+//!   `CartConfig::lease_ttl` at most): a second checkout of the same cart fails with
+//!   `CheckoutError::InProgress`. The lease ends when the cart takes the completed order's items
+//!   out (on `ORDER_COMPLETED`) or when the saga gives the cart back after a failed payment.
+//! - **Events.** The saga publishes `ORDER_CREATED`, then `ORDER_COMPLETED` or `ORDER_CANCELLED`
+//!   after the order's outcome is stored. The [`bus::InProcessBus`] delivers to every subscriber
+//!   before `publish` returns. The cart applies a completed order at most once (the store records
+//!   applied order ids) and removes only the quantities bought, never items added later.
+
+pub mod bus;
+pub mod cart;
+pub mod core;
+pub mod memory;
+pub mod model;
+pub mod order;
+pub mod payment_pool;
+pub mod ports;
+pub mod registry;
+pub mod runtime;
+pub mod saga;
+
+pub use crate::cart::{CartError, Carts};
+pub use crate::core::{Core, CoreConfig};
+pub use crate::order::{OrderError, Orders};
+pub use crate::saga::{CheckoutError, Checkouts};
+pub use rust_decimal::Decimal;

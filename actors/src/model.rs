@@ -1,0 +1,322 @@
+//! The entities the actors own, and the events they publish. Plain data: no I/O here.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Largest quantity one cart line may hold. Anything above is a client error, not a big order.
+pub const MAX_LINE_QUANTITY: u32 = 1_000;
+
+/// What the cart needs to know about a product at the moment it is added.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProductSnapshot {
+    pub id: i64,
+    pub name: String,
+    pub price: Decimal,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CartItem {
+    pub product_id: i64,
+    pub product_name: String,
+    pub price: Decimal,
+    pub quantity: u32,
+}
+
+impl CartItem {
+    pub fn subtotal(&self) -> Decimal {
+        self.price * Decimal::from(self.quantity)
+    }
+}
+
+/// A user's cart. `version` counts the writes stored so far (0: never stored); stores use it to
+/// refuse a write based on stale state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cart {
+    pub username: String,
+    pub items: Vec<CartItem>,
+    pub version: i64,
+}
+
+impl Cart {
+    pub fn empty(username: impl Into<String>) -> Self {
+        Self { username: username.into(), items: Vec::new(), version: 0 }
+    }
+
+    pub fn total(&self) -> Decimal {
+        self.items.iter().map(CartItem::subtotal).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Removes what a completed checkout bought. Items added after the checkout (a new product,
+    /// or more of one already bought) stay.
+    pub fn subtract(&mut self, bought: &[LineQuantity]) {
+        for line in bought {
+            if let Some(pos) = self.items.iter().position(|i| i.product_id == line.product_id) {
+                let item = &mut self.items[pos];
+                if item.quantity <= line.quantity {
+                    self.items.remove(pos);
+                } else {
+                    item.quantity -= line.quantity;
+                }
+            }
+        }
+    }
+}
+
+/// A product id and a quantity: what an order event says was bought.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LineQuantity {
+    pub product_id: i64,
+    pub quantity: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OrderStatus {
+    Pending,
+    Paid,
+    Cancelled,
+    Shipped,
+    Delivered,
+}
+
+impl OrderStatus {
+    pub const ALL: [OrderStatus; 5] = [
+        OrderStatus::Pending,
+        OrderStatus::Paid,
+        OrderStatus::Cancelled,
+        OrderStatus::Shipped,
+        OrderStatus::Delivered,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Pending => "PENDING",
+            OrderStatus::Paid => "PAID",
+            OrderStatus::Cancelled => "CANCELLED",
+            OrderStatus::Shipped => "SHIPPED",
+            OrderStatus::Delivered => "DELIVERED",
+        }
+    }
+
+    /// The transitions an order may take: the saga moves PENDING to PAID or CANCELLED; fulfilment
+    /// moves PAID to SHIPPED to DELIVERED. Nothing else, and nothing backwards.
+    pub fn can_become(self, next: OrderStatus) -> bool {
+        use OrderStatus::*;
+        matches!(
+            (self, next),
+            (Pending, Paid) | (Pending, Cancelled) | (Paid, Shipped) | (Shipped, Delivered)
+        )
+    }
+}
+
+impl fmt::Display for OrderStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown order status {0:?}")]
+pub struct UnknownStatus(pub String);
+
+impl FromStr for OrderStatus {
+    type Err = UnknownStatus;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        OrderStatus::ALL.into_iter().find(|st| st.as_str() == s).ok_or_else(|| UnknownStatus(s.to_owned()))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderItem {
+    pub product_id: i64,
+    pub product_name: String,
+    pub price: Decimal,
+    pub quantity: u32,
+}
+
+impl From<&CartItem> for OrderItem {
+    fn from(i: &CartItem) -> Self {
+        Self {
+            product_id: i.product_id,
+            product_name: i.product_name.clone(),
+            price: i.price,
+            quantity: i.quantity,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Order {
+    pub id: i64,
+    pub username: String,
+    pub items: Vec<OrderItem>,
+    pub total_amount: Decimal,
+    pub status: OrderStatus,
+    pub payment_id: Option<i64>,
+    pub failure_reason: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub created_at: DateTime<Utc>,
+    /// Stored writes so far; a store refuses an update whose version is not the stored one.
+    pub version: i64,
+}
+
+impl Order {
+    pub fn lines(&self) -> Vec<LineQuantity> {
+        self.items.iter().map(|i| LineQuantity { product_id: i.product_id, quantity: i.quantity }).collect()
+    }
+}
+
+/// An order about to be stored: the store gives it an id, status PENDING and version 1.
+#[derive(Debug, Clone)]
+pub struct NewOrder {
+    pub username: String,
+    pub items: Vec<OrderItem>,
+    pub total_amount: Decimal,
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PaymentStatus {
+    Success,
+    Failed,
+}
+
+/// What the payment service recorded for one order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentReceipt {
+    pub payment_id: i64,
+    pub status: PaymentStatus,
+    pub transaction_id: Option<String>,
+    pub failure_reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OrderEventType {
+    OrderCreated,
+    OrderCompleted,
+    OrderCancelled,
+}
+
+/// The value of a record on `ORDER_EVENTS` (and legacy `ORDER_CREATED`), keyed by username.
+/// `eventType`, `username`, `orderId` and `reason` are the seed's fields; the rest are additions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderEvent {
+    pub event_type: OrderEventType,
+    pub username: String,
+    pub order_id: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub event_id: Uuid,
+    pub occurred_at: DateTime<Utc>,
+    /// What the order bought, so that the cart removes exactly that and nothing added later.
+    #[serde(default)]
+    pub items: Vec<LineQuantity>,
+    /// The cart checkout this order came from; the cart releases its checkout lease on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkout_id: Option<Uuid>,
+}
+
+impl OrderEvent {
+    pub fn new(event_type: OrderEventType, order: &Order, checkout_id: Option<Uuid>) -> Self {
+        Self {
+            reason: match event_type {
+                OrderEventType::OrderCancelled => order.failure_reason.clone(),
+                _ => None,
+            },
+            event_type,
+            username: order.username.clone(),
+            order_id: order.id,
+            event_id: Uuid::new_v4(),
+            occurred_at: Utc::now(),
+            items: order.lines(),
+            checkout_id,
+        }
+    }
+
+    /// The topic the event goes to: `ORDER_CREATED` keeps its legacy topic.
+    pub fn topic(&self) -> &'static str {
+        match self.event_type {
+            OrderEventType::OrderCreated => "ORDER_CREATED",
+            _ => "ORDER_EVENTS",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(id: i64, qty: u32) -> CartItem {
+        CartItem {
+            product_id: id,
+            product_name: format!("p{id}"),
+            price: Decimal::new(1050, 2),
+            quantity: qty,
+        }
+    }
+
+    #[test]
+    fn subtract_keeps_what_was_added_after_checkout() {
+        let mut cart =
+            Cart { username: "u".into(), items: vec![item(1, 3), item(2, 1), item(3, 2)], version: 4 };
+        cart.subtract(&[
+            LineQuantity { product_id: 1, quantity: 2 },
+            LineQuantity { product_id: 2, quantity: 1 },
+            LineQuantity { product_id: 9, quantity: 1 },
+        ]);
+        assert_eq!(cart.items, vec![item(1, 1), item(3, 2)]);
+        assert_eq!(cart.total(), Decimal::new(3150, 2));
+    }
+
+    #[test]
+    fn only_forward_transitions_are_allowed() {
+        use OrderStatus::*;
+        let allowed: Vec<_> = ALL_PAIRS().into_iter().filter(|(a, b)| a.can_become(*b)).collect();
+        assert_eq!(
+            allowed,
+            vec![(Pending, Paid), (Pending, Cancelled), (Paid, Shipped), (Shipped, Delivered)]
+        );
+    }
+
+    #[allow(non_snake_case)]
+    fn ALL_PAIRS() -> Vec<(OrderStatus, OrderStatus)> {
+        OrderStatus::ALL.iter().flat_map(|a| OrderStatus::ALL.iter().map(move |b| (*a, *b))).collect()
+    }
+
+    #[test]
+    fn event_json_has_the_seed_fields() {
+        let order = Order {
+            id: 124,
+            username: "john".into(),
+            items: vec![],
+            total_amount: Decimal::ZERO,
+            status: OrderStatus::Cancelled,
+            payment_id: Some(7),
+            failure_reason: Some("Insufficient funds".into()),
+            idempotency_key: None,
+            created_at: Utc::now(),
+            version: 2,
+        };
+        let v = serde_json::to_value(OrderEvent::new(OrderEventType::OrderCancelled, &order, None))
+            .expect("serialises");
+        assert_eq!(v["eventType"], "ORDER_CANCELLED");
+        assert_eq!(v["username"], "john");
+        assert_eq!(v["orderId"].to_string(), "124");
+        assert_eq!(v["reason"], "Insufficient funds");
+        assert_eq!("PAID".parse::<OrderStatus>(), Ok(OrderStatus::Paid));
+        assert!("paid".parse::<OrderStatus>().is_err());
+    }
+}

@@ -1,0 +1,165 @@
+//! The order actor: one per order id, owning that order's status.
+//!
+//! Status changes run one at a time per order ([`AtomicResponse`]) and are checked against
+//! [`OrderStatus::can_become`], so the saga's PAID/CANCELLED and an admin's SHIPPED can never
+//! both win from the same state. The store's version check does the same across processes.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use crate::model::{NewOrder, Order, OrderStatus};
+use crate::ports::{OrderStore, StoreError};
+use crate::registry::{Activation, Entity, Registry, RegistryConfig, RegistryError, RegistryStats};
+use crate::runtime::ActorRuntime;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OrderError {
+    #[error("order {0} not found")]
+    NotFound(i64),
+    #[error("order {id} is {from} and cannot become {to}")]
+    InvalidTransition { id: i64, from: OrderStatus, to: OrderStatus },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+}
+
+#[derive(Debug, Clone)]
+pub enum OrderCommand {
+    Get,
+    Transition { to: OrderStatus, payment_id: Option<i64>, failure_reason: Option<String> },
+}
+
+impl Message for OrderCommand {
+    type Result = Result<Order, OrderError>;
+}
+
+pub struct OrderActor {
+    activation: Activation<Self>,
+    store: Arc<dyn OrderStore>,
+    order: Option<Order>,
+}
+
+impl Actor for OrderActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.activation.started(ctx);
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.activation.stopped();
+    }
+}
+
+impl Entity for OrderActor {
+    type Key = i64;
+    type Deps = Arc<dyn OrderStore>;
+
+    fn new(_key: i64, store: Arc<dyn OrderStore>, activation: Activation<Self>) -> Self {
+        Self { activation, store, order: None }
+    }
+
+    fn activation(&mut self) -> &mut Activation<Self> {
+        &mut self.activation
+    }
+}
+
+const CONFLICT_ATTEMPTS: usize = 3;
+
+impl Handler<OrderCommand> for OrderActor {
+    type Result = AtomicResponse<Self, Result<Order, OrderError>>;
+
+    fn handle(&mut self, cmd: OrderCommand, _ctx: &mut Self::Context) -> Self::Result {
+        self.activation.touch();
+        let id = *self.activation.key();
+        let store = self.store.clone();
+        let mut cached = self.order.clone();
+        let work = async move {
+            for _ in 0..CONFLICT_ATTEMPTS {
+                let mut order = match cached.take() {
+                    Some(order) => order,
+                    None => store.load(id).await?.ok_or(OrderError::NotFound(id))?,
+                };
+                let OrderCommand::Transition { to, payment_id, failure_reason } = cmd.clone() else {
+                    return Ok(order);
+                };
+                if !order.status.can_become(to) {
+                    return Err(OrderError::InvalidTransition { id, from: order.status, to });
+                }
+                order.status = to;
+                order.payment_id = payment_id.or(order.payment_id);
+                order.failure_reason = failure_reason.or(order.failure_reason);
+                match store.update(&order).await {
+                    Ok(version) => {
+                        order.version = version;
+                        return Ok(order);
+                    }
+                    // Another process changed the order: reload and judge the transition again.
+                    Err(StoreError::Conflict(_)) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Err(StoreError::Conflict(format!("order {id} kept changing under us")).into())
+        };
+        AtomicResponse::new(Box::pin(work.into_actor(self).map(|res, act, ctx| {
+            match &res {
+                Ok(order) => act.order = Some(order.clone()),
+                // Nothing to own: do not keep an actor alive for an id that does not exist.
+                Err(OrderError::NotFound(_)) => ctx.stop(),
+                Err(OrderError::Store(_)) => act.order = None,
+                Err(_) => {}
+            }
+            res
+        })))
+    }
+}
+
+/// All orders of this process: the handle the Order service and the saga use. Cheap to clone.
+#[derive(Clone)]
+pub struct Orders {
+    registry: Registry<OrderActor>,
+    store: Arc<dyn OrderStore>,
+}
+
+impl Orders {
+    pub fn new(runtime: Arc<ActorRuntime>, store: Arc<dyn OrderStore>, config: RegistryConfig) -> Self {
+        Self { registry: Registry::new(runtime, store.clone(), config), store }
+    }
+
+    pub async fn create(&self, order: NewOrder) -> Result<Order, OrderError> {
+        Ok(self.store.create(order).await?)
+    }
+
+    pub async fn get(&self, id: i64) -> Result<Order, OrderError> {
+        self.registry.send(&id, OrderCommand::Get).await?
+    }
+
+    pub async fn find_by_idempotency_key(
+        &self,
+        username: &str,
+        key: &str,
+    ) -> Result<Option<Order>, OrderError> {
+        Ok(self.store.find_by_idempotency_key(username, key).await?)
+    }
+
+    /// The user's orders, newest first, read straight from the store (one query, no actors).
+    pub async fn list_for_user(&self, username: &str) -> Result<Vec<Order>, OrderError> {
+        Ok(self.store.list_for_user(username).await?)
+    }
+
+    pub async fn transition(
+        &self,
+        id: i64,
+        to: OrderStatus,
+        payment_id: Option<i64>,
+        failure_reason: Option<String>,
+    ) -> Result<Order, OrderError> {
+        self.registry.send(&id, OrderCommand::Transition { to, payment_id, failure_reason }).await?
+    }
+
+    pub fn stats(&self) -> RegistryStats {
+        self.registry.stats()
+    }
+}

@@ -1,0 +1,138 @@
+//! A fixed pool of payment actors in front of the [`PaymentGateway`].
+//!
+//! Each worker handles one charge at a time. The pool hands out permits, as many as its workers
+//! can hold (one running and `queue_per_worker` waiting each); a checkout takes a permit before
+//! it creates its order and keeps it to the end. When no permit comes within
+//! [`PaymentPoolConfig::acquire_timeout`] the checkout is refused as busy, so a burst is pushed
+//! back to the clients instead of piling up in memory.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use actix::prelude::*;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::model::PaymentReceipt;
+use crate::ports::{ChargeRequest, GatewayError, PaymentGateway};
+use crate::runtime::ActorRuntime;
+
+#[derive(Debug, Clone)]
+pub struct PaymentPoolConfig {
+    pub workers: usize,
+    pub queue_per_worker: usize,
+    /// How long a checkout waits for room in the pool before it is refused as busy.
+    pub acquire_timeout: Duration,
+    /// How long one charge may take, queueing included.
+    pub call_timeout: Duration,
+}
+
+impl Default for PaymentPoolConfig {
+    fn default() -> Self {
+        Self {
+            workers: 16,
+            queue_per_worker: 16,
+            acquire_timeout: Duration::from_secs(5),
+            call_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PoolError {
+    #[error("the payment pool is saturated")]
+    Saturated,
+    #[error(transparent)]
+    Gateway(#[from] GatewayError),
+}
+
+#[derive(Clone)]
+struct Charge(ChargeRequest);
+
+impl Message for Charge {
+    type Result = Result<PaymentReceipt, GatewayError>;
+}
+
+pub struct PaymentWorker {
+    gateway: Arc<dyn PaymentGateway>,
+    mailbox: usize,
+}
+
+impl Actor for PaymentWorker {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(self.mailbox);
+    }
+}
+
+impl Handler<Charge> for PaymentWorker {
+    type Result = AtomicResponse<Self, Result<PaymentReceipt, GatewayError>>;
+
+    fn handle(&mut self, Charge(req): Charge, _ctx: &mut Self::Context) -> Self::Result {
+        let gateway = self.gateway.clone();
+        AtomicResponse::new(Box::pin(async move { gateway.charge(req).await }.into_actor(self)))
+    }
+}
+
+/// Room for one checkout in the payment pool, held from before the order exists to the end.
+pub struct PoolPermit(#[allow(dead_code)] OwnedSemaphorePermit);
+
+#[derive(Clone)]
+pub struct PaymentPool {
+    workers: Arc<[Addr<PaymentWorker>]>,
+    next: Arc<AtomicUsize>,
+    permits: Arc<Semaphore>,
+    config: PaymentPoolConfig,
+}
+
+impl PaymentPool {
+    /// Starts the workers, spread over the runtime's arbiters.
+    pub fn start(
+        runtime: &ActorRuntime,
+        gateway: Arc<dyn PaymentGateway>,
+        config: PaymentPoolConfig,
+    ) -> Self {
+        let count = config.workers.max(1);
+        let mailbox = config.queue_per_worker.max(1);
+        let workers: Vec<_> = (0..count)
+            .map(|i| {
+                let gateway = gateway.clone();
+                let arbiter = &runtime.arbiters()[i % runtime.arbiters().len()];
+                PaymentWorker::start_in_arbiter(arbiter, move |_| PaymentWorker { gateway, mailbox })
+            })
+            .collect();
+        Self {
+            workers: workers.into(),
+            next: Arc::new(AtomicUsize::new(0)),
+            permits: Arc::new(Semaphore::new(count * (1 + mailbox))),
+            config,
+        }
+    }
+
+    /// Waits up to the acquire timeout for room in the pool.
+    pub async fn permit(&self) -> Result<PoolPermit, PoolError> {
+        match tokio::time::timeout(self.config.acquire_timeout, self.permits.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(PoolPermit(permit)),
+            _ => Err(PoolError::Saturated),
+        }
+    }
+
+    /// Charges through the next worker. The permit proves the caller has room in the pool.
+    pub async fn charge(
+        &self,
+        _permit: &PoolPermit,
+        request: ChargeRequest,
+    ) -> Result<PaymentReceipt, PoolError> {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.workers.len();
+        match self.workers[i].send(Charge(request)).timeout(self.config.call_timeout).await {
+            Ok(answer) => Ok(answer?),
+            Err(e) => Err(GatewayError::Unavailable(format!("payment worker: {e}")).into()),
+        }
+    }
+
+    /// Room left in the pool right now.
+    pub fn available(&self) -> usize {
+        self.permits.available_permits()
+    }
+}

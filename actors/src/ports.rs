@@ -1,0 +1,124 @@
+//! The ports through which the core reaches the outside world. A host implements these with its
+//! own storage, payment service and event transport; [`crate::memory`] and
+//! [`crate::bus::InProcessBus`] are the in-memory implementations.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use rust_decimal::Decimal;
+use uuid::Uuid;
+
+use crate::model::{Cart, CartItem, NewOrder, Order, OrderEvent, PaymentReceipt};
+
+/// A storage failure, as the core needs to tell them apart.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The write was based on a version that is no longer the stored one (another writer got
+    /// there first). The caller reloads and decides again.
+    #[error("stale write: {0}")]
+    Conflict(String),
+    /// A unique key already holds a row (an idempotency key used twice, say).
+    #[error("duplicate: {0}")]
+    Duplicate(String),
+    /// The backend failed; the text is for logs, not for clients.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Where carts live. One cart per username; a missing cart loads as empty with version 0.
+#[async_trait]
+pub trait CartStore: Send + Sync + 'static {
+    async fn load(&self, username: &str) -> Result<Cart, StoreError>;
+    /// Stores `cart` if the stored version is still `cart.version`, returning the new version;
+    /// otherwise [`StoreError::Conflict`]. With `applied_order`, also records in the same write that
+    /// this order's checkout has been taken out of the cart.
+    async fn save(&self, cart: &Cart, applied_order: Option<i64>) -> Result<i64, StoreError>;
+    /// Whether this order's checkout has already been taken out of the user's cart.
+    async fn checkout_applied(&self, username: &str, order_id: i64) -> Result<bool, StoreError>;
+}
+
+/// Where orders live.
+#[async_trait]
+pub trait OrderStore: Send + Sync + 'static {
+    /// Stores a new PENDING order; [`StoreError::Duplicate`] if its idempotency key is taken.
+    async fn create(&self, order: NewOrder) -> Result<Order, StoreError>;
+    async fn load(&self, id: i64) -> Result<Option<Order>, StoreError>;
+    async fn find_by_idempotency_key(&self, username: &str, key: &str) -> Result<Option<Order>, StoreError>;
+    /// Stores status, payment id and failure reason if the stored version is still
+    /// `order.version`, returning the new version; otherwise [`StoreError::Conflict`].
+    async fn update(&self, order: &Order) -> Result<i64, StoreError>;
+    /// The user's orders, newest first.
+    async fn list_for_user(&self, username: &str) -> Result<Vec<Order>, StoreError>;
+}
+
+/// A charge the saga asks for. Asking twice for one order must never charge twice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChargeRequest {
+    pub order_id: i64,
+    pub username: String,
+    pub amount: Decimal,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GatewayError {
+    /// The payment service could not be asked or did not answer; whether it charged is unknown,
+    /// which is why charges are idempotent per order and may be asked again.
+    #[error("payment service unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// The Order → Payment boundary: in embedded mode the payment service itself, in distributed mode
+/// an HTTP client. A declined payment is an `Ok` receipt with status FAILED, not an error.
+#[async_trait]
+pub trait PaymentGateway: Send + Sync + 'static {
+    async fn charge(&self, request: ChargeRequest) -> Result<PaymentReceipt, GatewayError>;
+}
+
+/// A cart handed to a checkout. While the lease is held no other checkout of the cart starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckoutLease {
+    pub checkout_id: Uuid,
+    pub items: Vec<CartItem>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CartPortError {
+    #[error("the cart is empty")]
+    Empty,
+    #[error("a checkout of this cart is already in progress")]
+    CheckoutInProgress,
+    #[error("cart service unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// The Order → Cart boundary: in embedded mode the cart registry, in distributed mode an HTTP
+/// client of the Cart service.
+#[async_trait]
+pub trait CartPort: Send + Sync + 'static {
+    async fn begin_checkout(&self, username: &str) -> Result<CheckoutLease, CartPortError>;
+    /// Gives the cart back untouched after a failed checkout, so that the user can retry.
+    async fn release_checkout(&self, username: &str, checkout_id: Uuid) -> Result<(), CartPortError>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("event bus: {0}")]
+pub struct BusError(pub String);
+
+/// Where order events go: the in-process bus in embedded mode, Kafka in distributed mode.
+#[async_trait]
+pub trait EventBus: Send + Sync + 'static {
+    async fn publish(&self, event: OrderEvent) -> Result<(), BusError>;
+}
+
+/// Something that reacts to order events (the Cart service clearing carts, a test recording them).
+#[async_trait]
+pub trait EventHandler: Send + Sync + 'static {
+    async fn handle(&self, event: &OrderEvent) -> Result<(), BusError>;
+}
+
+#[async_trait]
+impl<T: EventBus + ?Sized> EventBus for Arc<T> {
+    async fn publish(&self, event: OrderEvent) -> Result<(), BusError> {
+        (**self).publish(event).await
+    }
+}

@@ -1,0 +1,271 @@
+//! Finding, activating, passivating and rebuilding entity actors.
+//!
+//! The registry maps an entity key (a username, an order id) to the address of the one actor that
+//! owns that entity in this process. A missing actor is activated on the arbiter its key hashes
+//! to; it loads its state from storage on its first message. An actor idle for longer than
+//! [`RegistryConfig::idle_timeout`] stops itself and leaves the map (passivation); the next
+//! message activates a fresh one. An actor that dies (a panic in a handler) is noticed on the
+//! next send, which fails with `MailboxError::Closed`: the registry drops it, counts a restart and
+//! activates a fresh actor that rebuilds its state from storage. More than
+//! [`RegistryConfig::max_restarts`] restarts of one key within
+//! [`RegistryConfig::restart_window`] make that key refuse messages until the window has passed,
+//! so a poisoned entity cannot spin the system.
+
+use std::fmt::Debug;
+use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use actix::dev::ToEnvelope;
+use actix::prelude::*;
+use dashmap::DashMap;
+
+use crate::runtime::ActorRuntime;
+
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    /// How long an actor may sit without messages before it passivates.
+    pub idle_timeout: Duration,
+    /// How long a caller waits for an answer, including the wait for mailbox room.
+    pub request_timeout: Duration,
+    /// Messages an actor's mailbox holds before senders wait (then time out).
+    pub mailbox_capacity: usize,
+    pub max_restarts: u32,
+    pub restart_window: Duration,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self {
+            idle_timeout: Duration::from_secs(300),
+            request_timeout: Duration::from_secs(10),
+            mailbox_capacity: 64,
+            max_restarts: 5,
+            restart_window: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryError {
+    #[error("the entity did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("the entity is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// An actor that owns one entity and can be managed by a [`Registry`].
+pub trait Entity: Actor<Context = Context<Self>> {
+    type Key: Clone + Eq + Hash + Debug + Send + Sync + 'static;
+    /// What every actor of this kind is built with (its store, say).
+    type Deps: Clone + Send + Sync + 'static;
+
+    /// Builds the actor for `key`; state is loaded later, on the first message.
+    fn new(key: Self::Key, deps: Self::Deps, activation: Activation<Self>) -> Self;
+    fn activation(&mut self) -> &mut Activation<Self>;
+}
+
+struct Slot<E: Entity> {
+    addr: Addr<E>,
+    generation: u64,
+}
+
+struct Restarts {
+    since: Instant,
+    count: u32,
+}
+
+struct Inner<E: Entity> {
+    runtime: Arc<ActorRuntime>,
+    deps: E::Deps,
+    config: RegistryConfig,
+    slots: DashMap<E::Key, Slot<E>>,
+    restarts_by_key: DashMap<E::Key, Restarts>,
+    next_generation: AtomicU64,
+    activations: AtomicU64,
+    passivations: AtomicU64,
+    restarts: AtomicU64,
+}
+
+/// What an entity actor knows about its own activation: enough to passivate itself when idle and
+/// to leave the registry when it stops.
+pub struct Activation<E: Entity> {
+    key: E::Key,
+    generation: u64,
+    last_active: Instant,
+    registry: Weak<Inner<E>>,
+}
+
+impl<E: Entity> Activation<E> {
+    pub fn key(&self) -> &E::Key {
+        &self.key
+    }
+
+    /// Marks the actor busy; every handler calls this first.
+    pub fn touch(&mut self) {
+        self.last_active = Instant::now();
+    }
+
+    /// Call from `Actor::started`: checks idleness periodically and stops the actor once it has
+    /// been idle for the registry's idle timeout.
+    pub fn started(&self, ctx: &mut Context<E>) {
+        let Some(inner) = self.registry.upgrade() else { return };
+        let timeout = inner.config.idle_timeout;
+        ctx.set_mailbox_capacity(inner.config.mailbox_capacity);
+        let period = (timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(30));
+        ctx.run_interval(period, move |act: &mut E, ctx| {
+            if act.activation().last_active.elapsed() >= timeout {
+                ctx.stop();
+            }
+        });
+    }
+
+    /// Call from `Actor::stopped`: leaves the registry (if this activation is still the current
+    /// one), so that the next message activates a fresh actor. actix also runs `stopped` while a
+    /// panic unwinds the actor; that stop is counted as a restart, not a passivation.
+    pub fn stopped(&self) {
+        if let Some(inner) = self.registry.upgrade() {
+            if inner.slots.remove_if(&self.key, |_, s| s.generation == self.generation).is_some() {
+                if std::thread::panicking() {
+                    inner.record_restart(&self.key);
+                } else {
+                    inner.passivations.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+}
+
+/// Counters for benchmarks, metrics and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RegistryStats {
+    pub live: usize,
+    pub activations: u64,
+    pub passivations: u64,
+    pub restarts: u64,
+}
+
+/// Finds or activates the actor of an entity and delivers messages to it. Cheap to clone.
+pub struct Registry<E: Entity> {
+    inner: Arc<Inner<E>>,
+}
+
+impl<E: Entity> Clone for Registry<E> {
+    fn clone(&self) -> Self {
+        Self { inner: self.inner.clone() }
+    }
+}
+
+/// A message is delivered at most this many times when the actor dies under it.
+const MAX_DELIVERY_ATTEMPTS: usize = 3;
+
+impl<E: Entity> Registry<E> {
+    pub fn new(runtime: Arc<ActorRuntime>, deps: E::Deps, config: RegistryConfig) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                runtime,
+                deps,
+                config,
+                slots: DashMap::new(),
+                restarts_by_key: DashMap::new(),
+                next_generation: AtomicU64::new(1),
+                activations: AtomicU64::new(0),
+                passivations: AtomicU64::new(0),
+                restarts: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &RegistryConfig {
+        &self.inner.config
+    }
+
+    pub fn stats(&self) -> RegistryStats {
+        RegistryStats {
+            live: self.inner.slots.len(),
+            activations: self.inner.activations.load(Ordering::Relaxed),
+            passivations: self.inner.passivations.load(Ordering::Relaxed),
+            restarts: self.inner.restarts.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Sends `msg` to the entity's actor and waits for the answer. If the actor turns out to be
+    /// dead, it is replaced by a fresh one (rebuilt from storage) and the message is delivered to
+    /// that one, up to [`MAX_DELIVERY_ATTEMPTS`] times.
+    pub async fn send<M>(&self, key: &E::Key, msg: M) -> Result<M::Result, RegistryError>
+    where
+        M: Message + Clone + Send + 'static,
+        M::Result: Send,
+        E: Handler<M>,
+        E::Context: ToEnvelope<E, M>,
+    {
+        let timeout = self.inner.config.request_timeout;
+        for _ in 0..MAX_DELIVERY_ATTEMPTS {
+            let (addr, generation) = self.address(key)?;
+            match addr.send(msg.clone()).timeout(timeout).await {
+                Ok(answer) => return Ok(answer),
+                Err(MailboxError::Timeout) => return Err(RegistryError::Timeout(timeout)),
+                Err(MailboxError::Closed) => self.on_closed(key, generation),
+            }
+        }
+        Err(RegistryError::Unavailable(format!("{key:?} kept failing")))
+    }
+
+    fn address(&self, key: &E::Key) -> Result<(Addr<E>, u64), RegistryError> {
+        if let Some(slot) = self.inner.slots.get(key) {
+            return Ok((slot.addr.clone(), slot.generation));
+        }
+        if let Some(r) = self.inner.restarts_by_key.get(key) {
+            if r.count > self.inner.config.max_restarts
+                && r.since.elapsed() < self.inner.config.restart_window
+            {
+                return Err(RegistryError::Unavailable(format!(
+                    "{key:?} restarted {} times within {:?}",
+                    r.count, self.inner.config.restart_window
+                )));
+            }
+        }
+        let slot = self.inner.slots.entry(key.clone()).or_insert_with(|| self.start(key));
+        Ok((slot.addr.clone(), slot.generation))
+    }
+
+    fn start(&self, key: &E::Key) -> Slot<E> {
+        let generation = self.inner.next_generation.fetch_add(1, Ordering::Relaxed);
+        let activation = Activation {
+            key: key.clone(),
+            generation,
+            last_active: Instant::now(),
+            registry: Arc::downgrade(&self.inner),
+        };
+        let (k, deps) = (key.clone(), self.inner.deps.clone());
+        let arbiter = self.inner.runtime.arbiter_for(key);
+        let addr = E::start_in_arbiter(arbiter, move |_ctx| E::new(k, deps, activation));
+        self.inner.activations.fetch_add(1, Ordering::Relaxed);
+        Slot { addr, generation }
+    }
+
+    /// The actor behind `generation` closed its mailbox. If it is still registered it did not
+    /// leave through `stopped` (passivation and unwinding both do): it died, so it is a restart.
+    fn on_closed(&self, key: &E::Key, generation: u64) {
+        if self.inner.slots.remove_if(key, |_, s| s.generation == generation).is_some() {
+            self.inner.record_restart(key);
+        }
+    }
+}
+
+impl<E: Entity> Inner<E> {
+    fn record_restart(&self, key: &E::Key) {
+        self.restarts.fetch_add(1, Ordering::Relaxed);
+        let window = self.config.restart_window;
+        let mut r = self
+            .restarts_by_key
+            .entry(key.clone())
+            .or_insert_with(|| Restarts { since: Instant::now(), count: 0 });
+        if r.since.elapsed() >= window {
+            *r = Restarts { since: Instant::now(), count: 0 };
+        }
+        r.count += 1;
+        tracing::warn!(key = ?key, restarts = r.count, "entity actor died; it will be rebuilt from storage");
+    }
+}

@@ -1,0 +1,301 @@
+//! The checkout saga: an orchestrator that turns a cart into a PAID or CANCELLED order.
+//!
+//! Steps, each finished before the next starts:
+//! 1. with an idempotency key, return the order that key already made;
+//! 2. take room in the payment pool (or answer busy);
+//! 3. lease the cart from the Cart side ([`CartPort`]): no second checkout of it meanwhile;
+//! 4. create the order PENDING and publish `ORDER_CREATED`;
+//! 5. charge through the payment pool ([`PaymentGateway`], idempotent per order, retried);
+//! 6. mark the order PAID, or compensate: mark it CANCELLED with the gateway's reason and give
+//!    the cart back untouched;
+//! 7. publish `ORDER_COMPLETED` or `ORDER_CANCELLED`; the Cart side takes the bought items out of
+//!    the cart when it sees `ORDER_COMPLETED`.
+//!
+//! [`CheckoutSaga`] is the supervisor actor: it starts each checkout as its own task, so checkouts
+//! of different carts run concurrently while the pool bounds how many reach payment at once.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use actix::prelude::*;
+use rust_decimal::Decimal;
+
+use crate::model::{NewOrder, Order, OrderEvent, OrderEventType, OrderItem, OrderStatus, PaymentStatus};
+use crate::order::{OrderError, Orders};
+use crate::payment_pool::{PaymentPool, PoolError, PoolPermit};
+use crate::ports::{CartPort, CartPortError, ChargeRequest, EventBus, StoreError};
+use crate::runtime::ActorRuntime;
+
+/// The reason an order gets when payment could not be taken at all.
+pub const PAYMENT_UNAVAILABLE: &str = "Payment service unavailable";
+
+#[derive(Debug, Clone)]
+pub struct SagaConfig {
+    /// Charges asked for at most this many times when the payment side does not answer.
+    pub charge_attempts: u32,
+    pub retry_backoff: Duration,
+    /// Checkout requests waiting to be started; senders wait (up to `request_timeout`) beyond it.
+    pub mailbox_capacity: usize,
+    /// How long a caller waits for a whole checkout.
+    pub request_timeout: Duration,
+}
+
+impl Default for SagaConfig {
+    fn default() -> Self {
+        Self {
+            charge_attempts: 3,
+            retry_backoff: Duration::from_millis(50),
+            mailbox_capacity: 1024,
+            request_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckoutError {
+    #[error("the cart is empty")]
+    EmptyCart,
+    #[error("a checkout of this cart is already in progress")]
+    InProgress,
+    #[error("too many checkouts in progress; try again shortly")]
+    Busy,
+    #[error("checkout could not finish: {0}")]
+    Unavailable(String),
+}
+
+/// Ask the saga to check out `username`'s cart.
+#[derive(Debug, Clone)]
+pub struct Checkout {
+    pub username: String,
+    pub idempotency_key: Option<String>,
+}
+
+impl Message for Checkout {
+    type Result = Result<Order, CheckoutError>;
+}
+
+/// Counters of finished checkouts.
+#[derive(Debug, Default)]
+struct Counters {
+    started: AtomicU64,
+    paid: AtomicU64,
+    cancelled: AtomicU64,
+    failed: AtomicU64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SagaStats {
+    pub started: u64,
+    pub paid: u64,
+    pub cancelled: u64,
+    /// Checkouts that ended with an error (busy, empty cart, unavailable).
+    pub failed: u64,
+}
+
+struct SagaDeps {
+    carts: Arc<dyn CartPort>,
+    orders: Orders,
+    pool: PaymentPool,
+    bus: Arc<dyn EventBus>,
+    config: SagaConfig,
+    counters: Counters,
+}
+
+pub struct CheckoutSaga {
+    deps: Arc<SagaDeps>,
+}
+
+impl Actor for CheckoutSaga {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(self.deps.config.mailbox_capacity);
+    }
+}
+
+impl Supervised for CheckoutSaga {}
+
+impl Handler<Checkout> for CheckoutSaga {
+    type Result = ResponseFuture<Result<Order, CheckoutError>>;
+
+    fn handle(&mut self, msg: Checkout, _ctx: &mut Self::Context) -> Self::Result {
+        let deps = self.deps.clone();
+        Box::pin(async move {
+            deps.counters.started.fetch_add(1, Ordering::Relaxed);
+            let result = run(&deps, msg).await;
+            let counter = match &result {
+                Ok(o) if o.status == OrderStatus::Cancelled => &deps.counters.cancelled,
+                Ok(_) => &deps.counters.paid,
+                Err(_) => &deps.counters.failed,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            result
+        })
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> CheckoutError {
+    CheckoutError::Unavailable(e.to_string())
+}
+
+async fn existing_order(
+    deps: &SagaDeps,
+    username: &str,
+    key: Option<&str>,
+) -> Result<Option<Order>, CheckoutError> {
+    match key {
+        Some(key) => deps.orders.find_by_idempotency_key(username, key).await.map_err(unavailable),
+        None => Ok(None),
+    }
+}
+
+async fn run(deps: &SagaDeps, req: Checkout) -> Result<Order, CheckoutError> {
+    let username = req.username.as_str();
+    let key = req.idempotency_key.as_deref();
+    if let Some(order) = existing_order(deps, username, key).await? {
+        return Ok(order);
+    }
+    let permit = deps.pool.permit().await.map_err(|_| CheckoutError::Busy)?;
+
+    let lease = match deps.carts.begin_checkout(username).await {
+        Ok(lease) => lease,
+        Err(CartPortError::Empty) => return Err(CheckoutError::EmptyCart),
+        Err(CartPortError::CheckoutInProgress) => {
+            // The checkout holding the cart may be this key's first request.
+            return existing_order(deps, username, key).await?.ok_or(CheckoutError::InProgress);
+        }
+        Err(e @ CartPortError::Unavailable(_)) => return Err(unavailable(e)),
+    };
+    let release = || async {
+        if let Err(e) = deps.carts.release_checkout(username, lease.checkout_id).await {
+            tracing::warn!(username, error = %e, "could not release the cart; its lease will lapse");
+        }
+    };
+
+    let items: Vec<OrderItem> = lease.items.iter().map(OrderItem::from).collect();
+    let total_amount = items.iter().map(|i| i.price * Decimal::from(i.quantity)).sum();
+    let new = NewOrder {
+        username: username.to_owned(),
+        items,
+        total_amount,
+        idempotency_key: req.idempotency_key.clone(),
+    };
+    let order = match deps.orders.create(new).await {
+        Ok(order) => order,
+        Err(e) => {
+            release().await;
+            if let OrderError::Store(StoreError::Duplicate(_)) = e {
+                if let Some(order) = existing_order(deps, username, key).await? {
+                    return Ok(order);
+                }
+            }
+            return Err(unavailable(e));
+        }
+    };
+    publish(deps, OrderEvent::new(OrderEventType::OrderCreated, &order, Some(lease.checkout_id))).await;
+
+    let (status, payment_id, reason) = match charge(deps, &permit, &order).await {
+        Ok(r) if r.status == PaymentStatus::Success => (OrderStatus::Paid, Some(r.payment_id), None),
+        Ok(r) => (
+            OrderStatus::Cancelled,
+            Some(r.payment_id),
+            Some(r.failure_reason.unwrap_or_else(|| "Payment declined".to_owned())),
+        ),
+        Err(e) => {
+            tracing::error!(order_id = order.id, error = %e, "payment could not be taken; cancelling");
+            (OrderStatus::Cancelled, None, Some(PAYMENT_UNAVAILABLE.to_owned()))
+        }
+    };
+    drop(permit);
+    let order = deps.orders.transition(order.id, status, payment_id, reason).await.map_err(|e| {
+        tracing::error!(order_id = order.id, error = %e, "order outcome could not be stored");
+        unavailable(e)
+    })?;
+
+    let event_type = if order.status == OrderStatus::Paid {
+        OrderEventType::OrderCompleted
+    } else {
+        release().await;
+        OrderEventType::OrderCancelled
+    };
+    publish(deps, OrderEvent::new(event_type, &order, Some(lease.checkout_id))).await;
+    Ok(order)
+}
+
+async fn charge(
+    deps: &SagaDeps,
+    permit: &PoolPermit,
+    order: &Order,
+) -> Result<crate::model::PaymentReceipt, PoolError> {
+    let request =
+        ChargeRequest { order_id: order.id, username: order.username.clone(), amount: order.total_amount };
+    let mut attempt = 1;
+    loop {
+        match deps.pool.charge(permit, request.clone()).await {
+            Ok(receipt) => return Ok(receipt),
+            Err(e) if attempt >= deps.config.charge_attempts => return Err(e),
+            Err(e) => {
+                tracing::warn!(order_id = order.id, attempt, error = %e, "charge failed; asking again");
+                tokio::time::sleep(deps.config.retry_backoff * attempt).await;
+                attempt += 1;
+            }
+        }
+    }
+}
+
+async fn publish(deps: &SagaDeps, event: OrderEvent) {
+    if let Err(e) = deps.bus.publish(event.clone()).await {
+        tracing::error!(order_id = event.order_id, event = ?event.event_type, error = %e, "event not published");
+    }
+}
+
+/// The handle through which checkouts are started. Cheap to clone.
+#[derive(Clone)]
+pub struct Checkouts {
+    addr: Addr<CheckoutSaga>,
+    deps: Arc<SagaDeps>,
+}
+
+impl Checkouts {
+    pub fn start(
+        runtime: &ActorRuntime,
+        carts: Arc<dyn CartPort>,
+        orders: Orders,
+        pool: PaymentPool,
+        bus: Arc<dyn EventBus>,
+        config: SagaConfig,
+    ) -> Self {
+        let deps = Arc::new(SagaDeps { carts, orders, pool, bus, config, counters: Counters::default() });
+        let d = deps.clone();
+        let addr = Supervisor::start_in_arbiter(runtime.arbiter_for("checkout-saga"), move |_| {
+            CheckoutSaga { deps: d }
+        });
+        Self { addr, deps }
+    }
+
+    pub async fn checkout(
+        &self,
+        username: &str,
+        idempotency_key: Option<String>,
+    ) -> Result<Order, CheckoutError> {
+        let msg = Checkout { username: username.to_owned(), idempotency_key };
+        match self.addr.send(msg).timeout(self.deps.config.request_timeout).await {
+            Ok(result) => result,
+            Err(MailboxError::Timeout) => Err(CheckoutError::Busy),
+            Err(MailboxError::Closed) => {
+                Err(CheckoutError::Unavailable("the checkout saga has stopped".into()))
+            }
+        }
+    }
+
+    pub fn stats(&self) -> SagaStats {
+        let c = &self.deps.counters;
+        SagaStats {
+            started: c.started.load(Ordering::Relaxed),
+            paid: c.paid.load(Ordering::Relaxed),
+            cancelled: c.cancelled.load(Ordering::Relaxed),
+            failed: c.failed.load(Ordering::Relaxed),
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! The command line and its environment fallbacks: one typed struct per command.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use shop_services::auth::Secret;
+use shop_services::db::Service;
+
+#[derive(Parser, Debug)]
+#[command(name = "shop", version, about = "An actor-based e-commerce checkout system")]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// With no command, `shop` runs the embedded system (same as `shop run`).
+    #[command(flatten)]
+    pub run: RunConfig,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Runs all five services in one process: SQLite under the data dir, in-process events.
+    Run(RunConfig),
+}
+
+fn secret(s: &str) -> Result<Secret, String> {
+    if s.is_empty() { Err("must not be empty".into()) } else { Ok(Secret::new(s)) }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RunConfig {
+    /// Where the SQLite databases (one per service) and the generated JWT secret live.
+    #[arg(long, env = "SHOP_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// The address the five services listen on.
+    #[arg(long, env = "SHOP_HOST", default_value = "127.0.0.1")]
+    pub host: IpAddr,
+    #[arg(long, env = "SHOP_AUTH_PORT", default_value_t = 8080)]
+    pub auth_port: u16,
+    #[arg(long, env = "SHOP_PRODUCT_PORT", default_value_t = 8081)]
+    pub product_port: u16,
+    #[arg(long, env = "SHOP_CART_PORT", default_value_t = 8082)]
+    pub cart_port: u16,
+    #[arg(long, env = "SHOP_PAYMENT_PORT", default_value_t = 8083)]
+    pub payment_port: u16,
+    #[arg(long, env = "SHOP_ORDER_PORT", default_value_t = 8084)]
+    pub order_port: u16,
+    /// Database URLs (`sqlite://path`); by default `<data dir>/<service>.db`.
+    #[arg(long, env = "SHOP_AUTH_DATABASE_URL")]
+    pub auth_database_url: Option<String>,
+    #[arg(long, env = "SHOP_PRODUCT_DATABASE_URL")]
+    pub product_database_url: Option<String>,
+    #[arg(long, env = "SHOP_CART_DATABASE_URL")]
+    pub cart_database_url: Option<String>,
+    #[arg(long, env = "SHOP_PAYMENT_DATABASE_URL")]
+    pub payment_database_url: Option<String>,
+    #[arg(long, env = "SHOP_ORDER_DATABASE_URL")]
+    pub order_database_url: Option<String>,
+    /// Secret for HS256 tokens. Embedded mode makes one (kept in the data dir) when unset.
+    #[arg(long, env = "SHOP_JWT_SECRET", hide_env_values = true, value_parser = secret)]
+    pub jwt_secret: Option<Secret>,
+    #[arg(long, env = "SHOP_JWT_TTL_SECS", default_value_t = 86_400)]
+    pub jwt_ttl_secs: u64,
+    /// When set, user `admin` exists with role ADMIN and this password.
+    #[arg(long, env = "SHOP_ADMIN_PASSWORD", hide_env_values = true, value_parser = secret)]
+    pub admin_password: Option<Secret>,
+    #[arg(long, env = "SHOP_BCRYPT_COST", default_value_t = 10, value_parser = clap::value_parser!(u32).range(4..=31))]
+    pub bcrypt_cost: u32,
+    /// Password hashes computed at once (each takes a core while it runs).
+    #[arg(long, env = "SHOP_HASH_CONCURRENCY", default_value_t = 1)]
+    pub hash_concurrency: usize,
+    /// Probability that the mock gateway approves a charge.
+    #[arg(long, env = "SHOP_PAYMENT_SUCCESS_RATE", default_value_t = 0.8)]
+    pub payment_success_rate: f64,
+    /// Makes the mock gateway's outcomes reproducible.
+    #[arg(long, env = "SHOP_PAYMENT_SEED")]
+    pub payment_seed: Option<u64>,
+    #[arg(long, env = "SHOP_PAYMENT_LATENCY_MS", default_value_t = 0)]
+    pub payment_latency_ms: u64,
+    /// Payment actors, each taking one charge at a time.
+    #[arg(long, env = "SHOP_PAYMENT_WORKERS", default_value_t = 16)]
+    pub payment_workers: usize,
+    /// Charges that may wait per payment actor; beyond that checkouts wait, then get 503.
+    #[arg(long, env = "SHOP_PAYMENT_QUEUE", default_value_t = 16)]
+    pub payment_queue: usize,
+    /// Arbiter threads for the actors (default: one per core).
+    #[arg(long, env = "SHOP_ARBITERS")]
+    pub arbiters: Option<usize>,
+    /// Seconds a cart or order actor may sit idle before it is passivated.
+    #[arg(long, env = "SHOP_IDLE_TIMEOUT_SECS", default_value_t = 300)]
+    pub idle_timeout_secs: u64,
+    /// Milliseconds a request waits for a cart or order actor before it gets 503.
+    #[arg(long, env = "SHOP_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
+    pub request_timeout_ms: u64,
+    /// Read connections per SQLite database (writes always use one).
+    #[arg(long, env = "SHOP_DB_READ_CONNECTIONS", default_value_t = 4)]
+    pub db_read_connections: u32,
+}
+
+impl RunConfig {
+    /// The defaults, as `shop run` with no flags and no environment would have them.
+    pub fn defaults() -> Self {
+        Cli::parse_from(["shop"]).run
+    }
+
+    pub fn port(&self, service: Service) -> u16 {
+        match service {
+            Service::Auth => self.auth_port,
+            Service::Product => self.product_port,
+            Service::Cart => self.cart_port,
+            Service::Payment => self.payment_port,
+            Service::Order => self.order_port,
+        }
+    }
+
+    pub fn set_port(&mut self, service: Service, port: u16) {
+        match service {
+            Service::Auth => self.auth_port = port,
+            Service::Product => self.product_port = port,
+            Service::Cart => self.cart_port = port,
+            Service::Payment => self.payment_port = port,
+            Service::Order => self.order_port = port,
+        }
+    }
+
+    pub fn database_url(&self, service: Service) -> Option<&str> {
+        match service {
+            Service::Auth => self.auth_database_url.as_deref(),
+            Service::Product => self.product_database_url.as_deref(),
+            Service::Cart => self.cart_database_url.as_deref(),
+            Service::Payment => self.payment_database_url.as_deref(),
+            Service::Order => self.order_database_url.as_deref(),
+        }
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs)
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+}

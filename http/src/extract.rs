@@ -1,0 +1,61 @@
+//! Extractors whose rejections are [`ApiError`]s, and the bearer-token caller.
+
+use axum::extract::{FromRef, FromRequest, FromRequestParts};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use shop_services::auth::{Claims, JwtKeys, Role};
+
+use crate::error::ApiError;
+
+/// `axum::Json`, but a malformed body gets the same problem+json as every other error.
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct ApiJson<T>(pub T);
+
+/// `axum::extract::Path`, with problem+json rejections.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct ApiPath<T>(pub T);
+
+/// The authenticated caller, from `Authorization: Bearer <JWT>`.
+#[derive(Debug, Clone)]
+pub struct Caller(pub Claims);
+
+impl Caller {
+    pub fn username(&self) -> &str {
+        &self.0.sub
+    }
+
+    /// Refuses (403) a caller whose role is not among `roles`.
+    pub fn require(&self, roles: &[Role]) -> Result<(), ApiError> {
+        if roles.contains(&self.0.role) {
+            Ok(())
+        } else {
+            let wanted: Vec<_> = roles.iter().map(|r| r.as_str()).collect();
+            Err(ApiError::forbidden(format!("this needs role {}", wanted.join(" or "))))
+        }
+    }
+}
+
+impl<S> FromRequestParts<S> for Caller
+where
+    JwtKeys: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer <token> header"))?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| ApiError::unauthorized("the Authorization header must be 'Bearer <token>'"))?;
+        Ok(Caller(JwtKeys::from_ref(state).verify(token)?))
+    }
+}

@@ -1,0 +1,72 @@
+use axum::extract::{FromRef, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post, put};
+use axum::{Json, Router};
+use serde::Deserialize;
+use shop_services::auth::JwtKeys;
+use shop_services::cart::{CartService, CartView};
+
+use crate::error::ApiResult;
+use crate::extract::{ApiJson, ApiPath, Caller};
+
+#[derive(Clone, FromRef)]
+pub struct CartState {
+    pub carts: CartService,
+    pub keys: JwtKeys,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct AddRequest {
+    product_id: i64,
+    quantity: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QuantityRequest {
+    quantity: i64,
+}
+
+pub fn router(state: CartState) -> Router {
+    let routes = Router::new()
+        .route("/api/cart", get(show).delete(clear))
+        .route("/api/cart/add", post(add))
+        .route("/api/cart/items/{product_id}", put(set_quantity))
+        .route("/api/cart/items/{product_id}", delete(remove));
+    super::finish("cart", routes, state)
+}
+
+async fn show(State(carts): State<CartService>, caller: Caller) -> ApiResult<Json<CartView>> {
+    Ok(Json(carts.get(caller.username()).await?))
+}
+
+async fn add(
+    State(carts): State<CartService>,
+    caller: Caller,
+    ApiJson(req): ApiJson<AddRequest>,
+) -> ApiResult<Json<CartView>> {
+    Ok(Json(carts.add(caller.username(), req.product_id, req.quantity).await?))
+}
+
+async fn set_quantity(
+    State(carts): State<CartService>,
+    caller: Caller,
+    ApiPath(product_id): ApiPath<i64>,
+    ApiJson(req): ApiJson<QuantityRequest>,
+) -> ApiResult<Json<CartView>> {
+    Ok(Json(carts.set_quantity(caller.username(), product_id, req.quantity).await?))
+}
+
+async fn remove(
+    State(carts): State<CartService>,
+    caller: Caller,
+    ApiPath(product_id): ApiPath<i64>,
+) -> ApiResult<Json<CartView>> {
+    Ok(Json(carts.remove(caller.username(), product_id).await?))
+}
+
+async fn clear(State(carts): State<CartService>, caller: Caller) -> ApiResult<StatusCode> {
+    carts.clear(caller.username()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,323 @@
+//! Auth: users, BCrypt passwords and HS256 JWTs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+
+use crate::db::{SqliteDb, is_unique_violation};
+use crate::error::{ServiceError, ServiceResult};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Role {
+    User,
+    Admin,
+    /// Another service of the system (the Order service calling Payment, say). Never stored.
+    Service,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::User => "USER",
+            Role::Admin => "ADMIN",
+            Role::Service => "SERVICE",
+        }
+    }
+
+    fn parse(s: &str) -> ServiceResult<Self> {
+        match s {
+            "USER" => Ok(Role::User),
+            "ADMIN" => Ok(Role::Admin),
+            other => Err(ServiceError::Internal(format!("stored role {other:?}"))),
+        }
+    }
+}
+
+/// What a token says about its bearer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The username.
+    pub sub: String,
+    pub role: Role,
+    pub iat: i64,
+    pub exp: i64,
+}
+
+/// A secret that does not print.
+#[derive(Clone)]
+pub struct Secret(Arc<str>);
+
+impl Secret {
+    pub fn new(s: impl Into<Arc<str>>) -> Self {
+        Self(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Signs and checks HS256 tokens.
+#[derive(Clone)]
+pub struct JwtKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    ttl: Duration,
+}
+
+impl JwtKeys {
+    pub fn new(secret: &Secret, ttl: Duration) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 5;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        Self {
+            encoding: EncodingKey::from_secret(secret.expose().as_bytes()),
+            decoding: DecodingKey::from_secret(secret.expose().as_bytes()),
+            validation,
+            ttl,
+        }
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    pub fn issue(&self, username: &str, role: Role) -> ServiceResult<String> {
+        let now = Utc::now().timestamp();
+        let ttl = i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX / 2);
+        self.sign(&Claims { sub: username.to_owned(), role, iat: now, exp: now.saturating_add(ttl) })
+    }
+
+    pub fn sign(&self, claims: &Claims) -> ServiceResult<String> {
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
+            .map_err(|e| ServiceError::Internal(format!("signing a token: {e}")))
+    }
+
+    pub fn verify(&self, token: &str) -> ServiceResult<Claims> {
+        use jsonwebtoken::errors::ErrorKind;
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map(|d| d.claims).map_err(|e| {
+            ServiceError::Unauthorized(match e.kind() {
+                ErrorKind::ExpiredSignature => "the token has expired".to_owned(),
+                ErrorKind::InvalidSignature => "the token's signature is not valid".to_owned(),
+                _ => format!("the token is not valid: {e}"),
+            })
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct User {
+    pub id: i64,
+    pub username: String,
+    pub email: String,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub username: String,
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoginResponse {
+    pub token: String,
+    pub token_type: &'static str,
+    /// Seconds until the token expires.
+    pub expires_in: u64,
+    pub username: String,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    pub bcrypt_cost: u32,
+    /// Password hashes computed at once. Hashing is slow by design; bounding it keeps a login
+    /// flood from taking every core away from checkouts.
+    pub hash_concurrency: usize,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self { bcrypt_cost: bcrypt::DEFAULT_COST, hash_concurrency: 1 }
+    }
+}
+
+#[derive(Clone)]
+pub struct AuthService {
+    db: SqliteDb,
+    keys: JwtKeys,
+    cost: u32,
+    hashing: Arc<Semaphore>,
+    /// Compared against when the user does not exist, so that an unknown username costs as much
+    /// time as a wrong password and the two cannot be told apart.
+    dummy_hash: Arc<str>,
+}
+
+impl AuthService {
+    pub async fn new(db: SqliteDb, keys: JwtKeys, config: &AuthConfig) -> ServiceResult<Self> {
+        let hashing = Arc::new(Semaphore::new(config.hash_concurrency.max(1)));
+        let cost = config.bcrypt_cost;
+        let dummy = hash_blocking(hashing.clone(), "not a real password".into(), cost).await?;
+        Ok(Self { db, keys, cost, hashing, dummy_hash: dummy.into() })
+    }
+
+    pub fn keys(&self) -> &JwtKeys {
+        &self.keys
+    }
+
+    pub async fn register(&self, new: NewUser) -> ServiceResult<User> {
+        validate_new_user(&new)?;
+        let hash = hash_blocking(self.hashing.clone(), new.password, self.cost).await?;
+        self.insert(&new.username, &new.email, &hash, Role::User).await
+    }
+
+    async fn insert(&self, username: &str, email: &str, hash: &str, role: Role) -> ServiceResult<User> {
+        let created_at = Utc::now();
+        let result = sqlx::query(
+            "INSERT INTO users (username, email, password, role, created_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(username)
+        .bind(email)
+        .bind(hash)
+        .bind(role.as_str())
+        .bind(created_at)
+        .execute(&self.db.write)
+        .await;
+        match result {
+            Ok(done) => Ok(User {
+                id: done.last_insert_rowid(),
+                username: username.to_owned(),
+                email: email.to_owned(),
+                role,
+                created_at,
+            }),
+            Err(e) if is_unique_violation(&e) => {
+                Err(ServiceError::Conflict("that username or email is already registered".into()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn login(&self, username: &str, password: &str) -> ServiceResult<LoginResponse> {
+        let row: Option<(String, String)> = sqlx::query_as("SELECT password, role FROM users WHERE username = ?")
+            .bind(username)
+            .fetch_optional(&self.db.read)
+            .await?;
+        let (hash, role) = match &row {
+            Some((hash, role)) => (hash.clone(), Some(role.clone())),
+            None => (self.dummy_hash.to_string(), None),
+        };
+        let ok = verify_blocking(self.hashing.clone(), password.to_owned(), hash).await?;
+        let role = match (ok, role) {
+            (true, Some(role)) => Role::parse(&role)?,
+            _ => return Err(ServiceError::Unauthorized("invalid username or password".into())),
+        };
+        Ok(LoginResponse {
+            token: self.keys.issue(username, role)?,
+            token_type: "Bearer",
+            expires_in: self.keys.ttl().as_secs(),
+            username: username.to_owned(),
+            role,
+        })
+    }
+
+    pub async fn find(&self, username: &str) -> ServiceResult<User> {
+        let row: Option<(i64, String, String, String, DateTime<Utc>)> =
+            sqlx::query_as("SELECT id, username, email, role, created_at FROM users WHERE username = ?")
+                .bind(username)
+                .fetch_optional(&self.db.read)
+                .await?;
+        let (id, username, email, role, created_at) =
+            row.ok_or_else(|| ServiceError::NotFound(format!("user {username} not found")))?;
+        Ok(User { id, username, email, role: Role::parse(&role)?, created_at })
+    }
+
+    /// Makes sure user `admin` exists with role ADMIN and this password.
+    pub async fn ensure_admin(&self, password: &str) -> ServiceResult<()> {
+        if password.len() < 8 {
+            return Err(ServiceError::Invalid("SHOP_ADMIN_PASSWORD must have at least 8 characters".into()));
+        }
+        let hash = hash_blocking(self.hashing.clone(), password.to_owned(), self.cost).await?;
+        let updated = sqlx::query("UPDATE users SET password = ?, role = 'ADMIN' WHERE username = 'admin'")
+            .bind(&hash)
+            .execute(&self.db.write)
+            .await?;
+        if updated.rows_affected() == 0 {
+            self.insert("admin", "admin@shop.local", &hash, Role::Admin).await?;
+        }
+        Ok(())
+    }
+}
+
+fn validate_new_user(u: &NewUser) -> ServiceResult<()> {
+    let name_ok = (3..=50).contains(&u.username.len())
+        && u.username.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if !name_ok {
+        return Err(ServiceError::Invalid(
+            "username must be 3 to 50 characters: letters, digits, '_', '-' or '.'".into(),
+        ));
+    }
+    let email_ok = u.email.len() <= 100
+        && u.email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
+        })
+        && !u.email.chars().any(char::is_whitespace);
+    if !email_ok {
+        return Err(ServiceError::Invalid("email must be a valid address of at most 100 characters".into()));
+    }
+    // BCrypt reads at most 72 bytes; a longer password would be silently truncated.
+    if !(8..=72).contains(&u.password.len()) {
+        return Err(ServiceError::Invalid("password must be 8 to 72 bytes long".into()));
+    }
+    Ok(())
+}
+
+async fn hash_blocking(permits: Arc<Semaphore>, password: String, cost: u32) -> ServiceResult<String> {
+    let _permit = permits.acquire_owned().await.map_err(|e| ServiceError::Internal(e.to_string()))?;
+    tokio::task::spawn_blocking(move || bcrypt::hash(password, cost))
+        .await
+        .map_err(|e| ServiceError::Internal(format!("hashing task: {e}")))?
+        .map_err(|e| ServiceError::Internal(format!("hashing: {e}")))
+}
+
+async fn verify_blocking(permits: Arc<Semaphore>, password: String, hash: String) -> ServiceResult<bool> {
+    let _permit = permits.acquire_owned().await.map_err(|e| ServiceError::Internal(e.to_string()))?;
+    tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash))
+        .await
+        .map_err(|e| ServiceError::Internal(format!("hashing task: {e}")))?
+        .map_err(|e| ServiceError::Internal(format!("checking a password: {e}")))
+}
+
+/// The JWT secret of embedded mode when none is configured: made once, kept in `path`, so that
+/// tokens stay valid across restarts.
+pub fn load_or_create_secret(path: &std::path::Path) -> ServiceResult<Secret> {
+    use rand::Rng;
+    match std::fs::read_to_string(path) {
+        Ok(s) if s.trim().len() >= 32 => return Ok(Secret::new(s.trim())),
+        Ok(_) => return Err(ServiceError::Invalid(format!("{} holds too short a secret", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(ServiceError::Internal(format!("reading {}: {e}", path.display()))),
+    }
+    let mut bytes = [0u8; 32];
+    rand::rng().fill(&mut bytes);
+    let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::write(path, &secret).map_err(|e| ServiceError::Internal(format!("writing {}: {e}", path.display())))?;
+    Ok(Secret::new(secret))
+}

@@ -1,0 +1,93 @@
+//! The services' one error type. The HTTP layer maps each variant to a status code once.
+
+use shop_actors::ports::StoreError;
+use shop_actors::registry::RegistryError;
+use shop_actors::{CartError, CheckoutError, OrderError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The request is malformed or breaks a rule (400).
+    #[error("{0}")]
+    Invalid(String),
+    /// Missing, expired or wrong credentials (401).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Authenticated, but not allowed (403).
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// The request contradicts current state: taken username, wrong status transition (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// Too much going on right now; the client may retry shortly (503).
+    #[error("{0}")]
+    Busy(String),
+    /// Something behind the service failed. The text goes to the log, never to the client.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+pub type ServiceResult<T> = Result<T, ServiceError>;
+
+impl From<sqlx::Error> for ServiceError {
+    fn from(e: sqlx::Error) -> Self {
+        ServiceError::Internal(format!("database: {e}"))
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for ServiceError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        ServiceError::Internal(format!("migration: {e}"))
+    }
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(m) => ServiceError::Busy(format!("concurrent update, please retry ({m})")),
+            StoreError::Duplicate(m) => ServiceError::Conflict(m),
+            StoreError::Unavailable(m) => ServiceError::Internal(m),
+        }
+    }
+}
+
+impl From<RegistryError> for ServiceError {
+    fn from(e: RegistryError) -> Self {
+        ServiceError::Busy(e.to_string())
+    }
+}
+
+impl From<CartError> for ServiceError {
+    fn from(e: CartError) -> Self {
+        match e {
+            CartError::NotInCart(_) => ServiceError::NotFound(e.to_string()),
+            CartError::QuantityOutOfRange(_) | CartError::Empty => ServiceError::Invalid(e.to_string()),
+            CartError::CheckoutInProgress => ServiceError::Conflict(e.to_string()),
+            CartError::Store(s) => s.into(),
+            CartError::Registry(r) => r.into(),
+        }
+    }
+}
+
+impl From<OrderError> for ServiceError {
+    fn from(e: OrderError) -> Self {
+        match e {
+            OrderError::NotFound(_) => ServiceError::NotFound(e.to_string()),
+            OrderError::InvalidTransition { .. } => ServiceError::Conflict(e.to_string()),
+            OrderError::Store(s) => s.into(),
+            OrderError::Registry(r) => r.into(),
+        }
+    }
+}
+
+impl From<CheckoutError> for ServiceError {
+    fn from(e: CheckoutError) -> Self {
+        match e {
+            CheckoutError::EmptyCart => ServiceError::Invalid("the cart is empty: add items before checking out".into()),
+            CheckoutError::InProgress => ServiceError::Conflict(e.to_string()),
+            CheckoutError::Busy => ServiceError::Busy(e.to_string()),
+            CheckoutError::Unavailable(m) => ServiceError::Internal(m),
+        }
+    }
+}

@@ -1,0 +1,45 @@
+//! Money rules shared by the services: exact decimals with at most two places.
+
+use rust_decimal::Decimal;
+
+use crate::error::{ServiceError, ServiceResult};
+
+/// The largest amount a `DECIMAL(10,2)` column holds.
+pub fn max_amount() -> Decimal {
+    Decimal::new(99_999_999_99, 2)
+}
+
+/// Checks that `value` is a positive amount with at most two decimal places that fits
+/// `DECIMAL(10,2)`, and returns it with exactly two places.
+pub fn positive_amount(field: &str, value: Decimal) -> ServiceResult<Decimal> {
+    if value.normalize().scale() > 2 {
+        return Err(ServiceError::Invalid(format!("{field} must have at most two decimal places (got {value})")));
+    }
+    if value <= Decimal::ZERO || value > max_amount() {
+        return Err(ServiceError::Invalid(format!("{field} must be greater than 0 and at most {}", max_amount())));
+    }
+    let mut v = value;
+    v.rescale(2);
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    fn d(s: &str) -> Decimal {
+        Decimal::from_str(s).expect("decimal")
+    }
+
+    #[test]
+    fn two_places_at_most() {
+        assert_eq!(positive_amount("price", d("10")).expect("ok").to_string(), "10.00");
+        assert_eq!(positive_amount("price", d("10.500")).expect("ok").to_string(), "10.50");
+        assert!(positive_amount("price", d("10.555")).is_err());
+        assert!(positive_amount("price", d("0")).is_err());
+        assert!(positive_amount("price", d("-1.00")).is_err());
+        assert!(positive_amount("price", d("100000000.00")).is_err());
+        assert!(positive_amount("price", d("99999999.99")).is_ok());
+    }
+}

@@ -1,1 +1,451 @@
+//! End-to-end tests: the embedded system over real HTTP, as a REST client uses it.
 
+mod common;
+
+use std::str::FromStr;
+
+use common::{PASSWORD, TestApp, id_of, quantity_of};
+use reqwest::Method;
+use rust_decimal::Decimal;
+use serde_json::{Value, json};
+use shop_actors::model::OrderEventType;
+use shop_services::auth::{Claims, JwtKeys, Role, Secret};
+use shop_services::db::Service;
+use shop_services::payment::FAILURE_REASONS;
+
+const LAPTOP: i64 = 1;
+const MOUSE: i64 = 2;
+
+fn money(v: &Value) -> Decimal {
+    Decimal::from_str(&v.to_string()).unwrap_or_else(|e| panic!("{v} is not money: {e}"))
+}
+
+#[tokio::test]
+async fn success_flow_pays_publishes_and_empties_the_cart() {
+    let t = TestApp::spawn_with(|c| c.payment_success_rate = 1.0).await;
+    let john = t.user("john").await;
+    t.add(&john, LAPTOP, 2).await.ok(200);
+    let cart = t.add(&john, MOUSE, 3).await.ok(200).clone();
+    assert_eq!(money(&cart["totalAmount"]), Decimal::from_str("2089.95").expect("dec"));
+    assert_eq!(cart["items"][1]["subtotal"].to_string(), "89.97");
+
+    let order = t.checkout(&john).await.ok(201).clone();
+    assert_eq!(order["status"], "PAID");
+    assert_eq!(order["username"], "john");
+    assert_eq!(order["totalAmount"].to_string(), "2089.95");
+    assert_eq!(order["items"].as_array().map(Vec::len), Some(2));
+    assert!(order["failureReason"].is_null());
+    let order_id = id_of(&order);
+
+    let admin = t.admin().await;
+    let path = format!("/api/payments/order/{order_id}");
+    let payment = t.call(Service::Payment, Method::GET, &path, Some(&admin), None).await.ok(200).clone();
+    assert_eq!(payment["status"], "SUCCESS");
+    assert_eq!(payment["id"], order["paymentId"]);
+    assert_eq!(payment["amount"].to_string(), "2089.95");
+    let txn = payment["transactionId"].as_str().expect("a transaction id");
+    assert!(txn.starts_with("TXN_") && txn.len() > 4, "{txn}");
+
+    assert_eq!(t.outcome_events(order_id), vec![OrderEventType::OrderCompleted]);
+    assert!(t.events_of(order_id).iter().any(|e| e.event_type == OrderEventType::OrderCreated));
+    let cart = t.cart(&john).await;
+    assert_eq!(cart["items"], json!([]));
+    assert_eq!(money(&cart["totalAmount"]), Decimal::ZERO);
+
+    let mine = t.call(Service::Order, Method::GET, "/api/orders", Some(&john), None).await.ok(200).clone();
+    assert_eq!(mine.as_array().map(Vec::len), Some(1));
+    let one =
+        t.call(Service::Order, Method::GET, &format!("/api/orders/{order_id}"), Some(&john), None).await;
+    assert_eq!(one.ok(200)["status"], "PAID");
+}
+
+#[tokio::test]
+async fn failure_flow_cancels_keeps_the_cart_and_a_retry_can_succeed() {
+    let t = TestApp::spawn_with(|c| c.payment_success_rate = 0.5).await;
+    let jane = t.user("jane").await;
+    t.add(&jane, MOUSE, 2).await.ok(200);
+    let before = t.cart(&jane).await;
+
+    // At rate 0.5 the outcomes alternate unpredictably: go on until a success has followed a
+    // failure (a success before any failure empties the cart, so it is filled again).
+    let mut cancelled = 0;
+    let mut paid_after_failure = 0;
+    for _ in 0..40 {
+        let order = t.checkout(&jane).await.ok(201).clone();
+        let order_id = id_of(&order);
+        if order["status"] == "CANCELLED" {
+            cancelled += 1;
+            let reason = order["failureReason"].as_str().expect("a reason");
+            assert!(FAILURE_REASONS.contains(&reason), "{reason}");
+            let events = t.events_of(order_id);
+            let event =
+                events.iter().find(|e| e.event_type == OrderEventType::OrderCancelled).expect("published");
+            assert_eq!(event.reason.as_deref(), Some(reason));
+            assert_eq!(t.outcome_events(order_id), vec![OrderEventType::OrderCancelled]);
+            assert_eq!(t.cart(&jane).await, before, "a failed payment must leave the cart intact");
+        } else {
+            assert_eq!(order["status"], "PAID");
+            assert_eq!(t.outcome_events(order_id), vec![OrderEventType::OrderCompleted]);
+            assert_eq!(t.cart(&jane).await["items"], json!([]));
+            if cancelled > 0 {
+                paid_after_failure += 1;
+                break;
+            }
+            t.add(&jane, MOUSE, 2).await.ok(200);
+        }
+    }
+    assert_eq!(paid_after_failure, 1, "no retry after a failure succeeded in 40 tries");
+}
+
+#[tokio::test]
+async fn two_hundred_checkouts_pay_about_eighty_percent_and_keep_the_invariants() {
+    let t = TestApp::spawn().await;
+    let names: Vec<String> = (0..20).map(|i| format!("load{i}")).collect();
+    let users: Vec<String> = futures::future::join_all(names.iter().map(|n| t.user(n))).await;
+    let runs = users.iter().map(|token| async {
+        let mut statuses = Vec::new();
+        for _ in 0..10 {
+            t.add(token, MOUSE, 1).await.ok(200);
+            let order = t.checkout(token).await.ok(201).clone();
+            statuses.push(order["status"].as_str().unwrap_or_default().to_owned());
+        }
+        statuses
+    });
+    let statuses: Vec<String> = futures::future::join_all(runs).await.into_iter().flatten().collect();
+    assert_eq!(statuses.len(), 200);
+    let paid = statuses.iter().filter(|s| *s == "PAID").count();
+    assert!((140..=180).contains(&paid), "{paid} of 200 paid at rate 0.8");
+    assert_eq!(statuses.iter().filter(|s| *s == "CANCELLED").count(), 200 - paid);
+
+    let dbs = t.app.databases();
+    let report =
+        shop_services::audit::audit(&dbs.product, &dbs.payment, &dbs.order).await.expect("audit runs");
+    assert!(report.is_clean(), "{:?}", report.violations);
+    assert_eq!((report.orders, report.payments), (200, 200));
+    assert_eq!(report.orders_by_status.get("PAID").copied(), Some(i64::try_from(paid).expect("fits")));
+    assert_eq!(
+        report.payments_by_status.get("SUCCESS").copied(),
+        report.orders_by_status.get("PAID").copied()
+    );
+    assert_eq!(
+        report.payments_by_status.get("FAILED").copied(),
+        report.orders_by_status.get("CANCELLED").copied()
+    );
+}
+
+#[tokio::test]
+async fn a_hundred_concurrent_adds_all_count() {
+    let t = TestApp::spawn().await;
+    let eve = t.user("eve").await;
+    let adds = (0..100).map(|i| t.add(&eve, if i % 2 == 0 { MOUSE } else { LAPTOP }, 1));
+    for reply in futures::future::join_all(adds).await {
+        reply.ok(200);
+    }
+    let cart = t.cart(&eve).await;
+    assert_eq!((quantity_of(&cart, MOUSE), quantity_of(&cart, LAPTOP)), (50, 50));
+    assert_eq!(money(&cart["totalAmount"]), Decimal::from_str("51499.00").expect("dec"));
+}
+
+#[tokio::test]
+async fn ten_concurrent_checkouts_of_one_cart_pay_once() {
+    let t = TestApp::spawn_with(|c| c.payment_success_rate = 1.0).await;
+    let max = t.user("max").await;
+    t.add(&max, LAPTOP, 1).await.ok(200);
+    let replies = futures::future::join_all((0..10).map(|_| t.checkout(&max))).await;
+    let paid: Vec<&Reply> = replies.iter().filter(|r| r.status.as_u16() == 201).collect();
+    assert_eq!(paid.len(), 1, "{replies:?}");
+    assert_eq!(paid[0].body["status"], "PAID");
+    for r in replies.iter().filter(|r| r.status.as_u16() != 201) {
+        let status = r.status.as_u16();
+        assert!(status == 409 || status == 400, "{r:?}");
+        r.problem(status);
+    }
+    let dbs = t.app.databases();
+    let report = shop_services::audit::audit(&dbs.product, &dbs.payment, &dbs.order).await.expect("audit");
+    assert_eq!((report.orders, report.payments), (1, 1));
+    assert!(report.is_clean(), "{:?}", report.violations);
+}
+
+use common::Reply;
+
+#[tokio::test]
+async fn the_same_idempotency_key_returns_the_same_order() {
+    let t = TestApp::spawn_with(|c| c.payment_success_rate = 1.0).await;
+    let kim = t.user("kim").await;
+    t.add(&kim, MOUSE, 1).await.ok(200);
+    let place = || async {
+        let resp = t
+            .client
+            .post(t.url(Service::Order, "/api/orders"))
+            .bearer_auth(&kim)
+            .header("Idempotency-Key", "order-kim-1")
+            .send()
+            .await
+            .expect("sent");
+        TestApp::reply(resp).await
+    };
+    let first = place().await.ok(201).clone();
+    t.add(&kim, LAPTOP, 1).await.ok(200);
+    let again = place().await.ok(201).clone();
+    assert_eq!(first, again);
+    assert_eq!(quantity_of(&t.cart(&kim).await, LAPTOP), 1, "the repeat checked nothing out");
+    let report = {
+        let dbs = t.app.databases();
+        shop_services::audit::audit(&dbs.product, &dbs.payment, &dbs.order).await.expect("audit")
+    };
+    assert_eq!(report.payments, 1);
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_with_a_problem_and_changes_nothing() {
+    let t = TestApp::spawn_with(|c| c.payment_success_rate = 1.0).await;
+    let bob = t.user("bob").await;
+    let admin = t.admin().await;
+    t.add(&bob, MOUSE, 2).await.ok(200);
+    let cart_before = t.cart(&bob).await;
+    let products_before = t.products().await;
+
+    // Malformed JSON and missing or wrong fields.
+    t.raw(Service::Cart, Method::POST, "/api/cart/add", Some(&bob), "{\"productId\": 1,").await.problem(400);
+    t.raw(Service::Cart, Method::POST, "/api/cart/add", Some(&bob), "{\"productId\": 1}").await.problem(400);
+    t.raw(Service::Cart, Method::POST, "/api/cart/add", Some(&bob), "{\"quantity\": 1}").await.problem(400);
+    t.raw(Service::Cart, Method::POST, "/api/cart/add", Some(&bob), "[]").await.problem(400);
+    t.raw(Service::Cart, Method::POST, "/api/cart/add", Some(&bob), "{\"productId\":\"x\",\"quantity\":1}")
+        .await
+        .problem(400);
+    // Quantities: zero, negative, absurd, beyond a line's limit, beyond stock.
+    for q in ["0", "-1", "1e30", "99999999999999999999", "2.5", "1001"] {
+        let body = format!("{{\"productId\": 2, \"quantity\": {q}}}");
+        t.raw(Service::Cart, Method::POST, "/api/cart/add", Some(&bob), &body).await.problem(400);
+    }
+    t.add(&bob, LAPTOP, 51).await.problem(409);
+    let put = |q: i64| {
+        t.call(Service::Cart, Method::PUT, "/api/cart/items/2", Some(&bob), Some(json!({"quantity": q})))
+    };
+    put(-3).await.problem(400);
+    t.call(Service::Cart, Method::PUT, "/api/cart/items/99", Some(&bob), Some(json!({"quantity": 1})))
+        .await
+        .problem(404);
+    t.call(Service::Cart, Method::DELETE, "/api/cart/items/abc", Some(&bob), None).await.problem(400);
+    // Unknown product.
+    t.add(&bob, 999, 1).await.problem(404);
+    t.call(Service::Product, Method::GET, "/api/products/999", None, None).await.problem(404);
+
+    // A price with three decimals, a negative price, a missing name: refused, catalog unchanged.
+    for body in [
+        json!({"name": "Cable", "price": 9.999, "stock": 5}),
+        json!({"name": "Cable", "price": "9.999", "stock": 5}),
+        json!({"name": "Cable", "price": -1, "stock": 5}),
+        json!({"name": "", "price": 1, "stock": 5}),
+        json!({"name": "Cable", "price": 1, "stock": -5}),
+        json!({"price": 1, "stock": 5}),
+    ] {
+        t.call(Service::Product, Method::POST, "/api/products", Some(&admin), Some(body)).await.problem(400);
+    }
+
+    // Tokens: none, malformed, expired, signed with another secret.
+    t.call(Service::Cart, Method::GET, "/api/cart", None, None).await.problem(401);
+    t.call(Service::Cart, Method::GET, "/api/cart", Some("not-a-jwt"), None).await.problem(401);
+    let now = chrono::Utc::now().timestamp();
+    let ours = JwtKeys::new(&Secret::new(common::JWT_SECRET), std::time::Duration::from_secs(60));
+    let expired = ours
+        .sign(&Claims { sub: "bob".into(), role: Role::User, iat: now - 7200, exp: now - 3600 })
+        .expect("sign");
+    let detail = t.call(Service::Cart, Method::GET, "/api/cart", Some(&expired), None).await.problem(401);
+    assert!(detail.contains("expired"), "{detail}");
+    let theirs = JwtKeys::new(
+        &Secret::new("some-other-secret-entirely-0123456789"),
+        std::time::Duration::from_secs(60),
+    );
+    let forged = theirs.issue("bob", Role::Admin).expect("sign");
+    t.call(Service::Cart, Method::GET, "/api/cart", Some(&forged), None).await.problem(401);
+    t.call(
+        Service::Product,
+        Method::POST,
+        "/api/products",
+        Some(&forged),
+        Some(json!({"name":"X","price":1,"stock":1})),
+    )
+    .await
+    .problem(401);
+
+    // A USER on ADMIN and service-only endpoints.
+    let product = json!({"name": "Cable", "price": 9.99, "stock": 5});
+    t.call(Service::Product, Method::POST, "/api/products", Some(&bob), Some(product)).await.problem(403);
+    t.call(Service::Product, Method::DELETE, "/api/products/1", Some(&bob), None).await.problem(403);
+    let charge = json!({"orderId": 1, "userId": 1, "amount": 10});
+    t.call(Service::Payment, Method::POST, "/api/payments/process", Some(&bob), Some(charge))
+        .await
+        .problem(403);
+    t.call(Service::Payment, Method::GET, "/api/payments/order/1", Some(&bob), None).await.problem(403);
+
+    // Registration and login.
+    t.register("bob").await.problem(409);
+    let bad = json!({"username": "x", "email": "nope", "password": "short"});
+    t.call(Service::Auth, Method::POST, "/api/auth/register", None, Some(bad)).await.problem(400);
+    let unknown = t.login("nobody", PASSWORD).await;
+    let wrong = t.login("bob", "wrong-password").await;
+    assert_eq!(unknown.problem(401), wrong.problem(401), "unknown user and wrong password must look alike");
+
+    // Unknown endpoints and methods.
+    t.call(Service::Cart, Method::GET, "/api/nothing", Some(&bob), None).await.problem(404);
+    t.call(Service::Cart, Method::PATCH, "/api/cart", Some(&bob), None).await.problem(405);
+
+    assert_eq!(t.cart(&bob).await, cart_before, "bad input changed the cart");
+    assert_eq!(t.products().await, products_before, "bad input changed the catalog");
+
+    // Checkout of an empty cart; another user's order.
+    let amy = t.user("amy").await;
+    t.checkout(&amy).await.problem(400);
+    let order = t.checkout(&bob).await.ok(201).clone();
+    let path = format!("/api/orders/{}", id_of(&order));
+    t.call(Service::Order, Method::GET, &path, Some(&amy), None).await.problem(404);
+    t.call(Service::Order, Method::GET, "/api/orders/424242", Some(&bob), None).await.problem(404);
+    assert_eq!(
+        t.call(Service::Order, Method::GET, "/api/orders", Some(&amy), None).await.ok(200),
+        &json!([]),
+        "amy sees none of bob's orders"
+    );
+}
+
+async fn set_status(t: &TestApp, path: &str, token: &str, status: &str) -> Reply {
+    t.call(Service::Order, Method::PUT, path, Some(token), Some(json!({ "status": status }))).await
+}
+
+#[tokio::test]
+async fn admins_move_orders_forward_only() {
+    let t = TestApp::spawn_with(|c| c.payment_success_rate = 1.0).await;
+    let ann = t.user("ann").await;
+    let admin = t.admin().await;
+    t.add(&ann, MOUSE, 1).await.ok(200);
+    let order = t.checkout(&ann).await.ok(201).clone();
+    let path = format!("/api/orders/{}/status", id_of(&order));
+    set_status(&t, &path, &ann, "SHIPPED").await.problem(403);
+    set_status(&t, &path, &admin, "DELIVERED").await.problem(409);
+    set_status(&t, &path, &admin, "BOGUS").await.problem(400);
+    set_status(&t, &path, &admin, "CANCELLED").await.problem(409);
+    assert_eq!(set_status(&t, &path, &admin, "SHIPPED").await.ok(200)["status"], "SHIPPED");
+    set_status(&t, &path, &admin, "PAID").await.problem(409);
+    assert_eq!(set_status(&t, &path, &admin, "DELIVERED").await.ok(200)["status"], "DELIVERED");
+    set_status(&t, &path, &admin, "SHIPPED").await.problem(409);
+
+    // Products: admins write the catalog.
+    let created = t
+        .call(
+            Service::Product,
+            Method::POST,
+            "/api/products",
+            Some(&admin),
+            Some(json!({"name": "Cable", "price": "9.5", "stock": 5})),
+        )
+        .await
+        .ok(201)
+        .clone();
+    assert_eq!(created["price"].to_string(), "9.50");
+    let path = format!("/api/products/{}", id_of(&created));
+    let updated = t
+        .call(
+            Service::Product,
+            Method::PUT,
+            &path,
+            Some(&admin),
+            Some(json!({"name": "USB Cable", "price": 7, "stock": 9})),
+        )
+        .await
+        .ok(200)
+        .clone();
+    assert_eq!((updated["name"].as_str(), updated["stock"].as_i64()), (Some("USB Cable"), Some(9)));
+    assert_eq!(
+        t.call(Service::Product, Method::DELETE, &path, Some(&admin), None).await.status.as_u16(),
+        204
+    );
+    t.call(Service::Product, Method::GET, &path, None, None).await.problem(404);
+}
+
+#[tokio::test]
+async fn carts_orders_and_logins_survive_a_restart() {
+    let t = TestApp::spawn_with(|c| {
+        c.payment_success_rate = 1.0;
+        c.jwt_secret = None; // embedded mode keeps its own secret in the data dir
+    })
+    .await;
+    let sam = t.user("sam").await;
+    t.add(&sam, LAPTOP, 1).await.ok(200);
+    let order = t.checkout(&sam).await.ok(201).clone();
+    t.add(&sam, MOUSE, 4).await.ok(200);
+    let cart = t.cart(&sam).await;
+    let catalog = t.products().await;
+
+    let t = t.restart().await;
+    assert_eq!(t.cart(&sam).await, cart, "the old token works and the cart is as it was");
+    let fresh = t.token("sam", PASSWORD).await;
+    let orders = t.call(Service::Order, Method::GET, "/api/orders", Some(&fresh), None).await.ok(200).clone();
+    assert_eq!(orders, json!([order]));
+    assert_eq!(t.products().await, catalog, "the catalog is not seeded twice");
+    t.add(&fresh, MOUSE, 1).await.ok(200);
+    assert_eq!(quantity_of(&t.cart(&sam).await, MOUSE), 5);
+    assert_eq!(t.checkout(&fresh).await.ok(201)["status"], "PAID");
+}
+
+#[tokio::test]
+async fn the_shop_binary_serves_all_five_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().expect("dir");
+    let ports: Vec<u16> = (0..5)
+        .map(|_| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .expect("port")
+        })
+        .collect();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_shop"));
+    cmd.env("SHOP_DATA_DIR", dir.path())
+        .env("SHOP_BCRYPT_COST", "4")
+        .env("SHOP_ADMIN_PASSWORD", "binary-admin-1");
+    for (name, port) in ["AUTH", "PRODUCT", "CART", "PAYMENT", "ORDER"].iter().zip(&ports) {
+        cmd.env(format!("SHOP_{name}_PORT"), port.to_string());
+    }
+    let mut child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("shop starts");
+    let client = reqwest::Client::new();
+    for port in &ports {
+        let url = format!("http://127.0.0.1:{port}/health");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            match client.get(&url).send().await {
+                Ok(r) if r.status().is_success() => break,
+                _ if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await
+                }
+                other => panic!("{url} never answered: {other:?}"),
+            }
+        }
+    }
+    let login = client
+        .post(format!("http://127.0.0.1:{}/api/auth/login", ports[0]))
+        .json(&json!({"username": "admin", "password": "binary-admin-1"}))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(login.status().as_u16(), 200);
+    let products: Value = client
+        .get(format!("http://127.0.0.1:{}/api/products", ports[1]))
+        .send()
+        .await
+        .expect("products")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(products[0]["name"], "Laptop");
+    assert_eq!(products[0]["price"].to_string(), "999.99");
+    assert!(dir.path().join("order.db").exists());
+
+    let pid = child.id().to_string();
+    let killed = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+    assert!(killed.success());
+    let status = child.wait().expect("exit");
+    assert!(status.success(), "shop exited with {status}");
+}

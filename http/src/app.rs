@@ -106,9 +106,11 @@ impl Application {
         let mut listeners = Vec::new();
         for service in Service::ALL {
             let addr = SocketAddr::new(config.host, config.port(service));
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|source| StartError::Bind { service: service.name(), addr, source })?;
+            let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind {
+                service: service.name(),
+                addr,
+                source,
+            })?;
             listeners.push((service, listener));
         }
 
@@ -118,7 +120,8 @@ impl Application {
             None => load_or_create_secret(&config.data_dir.join("jwt-secret"))?,
         };
         let keys = JwtKeys::new(&secret, Duration::from_secs(config.jwt_ttl_secs));
-        let auth_config = AuthConfig { bcrypt_cost: config.bcrypt_cost, hash_concurrency: config.hash_concurrency };
+        let auth_config =
+            AuthConfig { bcrypt_cost: config.bcrypt_cost, hash_concurrency: config.hash_concurrency };
         let auth = AuthService::new(databases.auth.clone(), keys.clone(), &auth_config).await?;
         if let Some(password) = &config.admin_password {
             auth.ensure_admin(password.expose()).await?;
@@ -166,7 +169,9 @@ impl Application {
         let mut servers = Vec::new();
         for (service, listener) in listeners {
             let router = match service {
-                Service::Auth => routes::auth::router(routes::auth::AuthState { auth: auth.clone(), keys: keys.clone() }),
+                Service::Auth => {
+                    routes::auth::router(routes::auth::AuthState { auth: auth.clone(), keys: keys.clone() })
+                }
                 Service::Product => routes::product::router(routes::product::ProductState {
                     products: products.clone(),
                     keys: keys.clone(),
@@ -178,9 +183,10 @@ impl Application {
                     payments: payments.clone(),
                     keys: keys.clone(),
                 }),
-                Service::Order => {
-                    routes::order::router(routes::order::OrderState { orders: orders.clone(), keys: keys.clone() })
-                }
+                Service::Order => routes::order::router(routes::order::OrderState {
+                    orders: orders.clone(),
+                    keys: keys.clone(),
+                }),
             };
             addrs.push((service, listener.local_addr()?));
             let mut stop = shutdown.subscribe();

@@ -28,10 +28,13 @@ impl AuditReport {
 /// payments without an order, paid orders without a successful payment, negative stock.
 pub async fn audit(product: &SqliteDb, payment: &SqliteDb, order: &SqliteDb) -> ServiceResult<AuditReport> {
     let orders: Vec<(i64, String, Option<i64>, String)> =
-        sqlx::query_as("SELECT id, status, payment_id, total_amount FROM orders").fetch_all(&order.read).await?;
+        sqlx::query_as("SELECT id, status, payment_id, total_amount FROM orders")
+            .fetch_all(&order.read)
+            .await?;
     let payments: Vec<(i64, i64, String, String)> =
         sqlx::query_as("SELECT id, order_id, status, amount FROM payments").fetch_all(&payment.read).await?;
-    let negative: Vec<(i64,)> = sqlx::query_as("SELECT id FROM products WHERE stock < 0").fetch_all(&product.read).await?;
+    let negative: Vec<(i64,)> =
+        sqlx::query_as("SELECT id FROM products WHERE stock < 0").fetch_all(&product.read).await?;
 
     let mut report = AuditReport {
         orders: i64::try_from(orders.len()).unwrap_or(i64::MAX),

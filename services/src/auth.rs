@@ -107,13 +107,15 @@ impl JwtKeys {
 
     pub fn verify(&self, token: &str) -> ServiceResult<Claims> {
         use jsonwebtoken::errors::ErrorKind;
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map(|d| d.claims).map_err(|e| {
-            ServiceError::Unauthorized(match e.kind() {
-                ErrorKind::ExpiredSignature => "the token has expired".to_owned(),
-                ErrorKind::InvalidSignature => "the token's signature is not valid".to_owned(),
-                _ => format!("the token is not valid: {e}"),
-            })
-        })
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map(|d| d.claims).map_err(
+            |e| {
+                ServiceError::Unauthorized(match e.kind() {
+                    ErrorKind::ExpiredSignature => "the token has expired".to_owned(),
+                    ErrorKind::InvalidSignature => "the token's signature is not valid".to_owned(),
+                    _ => format!("the token is not valid: {e}"),
+                })
+            },
+        )
     }
 }
 
@@ -216,10 +218,11 @@ impl AuthService {
     }
 
     pub async fn login(&self, username: &str, password: &str) -> ServiceResult<LoginResponse> {
-        let row: Option<(String, String)> = sqlx::query_as("SELECT password, role FROM users WHERE username = ?")
-            .bind(username)
-            .fetch_optional(&self.db.read)
-            .await?;
+        let row: Option<(String, String)> =
+            sqlx::query_as("SELECT password, role FROM users WHERE username = ?")
+                .bind(username)
+                .fetch_optional(&self.db.read)
+                .await?;
         let (hash, role) = match &row {
             Some((hash, role)) => (hash.clone(), Some(role.clone())),
             None => (self.dummy_hash.to_string(), None),
@@ -318,6 +321,7 @@ pub fn load_or_create_secret(path: &std::path::Path) -> ServiceResult<Secret> {
     let mut bytes = [0u8; 32];
     rand::rng().fill(&mut bytes);
     let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    std::fs::write(path, &secret).map_err(|e| ServiceError::Internal(format!("writing {}: {e}", path.display())))?;
+    std::fs::write(path, &secret)
+        .map_err(|e| ServiceError::Internal(format!("writing {}: {e}", path.display())))?;
     Ok(Secret::new(secret))
 }

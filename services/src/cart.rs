@@ -63,7 +63,9 @@ impl CartStore for SqliteCartStore {
     }
 
     async fn save(&self, cart: &Cart, applied_order: Option<i64>) -> Result<i64, StoreError> {
-        let stale = || StoreError::Conflict(format!("cart of {} changed since version {}", cart.username, cart.version));
+        let stale = || {
+            StoreError::Conflict(format!("cart of {} changed since version {}", cart.username, cart.version))
+        };
         let now = Utc::now();
         let mut tx = self.db.write.begin().await.map_err(store_err)?;
         let cart_id: Option<i64> = if cart.version == 0 {
@@ -92,10 +94,15 @@ impl CartStore for SqliteCartStore {
             .map_err(store_err)?
         };
         let cart_id = cart_id.ok_or_else(stale)?;
-        sqlx::query("DELETE FROM cart_items WHERE cart_id = ?").bind(cart_id).execute(&mut *tx).await.map_err(store_err)?;
+        sqlx::query("DELETE FROM cart_items WHERE cart_id = ?")
+            .bind(cart_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_err)?;
         if !cart.items.is_empty() {
-            let mut insert =
-                QueryBuilder::new("INSERT INTO cart_items (cart_id, product_id, product_name, price, quantity) ");
+            let mut insert = QueryBuilder::new(
+                "INSERT INTO cart_items (cart_id, product_id, product_name, price, quantity) ",
+            );
             insert.push_values(&cart.items, |mut b, i| {
                 b.push_bind(cart_id)
                     .push_bind(i.product_id)
@@ -106,12 +113,14 @@ impl CartStore for SqliteCartStore {
             insert.build().execute(&mut *tx).await.map_err(store_err)?;
         }
         if let Some(order_id) = applied_order {
-            let applied = sqlx::query("INSERT INTO cart_applied_orders (username, order_id, applied_at) VALUES (?, ?, ?)")
-                .bind(&cart.username)
-                .bind(order_id)
-                .bind(now)
-                .execute(&mut *tx)
-                .await;
+            let applied = sqlx::query(
+                "INSERT INTO cart_applied_orders (username, order_id, applied_at) VALUES (?, ?, ?)",
+            )
+            .bind(&cart.username)
+            .bind(order_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await;
             match applied {
                 Ok(_) => {}
                 Err(e) if is_unique_violation(&e) => return Err(stale()),
@@ -123,13 +132,14 @@ impl CartStore for SqliteCartStore {
     }
 
     async fn checkout_applied(&self, username: &str, order_id: i64) -> Result<bool, StoreError> {
-        let found: Option<i64> =
-            sqlx::query_scalar("SELECT order_id FROM cart_applied_orders WHERE username = ? AND order_id = ?")
-                .bind(username)
-                .bind(order_id)
-                .fetch_optional(&self.db.read)
-                .await
-                .map_err(store_err)?;
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT order_id FROM cart_applied_orders WHERE username = ? AND order_id = ?",
+        )
+        .bind(username)
+        .bind(order_id)
+        .fetch_optional(&self.db.read)
+        .await
+        .map_err(store_err)?;
         Ok(found.is_some())
     }
 }
@@ -189,7 +199,9 @@ fn quantity(q: i64, allow_zero: bool) -> ServiceResult<u32> {
     let min = if allow_zero { 0 } else { 1 };
     match u32::try_from(q) {
         Ok(v) if v >= min && v <= MAX_LINE_QUANTITY => Ok(v),
-        _ => Err(ServiceError::Invalid(format!("quantity must be between {min} and {MAX_LINE_QUANTITY} (got {q})"))),
+        _ => Err(ServiceError::Invalid(format!(
+            "quantity must be between {min} and {MAX_LINE_QUANTITY} (got {q})"
+        ))),
     }
 }
 

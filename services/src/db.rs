@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use rust_decimal::Decimal;
 use sqlx::migrate::Migrator;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 
 use crate::error::{ServiceError, ServiceResult};
 
@@ -21,7 +23,8 @@ pub enum Service {
 }
 
 impl Service {
-    pub const ALL: [Service; 5] = [Service::Auth, Service::Product, Service::Cart, Service::Payment, Service::Order];
+    pub const ALL: [Service; 5] =
+        [Service::Auth, Service::Product, Service::Cart, Service::Payment, Service::Order];
 
     pub fn name(self) -> &'static str {
         match self {

@@ -84,7 +84,9 @@ impl From<OrderError> for ServiceError {
 impl From<CheckoutError> for ServiceError {
     fn from(e: CheckoutError) -> Self {
         match e {
-            CheckoutError::EmptyCart => ServiceError::Invalid("the cart is empty: add items before checking out".into()),
+            CheckoutError::EmptyCart => {
+                ServiceError::Invalid("the cart is empty: add items before checking out".into())
+            }
             CheckoutError::InProgress => ServiceError::Conflict(e.to_string()),
             CheckoutError::Busy => ServiceError::Busy(e.to_string()),
             CheckoutError::Unavailable(m) => ServiceError::Internal(m),

@@ -13,10 +13,15 @@ pub fn max_amount() -> Decimal {
 /// `DECIMAL(10,2)`, and returns it with exactly two places.
 pub fn positive_amount(field: &str, value: Decimal) -> ServiceResult<Decimal> {
     if value.normalize().scale() > 2 {
-        return Err(ServiceError::Invalid(format!("{field} must have at most two decimal places (got {value})")));
+        return Err(ServiceError::Invalid(format!(
+            "{field} must have at most two decimal places (got {value})"
+        )));
     }
     if value <= Decimal::ZERO || value > max_amount() {
-        return Err(ServiceError::Invalid(format!("{field} must be greater than 0 and at most {}", max_amount())));
+        return Err(ServiceError::Invalid(format!(
+            "{field} must be greater than 0 and at most {}",
+            max_amount()
+        )));
     }
     let mut v = value;
     v.rescale(2);

@@ -73,7 +73,9 @@ fn group(rows: &[SqliteRow]) -> ServiceResult<Vec<Order>> {
                 version: row.try_get("version")?,
             });
         }
-        if let (Some(order), Some(product_id)) = (orders.last_mut(), row.try_get::<Option<i64>, _>("product_id")?) {
+        if let (Some(order), Some(product_id)) =
+            (orders.last_mut(), row.try_get::<Option<i64>, _>("product_id")?)
+        {
             let quantity: i64 = row.try_get("quantity")?;
             order.items.push(OrderItem {
                 product_id,
@@ -106,13 +108,17 @@ impl OrderStore for SqliteOrderStore {
         let id: i64 = match inserted {
             Ok(id) => id,
             Err(e) if is_unique_violation(&e) => {
-                return Err(StoreError::Duplicate(format!("idempotency key of {} already used", new.username)));
+                return Err(StoreError::Duplicate(format!(
+                    "idempotency key of {} already used",
+                    new.username
+                )));
             }
             Err(e) => return Err(store_err(e)),
         };
         if !new.items.is_empty() {
-            let mut insert =
-                QueryBuilder::new("INSERT INTO order_items (order_id, product_id, product_name, price, quantity) ");
+            let mut insert = QueryBuilder::new(
+                "INSERT INTO order_items (order_id, product_id, product_name, price, quantity) ",
+            );
             insert.push_values(&new.items, |mut b, i| {
                 b.push_bind(id)
                     .push_bind(i.product_id)
@@ -163,7 +169,10 @@ impl OrderStore for SqliteOrderStore {
         .await
         .map_err(store_err)?;
         if done.rows_affected() == 0 {
-            return Err(StoreError::Conflict(format!("order {} changed since version {}", order.id, order.version)));
+            return Err(StoreError::Conflict(format!(
+                "order {} changed since version {}",
+                order.id, order.version
+            )));
         }
         Ok(order.version + 1)
     }

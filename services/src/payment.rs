@@ -11,8 +11,8 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 use shop_actors::model::{PaymentReceipt, PaymentStatus};
 use shop_actors::ports::{ChargeRequest, GatewayError, PaymentGateway};
-use sqlx::Row;
 use sqlx::AssertSqlSafe;
+use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 use crate::db::{SqliteDb, decimal, is_unique_violation, money_text};
@@ -221,7 +221,10 @@ mod tests {
             match x {
                 GatewayDecision::Approved { transaction_id } => {
                     approved += 1;
-                    assert!(transaction_id.starts_with("TXN_") && transaction_id.len() == 14, "{transaction_id}");
+                    assert!(
+                        transaction_id.starts_with("TXN_") && transaction_id.len() == 14,
+                        "{transaction_id}"
+                    );
                 }
                 GatewayDecision::Declined { reason } => assert!(FAILURE_REASONS.contains(&reason)),
             }

@@ -101,7 +101,9 @@ impl ProductService {
     }
 
     pub async fn list(&self) -> ServiceResult<Vec<Product>> {
-        let rows = sqlx::query(AssertSqlSafe(format!("SELECT {COLUMNS} FROM products ORDER BY id"))).fetch_all(&self.db.read).await?;
+        let rows = sqlx::query(AssertSqlSafe(format!("SELECT {COLUMNS} FROM products ORDER BY id")))
+            .fetch_all(&self.db.read)
+            .await?;
         rows.iter().map(from_row).collect()
     }
 
@@ -164,14 +166,16 @@ impl ProductService {
 
     /// Fills an empty catalog with [`seed_catalog`]; a catalog with any product is left alone.
     pub async fn seed_if_empty(&self) -> ServiceResult<usize> {
-        let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM products").fetch_one(&self.db.read).await?;
+        let (count,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM products").fetch_one(&self.db.read).await?;
         if count > 0 {
             return Ok(0);
         }
         let now = Utc::now();
         let seed = seed_catalog();
-        let mut insert =
-            QueryBuilder::new("INSERT INTO products (name, description, price, stock, created_at, updated_at) ");
+        let mut insert = QueryBuilder::new(
+            "INSERT INTO products (name, description, price, stock, created_at, updated_at) ",
+        );
         insert.push_values(&seed, |mut b, p| {
             b.push_bind(&p.name)
                 .push_bind(&p.description)

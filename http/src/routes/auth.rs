@@ -41,11 +41,15 @@ async fn register(
     State(auth): State<AuthService>,
     ApiJson(req): ApiJson<RegisterRequest>,
 ) -> ApiResult<(StatusCode, Json<User>)> {
-    let user = auth.register(NewUser { username: req.username, email: req.email, password: req.password }).await?;
+    let user =
+        auth.register(NewUser { username: req.username, email: req.email, password: req.password }).await?;
     Ok((StatusCode::CREATED, Json(user)))
 }
 
-async fn login(State(auth): State<AuthService>, ApiJson(req): ApiJson<LoginRequest>) -> ApiResult<Json<LoginResponse>> {
+async fn login(
+    State(auth): State<AuthService>,
+    ApiJson(req): ApiJson<LoginRequest>,
+) -> ApiResult<Json<LoginResponse>> {
     Ok(Json(auth.login(&req.username, &req.password).await?))
 }
 

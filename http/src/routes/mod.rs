@@ -15,9 +15,16 @@ pub mod payment;
 pub mod product;
 
 /// Adds what every service has: `GET /health`, 404 and 405 as problem+json, request tracing.
-pub fn finish<S: Clone + Send + Sync + 'static>(service: &'static str, router: Router<S>, state: S) -> Router {
+pub fn finish<S: Clone + Send + Sync + 'static>(
+    service: &'static str,
+    router: Router<S>,
+    state: S,
+) -> Router {
     router
-        .route("/health", get(move || async move { axum::Json(json!({ "status": "UP", "service": service })) }))
+        .route(
+            "/health",
+            get(move || async move { axum::Json(json!({ "status": "UP", "service": service })) }),
+        )
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "this endpoint does not take that method")

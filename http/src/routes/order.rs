@@ -49,7 +49,11 @@ async fn list(State(orders): State<OrderService>, caller: Caller) -> ApiResult<J
     Ok(Json(orders.list(caller.username()).await?))
 }
 
-async fn show(State(orders): State<OrderService>, caller: Caller, ApiPath(id): ApiPath<i64>) -> ApiResult<Json<OrderView>> {
+async fn show(
+    State(orders): State<OrderService>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Json<OrderView>> {
     Ok(Json(orders.get(caller.username(), id).await?))
 }
 

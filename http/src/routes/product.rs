@@ -67,7 +67,11 @@ async fn update(
     Ok(Json(products.update(id, req.into()).await?))
 }
 
-async fn remove(State(products): State<ProductService>, caller: Caller, ApiPath(id): ApiPath<i64>) -> ApiResult<StatusCode> {
+async fn remove(
+    State(products): State<ProductService>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<StatusCode> {
     caller.require(&[Role::Admin])?;
     products.delete(id).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -173,7 +173,7 @@ impl Handler<CartCommand> for CartActor {
                 }
                 return Ok((cart, lease, checkout_id));
             }
-            Err(last_conflict.unwrap_or_else(|| StoreError::Conflict(username)).into())
+            Err(last_conflict.unwrap_or(StoreError::Conflict(username)).into())
         };
         AtomicResponse::new(Box::pin(work.into_actor(self).map(|res, act, _ctx| match res {
             Ok((cart, lease, checkout_id)) => {

@@ -62,11 +62,10 @@ pub struct MemoryOrderStore {
 impl OrderStore for MemoryOrderStore {
     async fn create(&self, new: NewOrder) -> Result<Order, StoreError> {
         let mut orders = self.orders.lock().map_err(poisoned)?;
-        if let Some(key) = &new.idempotency_key {
-            if orders.values().any(|o| o.username == new.username && o.idempotency_key.as_ref() == Some(key))
-            {
-                return Err(StoreError::Duplicate(format!("idempotency key {key}")));
-            }
+        if let Some(key) = &new.idempotency_key
+            && orders.values().any(|o| o.username == new.username && o.idempotency_key.as_ref() == Some(key))
+        {
+            return Err(StoreError::Duplicate(format!("idempotency key {key}")));
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let order = Order {
@@ -113,7 +112,7 @@ impl OrderStore for MemoryOrderStore {
     async fn list_for_user(&self, username: &str) -> Result<Vec<Order>, StoreError> {
         let orders = self.orders.lock().map_err(poisoned)?;
         let mut mine: Vec<Order> = orders.values().filter(|o| o.username == username).cloned().collect();
-        mine.sort_by(|a, b| b.id.cmp(&a.id));
+        mine.sort_by_key(|o| std::cmp::Reverse(o.id));
         Ok(mine)
     }
 }

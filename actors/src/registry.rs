@@ -125,13 +125,13 @@ impl<E: Entity> Activation<E> {
     /// one), so that the next message activates a fresh actor. actix also runs `stopped` while a
     /// panic unwinds the actor; that stop is counted as a restart, not a passivation.
     pub fn stopped(&self) {
-        if let Some(inner) = self.registry.upgrade() {
-            if inner.slots.remove_if(&self.key, |_, s| s.generation == self.generation).is_some() {
-                if std::thread::panicking() {
-                    inner.record_restart(&self.key);
-                } else {
-                    inner.passivations.fetch_add(1, Ordering::Relaxed);
-                }
+        if let Some(inner) = self.registry.upgrade()
+            && inner.slots.remove_if(&self.key, |_, s| s.generation == self.generation).is_some()
+        {
+            if std::thread::panicking() {
+                inner.record_restart(&self.key);
+            } else {
+                inner.passivations.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
@@ -216,15 +216,14 @@ impl<E: Entity> Registry<E> {
         if let Some(slot) = self.inner.slots.get(key) {
             return Ok((slot.addr.clone(), slot.generation));
         }
-        if let Some(r) = self.inner.restarts_by_key.get(key) {
-            if r.count > self.inner.config.max_restarts
-                && r.since.elapsed() < self.inner.config.restart_window
-            {
-                return Err(RegistryError::Unavailable(format!(
-                    "{key:?} restarted {} times within {:?}",
-                    r.count, self.inner.config.restart_window
-                )));
-            }
+        if let Some(r) = self.inner.restarts_by_key.get(key)
+            && r.count > self.inner.config.max_restarts
+            && r.since.elapsed() < self.inner.config.restart_window
+        {
+            return Err(RegistryError::Unavailable(format!(
+                "{key:?} restarted {} times within {:?}",
+                r.count, self.inner.config.restart_window
+            )));
         }
         let slot = self.inner.slots.entry(key.clone()).or_insert_with(|| self.start(key));
         Ok((slot.addr.clone(), slot.generation))

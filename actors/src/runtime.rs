@@ -27,10 +27,10 @@ impl ActorRuntime {
             let runner = System::new();
             let handles: Vec<ArbiterHandle> = (0..count).map(|_| Arbiter::new().handle()).collect();
             // The receiver only goes away if `start` itself has gone; then nobody needs the system.
-            if tx.send((System::current(), handles)).is_ok() {
-                if let Err(e) = runner.run() {
-                    tracing::error!(error = %e, "actor system stopped with an error");
-                }
+            if tx.send((System::current(), handles)).is_ok()
+                && let Err(e) = runner.run()
+            {
+                tracing::error!(error = %e, "actor system stopped with an error");
             }
         })?;
         let (system, arbiters) =
@@ -56,10 +56,10 @@ impl ActorRuntime {
     pub fn shutdown(&self) {
         self.system.stop();
         let thread = self.thread.lock().map(|mut t| t.take()).unwrap_or(None);
-        if let Some(thread) = thread {
-            if thread.join().is_err() {
-                tracing::error!("actor system thread panicked");
-            }
+        if let Some(thread) = thread
+            && thread.join().is_err()
+        {
+            tracing::error!("actor system thread panicked");
         }
     }
 }

@@ -185,10 +185,10 @@ async fn run(deps: &SagaDeps, req: Checkout) -> Result<Order, CheckoutError> {
         Ok(order) => order,
         Err(e) => {
             release().await;
-            if let OrderError::Store(StoreError::Duplicate(_)) = e {
-                if let Some(order) = existing_order(deps, username, key).await? {
-                    return Ok(order);
-                }
+            if let OrderError::Store(StoreError::Duplicate(_)) = e
+                && let Some(order) = existing_order(deps, username, key).await?
+            {
+                return Ok(order);
             }
             return Err(unavailable(e));
         }

@@ -224,12 +224,14 @@ impl PaymentGateway for Stuck {
 
 #[tokio::test]
 async fn a_full_payment_pool_pushes_back() {
-    let mut config = CoreConfig::default();
-    config.payments = PaymentPoolConfig {
-        workers: 1,
-        queue_per_worker: 1,
-        acquire_timeout: Duration::from_millis(100),
-        call_timeout: Duration::from_secs(30),
+    let config = CoreConfig {
+        payments: PaymentPoolConfig {
+            workers: 1,
+            queue_per_worker: 1,
+            acquire_timeout: Duration::from_millis(100),
+            call_timeout: Duration::from_secs(30),
+        },
+        ..CoreConfig::default()
     };
     let (core, _) = core_with(Arc::new(Stuck(tokio::sync::Notify::new())), config);
     for user in ["u1", "u2", "u3"] {

@@ -6,7 +6,7 @@ use crate::error::{ServiceError, ServiceResult};
 
 /// The largest amount a `DECIMAL(10,2)` column holds.
 pub fn max_amount() -> Decimal {
-    Decimal::new(99_999_999_99, 2)
+    Decimal::new(9_999_999_999, 2)
 }
 
 /// Checks that `value` is a positive amount with at most two decimal places that fits

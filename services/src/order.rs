@@ -253,12 +253,12 @@ impl OrderService {
     /// Runs the checkout saga for the user's cart. With an idempotency key, the same key returns
     /// the same order and never pays twice.
     pub async fn place(&self, username: &str, idempotency_key: Option<String>) -> ServiceResult<OrderView> {
-        if let Some(key) = &idempotency_key {
-            if key.is_empty() || key.len() > 100 || !key.chars().all(|c| c.is_ascii_graphic()) {
-                return Err(ServiceError::Invalid(
-                    "Idempotency-Key must be 1 to 100 visible ASCII characters".into(),
-                ));
-            }
+        if let Some(key) = &idempotency_key
+            && (key.is_empty() || key.len() > 100 || !key.chars().all(|c| c.is_ascii_graphic()))
+        {
+            return Err(ServiceError::Invalid(
+                "Idempotency-Key must be 1 to 100 visible ASCII characters".into(),
+            ));
         }
         Ok(self.checkouts.checkout(username, idempotency_key).await?.into())
     }

@@ -1,0 +1,63 @@
+//! Criterion benchmarks of the actor core with in-memory storage and an instant gateway.
+//!
+//! `cargo bench -p shop-actors --bench checkout`
+
+use std::sync::Arc;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use shop_actors::memory::MemoryPayments;
+use shop_actors::model::ProductSnapshot;
+use shop_actors::{Core, CoreConfig, Decimal};
+
+fn mouse() -> ProductSnapshot {
+    ProductSnapshot { id: 2, name: "Mouse".into(), price: Decimal::new(2999, 2) }
+}
+
+/// One element = one cart filled and checked out (add-to-cart + the whole saga).
+fn checkout_saga(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let (core, _bus) = Core::in_memory(CoreConfig::default(), Arc::new(MemoryPayments::new(5))).expect("core");
+    let mut group = c.benchmark_group("checkout_saga");
+    for concurrency in [1usize, 64, 1024] {
+        let users: Vec<String> = (0..concurrency).map(|i| format!("bench-user-{i}")).collect();
+        group.throughput(Throughput::Elements(concurrency as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(concurrency), &users, |b, users| {
+            b.to_async(&rt).iter(|| async {
+                let runs = users.iter().map(|u| {
+                    let (carts, checkouts) = (core.carts.clone(), core.checkouts.clone());
+                    let u = u.clone();
+                    tokio::spawn(async move {
+                        carts.add(&u, mouse(), 1).await.expect("add");
+                        checkouts.checkout(&u, None).await.expect("checkout")
+                    })
+                });
+                for run in futures::future::join_all(runs).await {
+                    run.expect("task");
+                }
+            });
+        });
+    }
+    group.finish();
+    core.shutdown();
+}
+
+/// One element = one add-to-cart round trip to an already active cart actor.
+fn cart_add(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let (core, _bus) = Core::in_memory(CoreConfig::default(), Arc::new(MemoryPayments::new(0))).expect("core");
+    let mut group = c.benchmark_group("cart_add");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("round_trip", |b| {
+        b.to_async(&rt).iter(|| async {
+            let cart = core.carts.add("bench", mouse(), 1).await.expect("add");
+            if cart.items[0].quantity >= 1000 {
+                core.carts.clear("bench").await.expect("clear");
+            }
+        });
+    });
+    group.finish();
+    core.shutdown();
+}
+
+criterion_group!(benches, checkout_saga, cart_add);
+criterion_main!(benches);

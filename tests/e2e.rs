@@ -118,8 +118,7 @@ async fn two_hundred_checkouts_pay_about_eighty_percent_and_keep_the_invariants(
     assert_eq!(statuses.iter().filter(|s| *s == "CANCELLED").count(), 200 - paid);
 
     let dbs = t.app.databases();
-    let report =
-        shop_services::audit::audit(&dbs.product, &dbs.payment, &dbs.order).await.expect("audit runs");
+    let report = dbs.audit().await.expect("audit runs");
     assert!(report.is_clean(), "{:?}", report.violations);
     assert_eq!((report.orders, report.payments), (200, 200));
     assert_eq!(report.orders_by_status.get("PAID").copied(), Some(i64::try_from(paid).expect("fits")));
@@ -161,7 +160,7 @@ async fn ten_concurrent_checkouts_of_one_cart_pay_once() {
         r.problem(status);
     }
     let dbs = t.app.databases();
-    let report = shop_services::audit::audit(&dbs.product, &dbs.payment, &dbs.order).await.expect("audit");
+    let report = dbs.audit().await.expect("audit");
     assert_eq!((report.orders, report.payments), (1, 1));
     assert!(report.is_clean(), "{:?}", report.violations);
 }
@@ -191,7 +190,7 @@ async fn the_same_idempotency_key_returns_the_same_order() {
     assert_eq!(quantity_of(&t.cart(&kim).await, LAPTOP), 1, "the repeat checked nothing out");
     let report = {
         let dbs = t.app.databases();
-        shop_services::audit::audit(&dbs.product, &dbs.payment, &dbs.order).await.expect("audit")
+        dbs.audit().await.expect("audit")
     };
     assert_eq!(report.payments, 1);
 }

@@ -3,7 +3,6 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,9 +11,10 @@ use shop_actors::payment_pool::PaymentPoolConfig;
 use shop_actors::{Core, CoreConfig};
 use shop_services::ServiceError;
 use shop_services::auth::{AuthConfig, AuthService, JwtKeys, load_or_create_secret};
-use shop_services::cart::{CartService, SqliteCartStore};
-use shop_services::db::{PoolConfig, Service, SqliteDb};
-use shop_services::order::{OrderService, SqliteOrderStore};
+use shop_services::cart::CartService;
+use shop_services::audit::AuditReport;
+use shop_services::db::{Database, PoolConfig, Service};
+use shop_services::order::OrderService;
 use shop_services::payment::{GatewayConfig, MockGateway, PaymentService};
 use shop_services::product::ProductService;
 use tokio::net::TcpListener;
@@ -39,11 +39,11 @@ pub enum StartError {
 /// The five service databases.
 #[derive(Clone, Debug)]
 pub struct Databases {
-    pub auth: SqliteDb,
-    pub product: SqliteDb,
-    pub cart: SqliteDb,
-    pub payment: SqliteDb,
-    pub order: SqliteDb,
+    pub auth: Database,
+    pub product: Database,
+    pub cart: Database,
+    pub payment: Database,
+    pub order: Database,
 }
 
 impl Databases {
@@ -51,13 +51,14 @@ impl Databases {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| {
             StartError::Config(format!("cannot create data dir {}: {e}", config.data_dir.display()))
         })?;
-        let pool = PoolConfig { read_connections: config.db_read_connections, ..PoolConfig::default() };
+        let pool = PoolConfig {
+            read_connections: config.db_read_connections,
+            max_connections: config.db_max_connections,
+            acquire_timeout: Duration::from_millis(config.db_acquire_timeout_ms),
+        };
         let open = |service: Service| {
             let pool = pool.clone();
-            async move {
-                let path = sqlite_path(config, service)?;
-                Ok::<_, StartError>(SqliteDb::open(service, &path, &pool).await?)
-            }
+            async move { Ok::<_, StartError>(Database::open(service, &database_url(config, service), &pool).await?) }
         };
         Ok(Self {
             auth: open(Service::Auth).await?,
@@ -73,18 +74,18 @@ impl Databases {
             db.close().await;
         }
     }
+
+    /// Checks the cross-database invariants (see `shop_services::audit`).
+    pub async fn audit(&self) -> Result<AuditReport, ServiceError> {
+        shop_services::audit::audit(&*self.product.products(), &*self.payment.payments(), &*self.order.orders()).await
+    }
 }
 
-fn sqlite_path(config: &RunConfig, service: Service) -> Result<PathBuf, StartError> {
+/// The service's database URL: as configured, or SQLite under the data dir.
+fn database_url(config: &RunConfig, service: Service) -> String {
     match config.database_url(service) {
-        None => Ok(config.data_dir.join(format!("{}.db", service.name()))),
-        Some(url) => match url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
-            Some(path) if !path.is_empty() => Ok(PathBuf::from(path)),
-            _ => Err(StartError::Config(format!(
-                "SHOP_{}_DATABASE_URL must be sqlite://<path> in embedded mode (got {url:?})",
-                service.name().to_uppercase()
-            ))),
-        },
+        Some(url) => url.to_owned(),
+        None => format!("sqlite://{}", config.data_dir.join(format!("{}.db", service.name())).display()),
     }
 }
 
@@ -122,11 +123,11 @@ impl Application {
         let keys = JwtKeys::new(&secret, Duration::from_secs(config.jwt_ttl_secs));
         let auth_config =
             AuthConfig { bcrypt_cost: config.bcrypt_cost, hash_concurrency: config.hash_concurrency };
-        let auth = AuthService::new(databases.auth.clone(), keys.clone(), &auth_config).await?;
+        let auth = AuthService::new(databases.auth.users(), keys.clone(), &auth_config).await?;
         if let Some(password) = &config.admin_password {
             auth.ensure_admin(password.expose()).await?;
         }
-        let products = ProductService::new(databases.product.clone());
+        let products = ProductService::new(databases.product.products());
         let seeded = products.seed_if_empty().await?;
         if seeded > 0 {
             tracing::info!(products = seeded, "seeded an empty catalog");
@@ -136,7 +137,7 @@ impl Application {
             seed: config.payment_seed,
             latency: Duration::from_millis(config.payment_latency_ms),
         })?;
-        let payments = PaymentService::new(databases.payment.clone(), gateway);
+        let payments = PaymentService::new(databases.payment.payments(), gateway);
 
         let mut core_config = CoreConfig::default();
         if let Some(n) = config.arbiters {
@@ -154,8 +155,8 @@ impl Application {
         let bus = Arc::new(InProcessBus::new());
         let core = Core::start(
             core_config,
-            Arc::new(SqliteCartStore::new(databases.cart.clone())),
-            Arc::new(SqliteOrderStore::new(databases.order.clone())),
+            databases.cart.carts(),
+            databases.order.orders(),
             Arc::new(payments.clone()),
             bus.clone(),
         )?;

@@ -47,7 +47,8 @@ pub struct RunConfig {
     pub payment_port: u16,
     #[arg(long, env = "SHOP_ORDER_PORT", default_value_t = 8084)]
     pub order_port: u16,
-    /// Database URLs (`sqlite://path`); by default `<data dir>/<service>.db`.
+    /// Database URLs (`sqlite://path` or `mysql://user:pass@host:3306/auth_db`); by default
+    /// `sqlite://<data dir>/<service>.db`. A MySQL database is created if it does not exist.
     #[arg(long, env = "SHOP_AUTH_DATABASE_URL")]
     pub auth_database_url: Option<String>,
     #[arg(long, env = "SHOP_PRODUCT_DATABASE_URL")]
@@ -97,6 +98,12 @@ pub struct RunConfig {
     /// Read connections per SQLite database (writes always use one).
     #[arg(long, env = "SHOP_DB_READ_CONNECTIONS", default_value_t = 4)]
     pub db_read_connections: u32,
+    /// Connections per MySQL database pool.
+    #[arg(long, env = "SHOP_DB_MAX_CONNECTIONS", default_value_t = 8)]
+    pub db_max_connections: u32,
+    /// Milliseconds a query waits for a free database connection.
+    #[arg(long, env = "SHOP_DB_ACQUIRE_TIMEOUT_MS", default_value_t = 10_000)]
+    pub db_acquire_timeout_ms: u64,
 }
 
 impl RunConfig {

@@ -1,11 +1,12 @@
-//! Checks the invariants that span the five databases.
+//! Checks the invariants that span the service databases.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
+use shop_actors::model::PaymentStatus;
 
-use crate::db::SqliteDb;
 use crate::error::ServiceResult;
+use crate::store::{OrderRepo, PaymentStore, ProductStore};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -24,56 +25,56 @@ impl AuditReport {
     }
 }
 
-/// Compares orders with payments and looks for impossible states: orders left PENDING,
-/// payments without an order, paid orders without a successful payment, negative stock.
-pub async fn audit(product: &SqliteDb, payment: &SqliteDb, order: &SqliteDb) -> ServiceResult<AuditReport> {
-    let orders: Vec<(i64, String, Option<i64>, String)> =
-        sqlx::query_as("SELECT id, status, payment_id, total_amount FROM orders")
-            .fetch_all(&order.read)
-            .await?;
-    let payments: Vec<(i64, i64, String, String)> =
-        sqlx::query_as("SELECT id, order_id, status, amount FROM payments").fetch_all(&payment.read).await?;
-    let negative: Vec<(i64,)> =
-        sqlx::query_as("SELECT id FROM products WHERE stock < 0").fetch_all(&product.read).await?;
+fn count(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
 
-    let mut report = AuditReport {
-        orders: i64::try_from(orders.len()).unwrap_or(i64::MAX),
-        payments: i64::try_from(payments.len()).unwrap_or(i64::MAX),
-        ..AuditReport::default()
-    };
-    for (_, status, _, _) in &orders {
-        *report.orders_by_status.entry(status.clone()).or_default() += 1;
+/// Compares orders with payments and looks for impossible states: orders left PENDING, payments
+/// without an order, paid orders without a successful payment, amounts that differ, negative stock.
+pub async fn audit(
+    products: &dyn ProductStore,
+    payments: &dyn PaymentStore,
+    orders: &dyn OrderRepo,
+) -> ServiceResult<AuditReport> {
+    let orders = orders.summaries().await?;
+    let payments = payments.summaries().await?;
+    let negative = products.negative_stock().await?;
+
+    let mut report = AuditReport { orders: count(orders.len()), payments: count(payments.len()), ..Default::default() };
+    for o in &orders {
+        *report.orders_by_status.entry(o.status.clone()).or_default() += 1;
     }
-    for (_, _, status, _) in &payments {
-        *report.payments_by_status.entry(status.clone()).or_default() += 1;
+    for p in &payments {
+        let status = if p.status == PaymentStatus::Success { "SUCCESS" } else { "FAILED" };
+        *report.payments_by_status.entry(status.to_owned()).or_default() += 1;
     }
-    let by_order: HashMap<i64, &(i64, i64, String, String)> = payments.iter().map(|p| (p.1, p)).collect();
+    let by_order: HashMap<i64, _> = payments.iter().map(|p| (p.order_id, p)).collect();
     let v = &mut report.violations;
-    for (id, status, payment_id, total) in &orders {
-        let payment = by_order.get(id);
-        match (status.as_str(), payment) {
-            ("PENDING", _) => v.push(format!("order {id} is still PENDING")),
-            ("PAID" | "SHIPPED" | "DELIVERED", Some(p)) if p.2 == "SUCCESS" => {}
-            ("CANCELLED", Some(p)) if p.2 == "FAILED" => {}
-            (_, None) => v.push(format!("order {id} is {status} but has no payment")),
-            (_, Some(p)) => v.push(format!("order {id} is {status} but its payment {} is {}", p.0, p.2)),
+    for o in &orders {
+        let payment = by_order.get(&o.id);
+        match (o.status.as_str(), payment) {
+            ("PENDING", _) => v.push(format!("order {} is still PENDING", o.id)),
+            ("PAID" | "SHIPPED" | "DELIVERED", Some(p)) if p.status == PaymentStatus::Success => {}
+            ("CANCELLED", Some(p)) if p.status == PaymentStatus::Failed => {}
+            (_, None) => v.push(format!("order {} is {} but has no payment", o.id, o.status)),
+            (_, Some(p)) => v.push(format!("order {} is {} but its payment {} is {:?}", o.id, o.status, p.id, p.status)),
         }
         if let Some(p) = payment {
-            if *payment_id != Some(p.0) {
-                v.push(format!("order {id} names payment {payment_id:?}, the payment service has {}", p.0));
+            if o.payment_id != Some(p.id) {
+                v.push(format!("order {} names payment {:?}, the payment service has {}", o.id, o.payment_id, p.id));
             }
-            if p.3 != *total {
-                v.push(format!("order {id} totals {total} but was charged {}", p.3));
+            if p.amount != o.total_amount {
+                v.push(format!("order {} totals {} but was charged {}", o.id, o.total_amount, p.amount));
             }
         }
     }
-    let order_ids: std::collections::HashSet<i64> = orders.iter().map(|o| o.0).collect();
-    for (pid, order_id, _, _) in &payments {
-        if !order_ids.contains(order_id) {
-            v.push(format!("payment {pid} is for order {order_id}, which does not exist"));
+    let order_ids: HashSet<i64> = orders.iter().map(|o| o.id).collect();
+    for p in &payments {
+        if !order_ids.contains(&p.order_id) {
+            v.push(format!("payment {} is for order {}, which does not exist", p.id, p.order_id));
         }
     }
-    for (id,) in negative {
+    for id in negative {
         v.push(format!("product {id} has negative stock"));
     }
     Ok(report)

@@ -8,8 +8,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
-use crate::db::{SqliteDb, is_unique_violation};
 use crate::error::{ServiceError, ServiceResult};
+use crate::store::{NewUserRow, UserStore};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -26,14 +26,6 @@ impl Role {
             Role::User => "USER",
             Role::Admin => "ADMIN",
             Role::Service => "SERVICE",
-        }
-    }
-
-    fn parse(s: &str) -> ServiceResult<Self> {
-        match s {
-            "USER" => Ok(Role::User),
-            "ADMIN" => Ok(Role::Admin),
-            other => Err(ServiceError::Internal(format!("stored role {other:?}"))),
         }
     }
 }
@@ -163,7 +155,7 @@ impl Default for AuthConfig {
 
 #[derive(Clone)]
 pub struct AuthService {
-    db: SqliteDb,
+    users: Arc<dyn UserStore>,
     keys: JwtKeys,
     cost: u32,
     hashing: Arc<Semaphore>,
@@ -173,11 +165,11 @@ pub struct AuthService {
 }
 
 impl AuthService {
-    pub async fn new(db: SqliteDb, keys: JwtKeys, config: &AuthConfig) -> ServiceResult<Self> {
+    pub async fn new(users: Arc<dyn UserStore>, keys: JwtKeys, config: &AuthConfig) -> ServiceResult<Self> {
         let hashing = Arc::new(Semaphore::new(config.hash_concurrency.max(1)));
         let cost = config.bcrypt_cost;
         let dummy = hash_blocking(hashing.clone(), "not a real password".into(), cost).await?;
-        Ok(Self { db, keys, cost, hashing, dummy_hash: dummy.into() })
+        Ok(Self { users, keys, cost, hashing, dummy_hash: dummy.into() })
     }
 
     pub fn keys(&self) -> &JwtKeys {
@@ -187,49 +179,22 @@ impl AuthService {
     pub async fn register(&self, new: NewUser) -> ServiceResult<User> {
         validate_new_user(&new)?;
         let hash = hash_blocking(self.hashing.clone(), new.password, self.cost).await?;
-        self.insert(&new.username, &new.email, &hash, Role::User).await
-    }
-
-    async fn insert(&self, username: &str, email: &str, hash: &str, role: Role) -> ServiceResult<User> {
-        let created_at = Utc::now();
-        let result = sqlx::query(
-            "INSERT INTO users (username, email, password, role, created_at) VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(username)
-        .bind(email)
-        .bind(hash)
-        .bind(role.as_str())
-        .bind(created_at)
-        .execute(&self.db.write)
-        .await;
-        match result {
-            Ok(done) => Ok(User {
-                id: done.last_insert_rowid(),
-                username: username.to_owned(),
-                email: email.to_owned(),
-                role,
-                created_at,
-            }),
-            Err(e) if is_unique_violation(&e) => {
-                Err(ServiceError::Conflict("that username or email is already registered".into()))
-            }
-            Err(e) => Err(e.into()),
-        }
+        let row = NewUserRow {
+            username: &new.username,
+            email: &new.email,
+            password_hash: &hash,
+            role: Role::User,
+            created_at: crate::db::now(),
+        };
+        self.users.insert(row).await
     }
 
     pub async fn login(&self, username: &str, password: &str) -> ServiceResult<LoginResponse> {
-        let row: Option<(String, String)> =
-            sqlx::query_as("SELECT password, role FROM users WHERE username = ?")
-                .bind(username)
-                .fetch_optional(&self.db.read)
-                .await?;
-        let (hash, role) = match &row {
-            Some((hash, role)) => (hash.clone(), Some(role.clone())),
-            None => (self.dummy_hash.to_string(), None),
-        };
+        let found = self.users.credentials(username).await?;
+        let hash = found.as_ref().map_or_else(|| self.dummy_hash.to_string(), |(hash, _)| hash.clone());
         let ok = verify_blocking(self.hashing.clone(), password.to_owned(), hash).await?;
-        let role = match (ok, role) {
-            (true, Some(role)) => Role::parse(&role)?,
+        let role = match (ok, found) {
+            (true, Some((_, role))) => role,
             _ => return Err(ServiceError::Unauthorized("invalid username or password".into())),
         };
         Ok(LoginResponse {
@@ -242,14 +207,7 @@ impl AuthService {
     }
 
     pub async fn find(&self, username: &str) -> ServiceResult<User> {
-        let row: Option<(i64, String, String, String, DateTime<Utc>)> =
-            sqlx::query_as("SELECT id, username, email, role, created_at FROM users WHERE username = ?")
-                .bind(username)
-                .fetch_optional(&self.db.read)
-                .await?;
-        let (id, username, email, role, created_at) =
-            row.ok_or_else(|| ServiceError::NotFound(format!("user {username} not found")))?;
-        Ok(User { id, username, email, role: Role::parse(&role)?, created_at })
+        self.users.find(username).await?.ok_or_else(|| ServiceError::NotFound(format!("user {username} not found")))
     }
 
     /// Makes sure user `admin` exists with role ADMIN and this password.
@@ -258,14 +216,21 @@ impl AuthService {
             return Err(ServiceError::Invalid("SHOP_ADMIN_PASSWORD must have at least 8 characters".into()));
         }
         let hash = hash_blocking(self.hashing.clone(), password.to_owned(), self.cost).await?;
-        let updated = sqlx::query("UPDATE users SET password = ?, role = 'ADMIN' WHERE username = 'admin'")
-            .bind(&hash)
-            .execute(&self.db.write)
-            .await?;
-        if updated.rows_affected() == 0 {
-            self.insert("admin", "admin@shop.local", &hash, Role::Admin).await?;
+        if self.users.make_admin("admin", &hash).await? {
+            return Ok(());
         }
-        Ok(())
+        let row = NewUserRow {
+            username: "admin",
+            email: "admin@shop.local",
+            password_hash: &hash,
+            role: Role::Admin,
+            created_at: crate::db::now(),
+        };
+        match self.users.insert(row).await {
+            // Another instance created it meanwhile: make sure it has this password.
+            Err(ServiceError::Conflict(_)) => self.users.make_admin("admin", &hash).await.map(|_| ()),
+            other => other.map(|_| ()),
+        }
     }
 }
 

@@ -4,13 +4,17 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use chrono::{DateTime, SubsecRound, Utc};
 use rust_decimal::Decimal;
-use sqlx::migrate::Migrator;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use shop_actors::ports::CartStore;
+use sqlx::migrate::{MigrateDatabase, Migrator};
+use sqlx::mysql::{MySql, MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::error::{ServiceError, ServiceResult};
+use crate::store::{self, OrderRepo, PaymentStore, ProductStore, UserStore};
 
 /// The five services, each with its own database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -33,6 +37,21 @@ impl Service {
             Service::Cart => "cart",
             Service::Payment => "payment",
             Service::Order => "order",
+        }
+    }
+
+    fn mysql_migrator(self) -> &'static Migrator {
+        static AUTH: Migrator = sqlx::migrate!("../migrations/mysql/auth");
+        static PRODUCT: Migrator = sqlx::migrate!("../migrations/mysql/product");
+        static CART: Migrator = sqlx::migrate!("../migrations/mysql/cart");
+        static PAYMENT: Migrator = sqlx::migrate!("../migrations/mysql/payment");
+        static ORDER: Migrator = sqlx::migrate!("../migrations/mysql/order");
+        match self {
+            Service::Auth => &AUTH,
+            Service::Product => &PRODUCT,
+            Service::Cart => &CART,
+            Service::Payment => &PAYMENT,
+            Service::Order => &ORDER,
         }
     }
 
@@ -64,14 +83,137 @@ pub struct SqliteDb {
 
 #[derive(Debug, Clone)]
 pub struct PoolConfig {
+    /// SQLite: read connections per database (writes always use one).
     pub read_connections: u32,
+    /// MySQL: connections per database pool.
+    pub max_connections: u32,
+    /// How long a query waits for a free connection.
     pub acquire_timeout: Duration,
 }
 
 impl Default for PoolConfig {
+    /// Sized for a 2-core machine: more connections than that only queue inside the server.
     fn default() -> Self {
-        Self { read_connections: 4, acquire_timeout: Duration::from_secs(10) }
+        Self { read_connections: 4, max_connections: 8, acquire_timeout: Duration::from_secs(10) }
     }
+}
+
+/// A service's database, on either backend.
+#[derive(Clone, Debug)]
+pub enum Database {
+    Sqlite(SqliteDb),
+    MySql(MySqlPool),
+}
+
+impl Database {
+    /// Opens the database at `url` (`sqlite://path` or `mysql://user@host/db`), creating it if it
+    /// does not exist yet, and applies the service's migrations.
+    pub async fn open(service: Service, url: &str, pool: &PoolConfig) -> ServiceResult<Self> {
+        if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+            if path.is_empty() {
+                return Err(ServiceError::Invalid(format!("{url:?} names no file")));
+            }
+            return Ok(Self::Sqlite(SqliteDb::open(service, Path::new(path), pool).await?));
+        }
+        if url.starts_with("mysql://") || url.starts_with("mariadb://") {
+            return Ok(Self::MySql(open_mysql(service, url, pool).await?));
+        }
+        Err(ServiceError::Invalid(format!(
+            "unsupported database URL for the {} service (use sqlite://<path> or mysql://<user>@<host>/<db>)",
+            service.name()
+        )))
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => "sqlite",
+            Self::MySql(_) => "mysql",
+        }
+    }
+
+    pub fn users(&self) -> Arc<dyn UserStore> {
+        match self {
+            Self::Sqlite(db) => Arc::new(store::sqlite::Users(db.clone())),
+            Self::MySql(db) => Arc::new(store::mysql::Users(db.clone())),
+        }
+    }
+
+    pub fn products(&self) -> Arc<dyn ProductStore> {
+        match self {
+            Self::Sqlite(db) => Arc::new(store::sqlite::Products(db.clone())),
+            Self::MySql(db) => Arc::new(store::mysql::Products(db.clone())),
+        }
+    }
+
+    pub fn carts(&self) -> Arc<dyn CartStore> {
+        match self {
+            Self::Sqlite(db) => Arc::new(store::sqlite::Carts(db.clone())),
+            Self::MySql(db) => Arc::new(store::mysql::Carts(db.clone())),
+        }
+    }
+
+    pub fn payments(&self) -> Arc<dyn PaymentStore> {
+        match self {
+            Self::Sqlite(db) => Arc::new(store::sqlite::Payments(db.clone())),
+            Self::MySql(db) => Arc::new(store::mysql::Payments(db.clone())),
+        }
+    }
+
+    pub fn orders(&self) -> Arc<dyn OrderRepo> {
+        match self {
+            Self::Sqlite(db) => Arc::new(store::sqlite::Orders(db.clone())),
+            Self::MySql(db) => Arc::new(store::mysql::Orders(db.clone())),
+        }
+    }
+
+    pub async fn close(&self) {
+        match self {
+            Self::Sqlite(db) => db.close().await,
+            Self::MySql(db) => db.close().await,
+        }
+    }
+}
+
+async fn open_mysql(service: Service, url: &str, pool: &PoolConfig) -> ServiceResult<MySqlPool> {
+    let url = url.replacen("mariadb://", "mysql://", 1);
+    let unreachable = |e: sqlx::Error| {
+        ServiceError::Internal(format!("{} database at {}: {e}", service.name(), redact(&url)))
+    };
+    if !MySql::database_exists(&url).await.map_err(unreachable)? {
+        // Another instance may create it between the check and here; that is fine.
+        if let Err(e) = MySql::create_database(&url).await {
+            if !MySql::database_exists(&url).await.map_err(unreachable)? {
+                return Err(unreachable(e));
+            }
+        }
+    }
+    let options: MySqlConnectOptions = url.parse().map_err(unreachable)?;
+    let db = MySqlPoolOptions::new()
+        .max_connections(pool.max_connections.max(1))
+        .acquire_timeout(pool.acquire_timeout)
+        .connect_with(options)
+        .await
+        .map_err(unreachable)?;
+    // The migrator holds a database lock while it runs, so instances starting together are safe.
+    service.mysql_migrator().run(&db).await?;
+    Ok(db)
+}
+
+/// The URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{}{user}{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// The current time as stored: microseconds, which both backends keep exactly.
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
 }
 
 impl SqliteDb {

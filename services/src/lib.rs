@@ -22,5 +22,6 @@ pub mod money;
 pub mod order;
 pub mod payment;
 pub mod product;
+pub mod store;
 
 pub use crate::error::{ServiceError, ServiceResult};

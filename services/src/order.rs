@@ -1,184 +1,26 @@
 //! Order: the order database, and placing orders through the checkout saga.
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
-use shop_actors::model::{NewOrder, Order, OrderItem, OrderStatus};
-use shop_actors::ports::{OrderStore, StoreError};
+use shop_actors::model::{NewOrder, Order, OrderStatus};
 use shop_actors::{Checkouts, Orders};
-use sqlx::AssertSqlSafe;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row};
 
-use crate::db::{SqliteDb, decimal, is_unique_violation, money_text};
 use crate::error::{ServiceError, ServiceResult};
 
-#[derive(Clone)]
-pub struct SqliteOrderStore {
-    db: SqliteDb,
-}
-
-impl SqliteOrderStore {
-    pub fn new(db: SqliteDb) -> Self {
-        Self { db }
-    }
-
-    /// Orders (with their items) matching `filter`, in one query.
-    async fn select(&self, filter: &str, binds: &[Bind<'_>]) -> Result<Vec<Order>, StoreError> {
-        let sql = format!(
-            "SELECT o.id, o.username, o.total_amount, o.status, o.payment_id, o.failure_reason, \
-                    o.idempotency_key, o.version, o.created_at, \
-                    i.product_id, i.product_name, i.price, i.quantity \
-             FROM orders o LEFT JOIN order_items i ON i.order_id = o.id \
-             WHERE {filter} ORDER BY o.id DESC, i.id"
-        );
-        let mut query = sqlx::query(AssertSqlSafe(sql));
-        for b in binds {
-            query = match b {
-                Bind::Int(v) => query.bind(*v),
-                Bind::Text(v) => query.bind(*v),
-            };
-        }
-        let rows = query.fetch_all(&self.db.read).await.map_err(store_err)?;
-        group(&rows).map_err(|e| StoreError::Unavailable(e.to_string()))
-    }
-}
-
-enum Bind<'a> {
-    Int(i64),
-    Text(&'a str),
-}
-
-fn store_err(e: sqlx::Error) -> StoreError {
-    StoreError::Unavailable(e.to_string())
-}
-
-fn group(rows: &[SqliteRow]) -> ServiceResult<Vec<Order>> {
-    let mut orders: Vec<Order> = Vec::new();
-    for row in rows {
-        let id: i64 = row.try_get("id")?;
-        if orders.last().is_none_or(|o| o.id != id) {
-            let status: &str = row.try_get("status")?;
-            orders.push(Order {
-                id,
-                username: row.try_get("username")?,
-                items: Vec::new(),
-                total_amount: decimal(row.try_get::<&str, _>("total_amount")?)?,
-                status: status.parse().map_err(|e| ServiceError::Internal(format!("{e}")))?,
-                payment_id: row.try_get("payment_id")?,
-                failure_reason: row.try_get("failure_reason")?,
-                idempotency_key: row.try_get("idempotency_key")?,
-                created_at: row.try_get("created_at")?,
-                version: row.try_get("version")?,
-            });
-        }
-        if let (Some(order), Some(product_id)) =
-            (orders.last_mut(), row.try_get::<Option<i64>, _>("product_id")?)
-        {
-            let quantity: i64 = row.try_get("quantity")?;
-            order.items.push(OrderItem {
-                product_id,
-                product_name: row.try_get("product_name")?,
-                price: decimal(row.try_get::<&str, _>("price")?)?,
-                quantity: u32::try_from(quantity)
-                    .map_err(|_| ServiceError::Internal(format!("stored quantity {quantity}")))?,
-            });
-        }
-    }
-    Ok(orders)
-}
-
-#[async_trait]
-impl OrderStore for SqliteOrderStore {
-    async fn create(&self, new: NewOrder) -> Result<Order, StoreError> {
-        let now = Utc::now();
-        let mut tx = self.db.write.begin().await.map_err(store_err)?;
-        let inserted = sqlx::query_scalar(
-            "INSERT INTO orders (username, total_amount, status, idempotency_key, version, created_at, updated_at) \
-             VALUES (?, ?, 'PENDING', ?, 1, ?, ?) RETURNING id",
-        )
-        .bind(&new.username)
-        .bind(money_text(new.total_amount))
-        .bind(&new.idempotency_key)
-        .bind(now)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await;
-        let id: i64 = match inserted {
-            Ok(id) => id,
-            Err(e) if is_unique_violation(&e) => {
-                return Err(StoreError::Duplicate(format!(
-                    "idempotency key of {} already used",
-                    new.username
-                )));
-            }
-            Err(e) => return Err(store_err(e)),
-        };
-        if !new.items.is_empty() {
-            let mut insert = QueryBuilder::new(
-                "INSERT INTO order_items (order_id, product_id, product_name, price, quantity) ",
-            );
-            insert.push_values(&new.items, |mut b, i| {
-                b.push_bind(id)
-                    .push_bind(i.product_id)
-                    .push_bind(&i.product_name)
-                    .push_bind(money_text(i.price))
-                    .push_bind(i64::from(i.quantity));
-            });
-            insert.build().execute(&mut *tx).await.map_err(store_err)?;
-        }
-        tx.commit().await.map_err(store_err)?;
-        Ok(Order {
-            id,
-            username: new.username,
-            items: new.items,
-            total_amount: new.total_amount,
-            status: OrderStatus::Pending,
-            payment_id: None,
-            failure_reason: None,
-            idempotency_key: new.idempotency_key,
-            created_at: now,
-            version: 1,
-        })
-    }
-
-    async fn load(&self, id: i64) -> Result<Option<Order>, StoreError> {
-        Ok(self.select("o.id = ?", &[Bind::Int(id)]).await?.pop())
-    }
-
-    async fn find_by_idempotency_key(&self, username: &str, key: &str) -> Result<Option<Order>, StoreError> {
-        Ok(self
-            .select("o.username = ? AND o.idempotency_key = ?", &[Bind::Text(username), Bind::Text(key)])
-            .await?
-            .pop())
-    }
-
-    async fn update(&self, order: &Order) -> Result<i64, StoreError> {
-        let done = sqlx::query(
-            "UPDATE orders SET status = ?, payment_id = ?, failure_reason = ?, version = version + 1, updated_at = ? \
-             WHERE id = ? AND version = ?",
-        )
-        .bind(order.status.as_str())
-        .bind(order.payment_id)
-        .bind(&order.failure_reason)
-        .bind(Utc::now())
-        .bind(order.id)
-        .bind(order.version)
-        .execute(&self.db.write)
-        .await
-        .map_err(store_err)?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::Conflict(format!(
-                "order {} changed since version {}",
-                order.id, order.version
-            )));
-        }
-        Ok(order.version + 1)
-    }
-
-    async fn list_for_user(&self, username: &str) -> Result<Vec<Order>, StoreError> {
-        self.select("o.username = ?", &[Bind::Text(username)]).await
+/// The order a store has just created from `new`: PENDING, version 1.
+pub(crate) fn created(id: i64, new: NewOrder, now: DateTime<Utc>) -> Order {
+    Order {
+        id,
+        username: new.username,
+        items: new.items,
+        total_amount: new.total_amount,
+        status: OrderStatus::Pending,
+        payment_id: None,
+        failure_reason: None,
+        idempotency_key: new.idempotency_key,
+        created_at: now,
+        version: 1,
     }
 }
 

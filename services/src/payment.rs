@@ -11,13 +11,10 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 use shop_actors::model::{PaymentReceipt, PaymentStatus};
 use shop_actors::ports::{ChargeRequest, GatewayError, PaymentGateway};
-use sqlx::AssertSqlSafe;
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
-use crate::db::{SqliteDb, decimal, is_unique_violation, money_text};
 use crate::error::{ServiceError, ServiceResult};
 use crate::money::positive_amount;
+use crate::store::{NewPayment, PaymentStore};
 
 /// The reasons the mock gateway gives when it declines.
 pub const FAILURE_REASONS: [&str; 5] = [
@@ -114,35 +111,15 @@ impl Payment {
     }
 }
 
-fn from_row(row: &SqliteRow) -> ServiceResult<Payment> {
-    let status = match row.try_get::<&str, _>("status")? {
-        "SUCCESS" => PaymentStatus::Success,
-        "FAILED" => PaymentStatus::Failed,
-        other => return Err(ServiceError::Internal(format!("stored payment status {other:?}"))),
-    };
-    Ok(Payment {
-        id: row.try_get("id")?,
-        order_id: row.try_get("order_id")?,
-        user_id: row.try_get("user_id")?,
-        amount: decimal(row.try_get::<&str, _>("amount")?)?,
-        status,
-        transaction_id: row.try_get("transaction_id")?,
-        failure_reason: row.try_get("failure_reason")?,
-        created_at: row.try_get("created_at")?,
-    })
-}
-
-const COLUMNS: &str = "id, order_id, user_id, amount, status, transaction_id, failure_reason, created_at";
-
 #[derive(Clone)]
 pub struct PaymentService {
-    db: SqliteDb,
+    store: Arc<dyn PaymentStore>,
     gateway: Arc<MockGateway>,
 }
 
 impl PaymentService {
-    pub fn new(db: SqliteDb, gateway: MockGateway) -> Self {
-        Self { db, gateway: Arc::new(gateway) }
+    pub fn new(store: Arc<dyn PaymentStore>, gateway: MockGateway) -> Self {
+        Self { store, gateway: Arc::new(gateway) }
     }
 
     /// Takes payment for an order, once: asking again for the same order returns the payment
@@ -155,43 +132,35 @@ impl PaymentService {
             return Err(ServiceError::Invalid("userId must be 1 to 100 characters".into()));
         }
         let amount = positive_amount("amount", amount)?;
-        if let Some(existing) = self.find_by_order(order_id).await? {
+        if let Some(existing) = self.store.find_by_order(order_id).await? {
             return Ok(existing);
         }
         let (status, transaction_id, failure_reason) = match self.gateway.decide().await {
-            GatewayDecision::Approved { transaction_id } => ("SUCCESS", Some(transaction_id), None),
-            GatewayDecision::Declined { reason } => ("FAILED", None, Some(reason)),
+            GatewayDecision::Approved { transaction_id } => (PaymentStatus::Success, Some(transaction_id), None),
+            GatewayDecision::Declined { reason } => (PaymentStatus::Failed, None, Some(reason)),
         };
-        let inserted = sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO payments (order_id, user_id, amount, status, transaction_id, failure_reason, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING {COLUMNS}"
-        )))
-        .bind(order_id)
-        .bind(user_id)
-        .bind(money_text(amount))
-        .bind(status)
-        .bind(transaction_id)
-        .bind(failure_reason)
-        .bind(Utc::now())
-        .fetch_one(&self.db.write)
-        .await;
-        match inserted {
-            Ok(row) => from_row(&row),
+        let new = NewPayment {
+            order_id,
+            user_id,
+            amount,
+            status,
+            transaction_id: transaction_id.as_deref(),
+            failure_reason,
+            created_at: crate::db::now(),
+        };
+        match self.store.insert(new).await? {
+            Some(payment) => Ok(payment),
             // A concurrent request for the same order recorded first: its payment is the one.
-            Err(e) if is_unique_violation(&e) => self
+            None => self
+                .store
                 .find_by_order(order_id)
                 .await?
                 .ok_or_else(|| ServiceError::Internal(format!("payment of order {order_id} vanished"))),
-            Err(e) => Err(e.into()),
         }
     }
 
     pub async fn find_by_order(&self, order_id: i64) -> ServiceResult<Option<Payment>> {
-        let row = sqlx::query(AssertSqlSafe(format!("SELECT {COLUMNS} FROM payments WHERE order_id = ?")))
-            .bind(order_id)
-            .fetch_optional(&self.db.read)
-            .await?;
-        row.as_ref().map(from_row).transpose()
+        self.store.find_by_order(order_id).await
     }
 }
 

@@ -1,15 +1,14 @@
 //! Product: the catalog. Anyone reads it; only ADMIN writes it.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
 use shop_actors::model::ProductSnapshot;
-use sqlx::AssertSqlSafe;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row};
 
-use crate::db::{SqliteDb, decimal, money_text};
 use crate::error::{ServiceError, ServiceResult};
+use crate::store::ProductStore;
 use crate::money::positive_amount;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -78,113 +77,40 @@ pub fn seed_catalog() -> Vec<ProductInput> {
 
 #[derive(Clone)]
 pub struct ProductService {
-    db: SqliteDb,
+    store: Arc<dyn ProductStore>,
 }
 
-const COLUMNS: &str = "id, name, description, price, stock, created_at, updated_at";
-
-fn from_row(row: &SqliteRow) -> ServiceResult<Product> {
-    Ok(Product {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        description: row.try_get("description")?,
-        price: decimal(row.try_get::<&str, _>("price")?)?,
-        stock: row.try_get("stock")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-    })
+fn not_found(id: i64) -> ServiceError {
+    ServiceError::NotFound(format!("product {id} not found"))
 }
 
 impl ProductService {
-    pub fn new(db: SqliteDb) -> Self {
-        Self { db }
+    pub fn new(store: Arc<dyn ProductStore>) -> Self {
+        Self { store }
     }
 
     pub async fn list(&self) -> ServiceResult<Vec<Product>> {
-        let rows = sqlx::query(AssertSqlSafe(format!("SELECT {COLUMNS} FROM products ORDER BY id")))
-            .fetch_all(&self.db.read)
-            .await?;
-        rows.iter().map(from_row).collect()
+        self.store.list().await
     }
 
     pub async fn get(&self, id: i64) -> ServiceResult<Product> {
-        let row = sqlx::query(AssertSqlSafe(format!("SELECT {COLUMNS} FROM products WHERE id = ?")))
-            .bind(id)
-            .fetch_optional(&self.db.read)
-            .await?;
-        match row {
-            Some(row) => from_row(&row),
-            None => Err(ServiceError::NotFound(format!("product {id} not found"))),
-        }
+        self.store.get(id).await?.ok_or_else(|| not_found(id))
     }
 
     pub async fn create(&self, input: ProductInput) -> ServiceResult<Product> {
-        let p = input.validated()?;
-        let now = Utc::now();
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO products (name, description, price, stock, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?) RETURNING {COLUMNS}"
-        )))
-        .bind(&p.name)
-        .bind(&p.description)
-        .bind(money_text(p.price))
-        .bind(p.stock)
-        .bind(now)
-        .bind(now)
-        .fetch_one(&self.db.write)
-        .await?;
-        from_row(&row)
+        self.store.create(&input.validated()?, crate::db::now()).await
     }
 
     pub async fn update(&self, id: i64, input: ProductInput) -> ServiceResult<Product> {
-        let p = input.validated()?;
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "UPDATE products SET name = ?, description = ?, price = ?, stock = ?, updated_at = ? \
-             WHERE id = ? RETURNING {COLUMNS}"
-        )))
-        .bind(&p.name)
-        .bind(&p.description)
-        .bind(money_text(p.price))
-        .bind(p.stock)
-        .bind(Utc::now())
-        .bind(id)
-        .fetch_optional(&self.db.write)
-        .await?;
-        match row {
-            Some(row) => from_row(&row),
-            None => Err(ServiceError::NotFound(format!("product {id} not found"))),
-        }
+        self.store.update(id, &input.validated()?, crate::db::now()).await?.ok_or_else(|| not_found(id))
     }
 
     pub async fn delete(&self, id: i64) -> ServiceResult<()> {
-        let done = sqlx::query("DELETE FROM products WHERE id = ?").bind(id).execute(&self.db.write).await?;
-        if done.rows_affected() == 0 {
-            return Err(ServiceError::NotFound(format!("product {id} not found")));
-        }
-        Ok(())
+        if self.store.delete(id).await? { Ok(()) } else { Err(not_found(id)) }
     }
 
     /// Fills an empty catalog with [`seed_catalog`]; a catalog with any product is left alone.
     pub async fn seed_if_empty(&self) -> ServiceResult<usize> {
-        let (count,): (i64,) =
-            sqlx::query_as("SELECT COUNT(*) FROM products").fetch_one(&self.db.read).await?;
-        if count > 0 {
-            return Ok(0);
-        }
-        let now = Utc::now();
-        let seed = seed_catalog();
-        let mut insert = QueryBuilder::new(
-            "INSERT INTO products (name, description, price, stock, created_at, updated_at) ",
-        );
-        insert.push_values(&seed, |mut b, p| {
-            b.push_bind(&p.name)
-                .push_bind(&p.description)
-                .push_bind(money_text(p.price))
-                .push_bind(p.stock)
-                .push_bind(now)
-                .push_bind(now);
-        });
-        insert.build().execute(&self.db.write).await?;
-        Ok(seed.len())
+        self.store.seed_if_empty(&seed_catalog(), crate::db::now()).await
     }
 }

@@ -1,0 +1,502 @@
+//! The SQLite repositories (embedded mode). Money is stored as canonical decimal text, since
+//! SQLite's numeric types would round it through floating point.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use shop_actors::model::{Cart, CartItem, NewOrder, Order, OrderItem};
+use shop_actors::ports::{CartStore, OrderStore, StoreError};
+use sqlx::sqlite::SqliteRow;
+use sqlx::{AssertSqlSafe, QueryBuilder, Row};
+
+use super::{
+    NewPayment, NewUserRow, OrderRepo, OrderSummary, PaymentStore, PaymentSummary, ProductStore, UserStore,
+    payment_status, payment_status_str, role,
+};
+use crate::auth::User;
+use crate::db::{SqliteDb, decimal, is_unique_violation, money_text};
+use crate::error::{ServiceError, ServiceResult};
+use crate::payment::Payment;
+use crate::product::{Product, ProductInput};
+
+fn store_err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn quantity(q: i64) -> ServiceResult<u32> {
+    u32::try_from(q).map_err(|_| ServiceError::Internal(format!("stored quantity {q}")))
+}
+
+// ---------------------------------------------------------------------------------------- users
+
+pub struct Users(pub SqliteDb);
+
+#[async_trait]
+impl UserStore for Users {
+    async fn insert(&self, u: NewUserRow<'_>) -> ServiceResult<User> {
+        let result =
+            sqlx::query("INSERT INTO users (username, email, password, role, created_at) VALUES (?, ?, ?, ?, ?)")
+                .bind(u.username)
+                .bind(u.email)
+                .bind(u.password_hash)
+                .bind(u.role.as_str())
+                .bind(u.created_at)
+                .execute(&self.0.write)
+                .await;
+        match result {
+            Ok(done) => Ok(User {
+                id: done.last_insert_rowid(),
+                username: u.username.to_owned(),
+                email: u.email.to_owned(),
+                role: u.role,
+                created_at: u.created_at,
+            }),
+            Err(e) if is_unique_violation(&e) => {
+                Err(ServiceError::Conflict("that username or email is already registered".into()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn credentials(&self, username: &str) -> ServiceResult<Option<(String, crate::auth::Role)>> {
+        let row: Option<(String, String)> = sqlx::query_as("SELECT password, role FROM users WHERE username = ?")
+            .bind(username)
+            .fetch_optional(&self.0.read)
+            .await?;
+        row.map(|(hash, r)| Ok((hash, role(&r)?))).transpose()
+    }
+
+    async fn find(&self, username: &str) -> ServiceResult<Option<User>> {
+        let row: Option<(i64, String, String, String, DateTime<Utc>)> =
+            sqlx::query_as("SELECT id, username, email, role, created_at FROM users WHERE username = ?")
+                .bind(username)
+                .fetch_optional(&self.0.read)
+                .await?;
+        row.map(|(id, username, email, r, created_at)| Ok(User { id, username, email, role: role(&r)?, created_at }))
+            .transpose()
+    }
+
+    async fn make_admin(&self, username: &str, password_hash: &str) -> ServiceResult<bool> {
+        let done = sqlx::query("UPDATE users SET password = ?, role = 'ADMIN' WHERE username = ?")
+            .bind(password_hash)
+            .bind(username)
+            .execute(&self.0.write)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+}
+
+// ------------------------------------------------------------------------------------- products
+
+pub struct Products(pub SqliteDb);
+
+const PRODUCT_COLUMNS: &str = "id, name, description, price, stock, created_at, updated_at";
+
+fn product(row: &SqliteRow) -> ServiceResult<Product> {
+    Ok(Product {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        description: row.try_get("description")?,
+        price: decimal(row.try_get::<&str, _>("price")?)?,
+        stock: row.try_get("stock")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+#[async_trait]
+impl ProductStore for Products {
+    async fn list(&self) -> ServiceResult<Vec<Product>> {
+        let rows = sqlx::query(AssertSqlSafe(format!("SELECT {PRODUCT_COLUMNS} FROM products ORDER BY id")))
+            .fetch_all(&self.0.read)
+            .await?;
+        rows.iter().map(product).collect()
+    }
+
+    async fn get(&self, id: i64) -> ServiceResult<Option<Product>> {
+        let row = sqlx::query(AssertSqlSafe(format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id = ?")))
+            .bind(id)
+            .fetch_optional(&self.0.read)
+            .await?;
+        row.as_ref().map(product).transpose()
+    }
+
+    async fn create(&self, p: &ProductInput, now: DateTime<Utc>) -> ServiceResult<Product> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO products (name, description, price, stock, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?) RETURNING {PRODUCT_COLUMNS}"
+        )))
+        .bind(&p.name)
+        .bind(&p.description)
+        .bind(money_text(p.price))
+        .bind(p.stock)
+        .bind(now)
+        .bind(now)
+        .fetch_one(&self.0.write)
+        .await?;
+        product(&row)
+    }
+
+    async fn update(&self, id: i64, p: &ProductInput, now: DateTime<Utc>) -> ServiceResult<Option<Product>> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE products SET name = ?, description = ?, price = ?, stock = ?, updated_at = ? \
+             WHERE id = ? RETURNING {PRODUCT_COLUMNS}"
+        )))
+        .bind(&p.name)
+        .bind(&p.description)
+        .bind(money_text(p.price))
+        .bind(p.stock)
+        .bind(now)
+        .bind(id)
+        .fetch_optional(&self.0.write)
+        .await?;
+        row.as_ref().map(product).transpose()
+    }
+
+    async fn delete(&self, id: i64) -> ServiceResult<bool> {
+        let done = sqlx::query("DELETE FROM products WHERE id = ?").bind(id).execute(&self.0.write).await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn seed_if_empty(&self, products: &[ProductInput], now: DateTime<Utc>) -> ServiceResult<usize> {
+        let mut tx = self.0.write.begin().await?;
+        let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM products").fetch_one(&mut *tx).await?;
+        if count > 0 || products.is_empty() {
+            return Ok(0);
+        }
+        let mut insert =
+            QueryBuilder::new("INSERT INTO products (name, description, price, stock, created_at, updated_at) ");
+        insert.push_values(products, |mut b, p| {
+            b.push_bind(&p.name)
+                .push_bind(&p.description)
+                .push_bind(money_text(p.price))
+                .push_bind(p.stock)
+                .push_bind(now)
+                .push_bind(now);
+        });
+        insert.build().execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(products.len())
+    }
+
+    async fn negative_stock(&self) -> ServiceResult<Vec<i64>> {
+        Ok(sqlx::query_scalar("SELECT id FROM products WHERE stock < 0").fetch_all(&self.0.read).await?)
+    }
+}
+
+// ---------------------------------------------------------------------------------------- carts
+
+/// One round trip to read a cart, one transaction to write it.
+pub struct Carts(pub SqliteDb);
+
+#[async_trait]
+impl CartStore for Carts {
+    async fn load(&self, username: &str) -> Result<Cart, StoreError> {
+        let rows = sqlx::query(
+            "SELECT c.version, i.product_id, i.product_name, i.price, i.quantity \
+             FROM cart c LEFT JOIN cart_items i ON i.cart_id = c.id WHERE c.username = ? ORDER BY i.id",
+        )
+        .bind(username)
+        .fetch_all(&self.0.read)
+        .await
+        .map_err(store_err)?;
+        let mut cart = Cart::empty(username);
+        for row in rows {
+            cart.version = row.try_get("version").map_err(store_err)?;
+            let Some(product_id) = row.try_get::<Option<i64>, _>("product_id").map_err(store_err)? else {
+                continue;
+            };
+            cart.items.push(CartItem {
+                product_id,
+                product_name: row.try_get("product_name").map_err(store_err)?,
+                price: decimal(row.try_get::<&str, _>("price").map_err(store_err)?).map_err(store_err)?,
+                quantity: quantity(row.try_get("quantity").map_err(store_err)?).map_err(store_err)?,
+            });
+        }
+        Ok(cart)
+    }
+
+    async fn save(&self, cart: &Cart, applied_order: Option<i64>) -> Result<i64, StoreError> {
+        let stale = || StoreError::Conflict(format!("cart of {} changed since version {}", cart.username, cart.version));
+        let now = crate::db::now();
+        let mut tx = self.0.write.begin().await.map_err(store_err)?;
+        let cart_id: Option<i64> = if cart.version == 0 {
+            let inserted = sqlx::query_scalar(
+                "INSERT INTO cart (username, version, created_at, updated_at) VALUES (?, 1, ?, ?) RETURNING id",
+            )
+            .bind(&cart.username)
+            .bind(now)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await;
+            match inserted {
+                Ok(id) => Some(id),
+                Err(e) if is_unique_violation(&e) => None,
+                Err(e) => return Err(store_err(e)),
+            }
+        } else {
+            sqlx::query_scalar(
+                "UPDATE cart SET version = version + 1, updated_at = ? \
+                 WHERE username = ? AND version = ? RETURNING id",
+            )
+            .bind(now)
+            .bind(&cart.username)
+            .bind(cart.version)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(store_err)?
+        };
+        let cart_id = cart_id.ok_or_else(stale)?;
+        sqlx::query("DELETE FROM cart_items WHERE cart_id = ?").bind(cart_id).execute(&mut *tx).await.map_err(store_err)?;
+        if !cart.items.is_empty() {
+            let mut insert =
+                QueryBuilder::new("INSERT INTO cart_items (cart_id, product_id, product_name, price, quantity) ");
+            insert.push_values(&cart.items, |mut b, i| {
+                b.push_bind(cart_id)
+                    .push_bind(i.product_id)
+                    .push_bind(&i.product_name)
+                    .push_bind(money_text(i.price))
+                    .push_bind(i64::from(i.quantity));
+            });
+            insert.build().execute(&mut *tx).await.map_err(store_err)?;
+        }
+        if let Some(order_id) = applied_order {
+            let applied =
+                sqlx::query("INSERT INTO cart_applied_orders (username, order_id, applied_at) VALUES (?, ?, ?)")
+                    .bind(&cart.username)
+                    .bind(order_id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await;
+            match applied {
+                Ok(_) => {}
+                Err(e) if is_unique_violation(&e) => return Err(stale()),
+                Err(e) => return Err(store_err(e)),
+            }
+        }
+        tx.commit().await.map_err(store_err)?;
+        Ok(cart.version + 1)
+    }
+
+    async fn checkout_applied(&self, username: &str, order_id: i64) -> Result<bool, StoreError> {
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT order_id FROM cart_applied_orders WHERE username = ? AND order_id = ?")
+                .bind(username)
+                .bind(order_id)
+                .fetch_optional(&self.0.read)
+                .await
+                .map_err(store_err)?;
+        Ok(found.is_some())
+    }
+}
+
+// ------------------------------------------------------------------------------------- payments
+
+pub struct Payments(pub SqliteDb);
+
+const PAYMENT_COLUMNS: &str = "id, order_id, user_id, amount, status, transaction_id, failure_reason, created_at";
+
+fn payment(row: &SqliteRow) -> ServiceResult<Payment> {
+    Ok(Payment {
+        id: row.try_get("id")?,
+        order_id: row.try_get("order_id")?,
+        user_id: row.try_get("user_id")?,
+        amount: decimal(row.try_get::<&str, _>("amount")?)?,
+        status: payment_status(row.try_get::<&str, _>("status")?)?,
+        transaction_id: row.try_get("transaction_id")?,
+        failure_reason: row.try_get("failure_reason")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+#[async_trait]
+impl PaymentStore for Payments {
+    async fn find_by_order(&self, order_id: i64) -> ServiceResult<Option<Payment>> {
+        let row = sqlx::query(AssertSqlSafe(format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE order_id = ?")))
+            .bind(order_id)
+            .fetch_optional(&self.0.read)
+            .await?;
+        row.as_ref().map(payment).transpose()
+    }
+
+    async fn insert(&self, p: NewPayment<'_>) -> ServiceResult<Option<Payment>> {
+        let inserted = sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO payments (order_id, user_id, amount, status, transaction_id, failure_reason, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING {PAYMENT_COLUMNS}"
+        )))
+        .bind(p.order_id)
+        .bind(p.user_id)
+        .bind(money_text(p.amount))
+        .bind(payment_status_str(p.status))
+        .bind(p.transaction_id)
+        .bind(p.failure_reason)
+        .bind(p.created_at)
+        .fetch_one(&self.0.write)
+        .await;
+        match inserted {
+            Ok(row) => payment(&row).map(Some),
+            Err(e) if is_unique_violation(&e) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn summaries(&self) -> ServiceResult<Vec<PaymentSummary>> {
+        let rows: Vec<(i64, i64, String, String)> =
+            sqlx::query_as("SELECT id, order_id, status, amount FROM payments").fetch_all(&self.0.read).await?;
+        rows.into_iter()
+            .map(|(id, order_id, status, amount)| {
+                Ok(PaymentSummary { id, order_id, status: payment_status(&status)?, amount: decimal(&amount)? })
+            })
+            .collect()
+    }
+}
+
+// --------------------------------------------------------------------------------------- orders
+
+pub struct Orders(pub SqliteDb);
+
+enum Bind<'a> {
+    Int(i64),
+    Text(&'a str),
+}
+
+impl Orders {
+    /// Orders (with their items) matching `filter`, newest first, in one query.
+    async fn select(&self, filter: &str, binds: &[Bind<'_>]) -> Result<Vec<Order>, StoreError> {
+        let sql = format!(
+            "SELECT o.id, o.username, o.total_amount, o.status, o.payment_id, o.failure_reason, \
+                    o.idempotency_key, o.version, o.created_at, \
+                    i.product_id, i.product_name, i.price, i.quantity \
+             FROM orders o LEFT JOIN order_items i ON i.order_id = o.id \
+             WHERE {filter} ORDER BY o.id DESC, i.id"
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for b in binds {
+            query = match b {
+                Bind::Int(v) => query.bind(*v),
+                Bind::Text(v) => query.bind(*v),
+            };
+        }
+        let rows = query.fetch_all(&self.0.read).await.map_err(store_err)?;
+        group_orders(&rows).map_err(store_err)
+    }
+}
+
+fn group_orders(rows: &[SqliteRow]) -> ServiceResult<Vec<Order>> {
+    let mut orders: Vec<Order> = Vec::new();
+    for row in rows {
+        let id: i64 = row.try_get("id")?;
+        if orders.last().is_none_or(|o| o.id != id) {
+            let status: &str = row.try_get("status")?;
+            orders.push(Order {
+                id,
+                username: row.try_get("username")?,
+                items: Vec::new(),
+                total_amount: decimal(row.try_get::<&str, _>("total_amount")?)?,
+                status: status.parse().map_err(|e| ServiceError::Internal(format!("{e}")))?,
+                payment_id: row.try_get("payment_id")?,
+                failure_reason: row.try_get("failure_reason")?,
+                idempotency_key: row.try_get("idempotency_key")?,
+                created_at: row.try_get("created_at")?,
+                version: row.try_get("version")?,
+            });
+        }
+        if let (Some(order), Some(product_id)) = (orders.last_mut(), row.try_get::<Option<i64>, _>("product_id")?) {
+            order.items.push(OrderItem {
+                product_id,
+                product_name: row.try_get("product_name")?,
+                price: decimal(row.try_get::<&str, _>("price")?)?,
+                quantity: quantity(row.try_get("quantity")?)?,
+            });
+        }
+    }
+    Ok(orders)
+}
+
+#[async_trait]
+impl OrderStore for Orders {
+    async fn create(&self, new: NewOrder) -> Result<Order, StoreError> {
+        let now = crate::db::now();
+        let mut tx = self.0.write.begin().await.map_err(store_err)?;
+        let inserted = sqlx::query_scalar(
+            "INSERT INTO orders (username, total_amount, status, idempotency_key, version, created_at, updated_at) \
+             VALUES (?, ?, 'PENDING', ?, 1, ?, ?) RETURNING id",
+        )
+        .bind(&new.username)
+        .bind(money_text(new.total_amount))
+        .bind(&new.idempotency_key)
+        .bind(now)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await;
+        let id: i64 = match inserted {
+            Ok(id) => id,
+            Err(e) if is_unique_violation(&e) => {
+                return Err(StoreError::Duplicate(format!("idempotency key of {} already used", new.username)));
+            }
+            Err(e) => return Err(store_err(e)),
+        };
+        if !new.items.is_empty() {
+            let mut insert =
+                QueryBuilder::new("INSERT INTO order_items (order_id, product_id, product_name, price, quantity) ");
+            insert.push_values(&new.items, |mut b, i| {
+                b.push_bind(id)
+                    .push_bind(i.product_id)
+                    .push_bind(&i.product_name)
+                    .push_bind(money_text(i.price))
+                    .push_bind(i64::from(i.quantity));
+            });
+            insert.build().execute(&mut *tx).await.map_err(store_err)?;
+        }
+        tx.commit().await.map_err(store_err)?;
+        Ok(crate::order::created(id, new, now))
+    }
+
+    async fn load(&self, id: i64) -> Result<Option<Order>, StoreError> {
+        Ok(self.select("o.id = ?", &[Bind::Int(id)]).await?.pop())
+    }
+
+    async fn find_by_idempotency_key(&self, username: &str, key: &str) -> Result<Option<Order>, StoreError> {
+        Ok(self
+            .select("o.username = ? AND o.idempotency_key = ?", &[Bind::Text(username), Bind::Text(key)])
+            .await?
+            .pop())
+    }
+
+    async fn update(&self, order: &Order) -> Result<i64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE orders SET status = ?, payment_id = ?, failure_reason = ?, version = version + 1, updated_at = ? \
+             WHERE id = ? AND version = ?",
+        )
+        .bind(order.status.as_str())
+        .bind(order.payment_id)
+        .bind(&order.failure_reason)
+        .bind(crate::db::now())
+        .bind(order.id)
+        .bind(order.version)
+        .execute(&self.0.write)
+        .await
+        .map_err(store_err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!("order {} changed since version {}", order.id, order.version)));
+        }
+        Ok(order.version + 1)
+    }
+
+    async fn list_for_user(&self, username: &str) -> Result<Vec<Order>, StoreError> {
+        self.select("o.username = ?", &[Bind::Text(username)]).await
+    }
+}
+
+#[async_trait]
+impl OrderRepo for Orders {
+    async fn summaries(&self) -> ServiceResult<Vec<OrderSummary>> {
+        let rows: Vec<(i64, String, Option<i64>, String)> =
+            sqlx::query_as("SELECT id, status, payment_id, total_amount FROM orders").fetch_all(&self.0.read).await?;
+        rows.into_iter()
+            .map(|(id, status, payment_id, total)| {
+                Ok(OrderSummary { id, status, payment_id, total_amount: decimal(&total)? })
+            })
+            .collect()
+    }
+}
+

@@ -16,7 +16,8 @@ fn mouse() -> ProductSnapshot {
 /// One element = one cart filled and checked out (add-to-cart + the whole saga).
 fn checkout_saga(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let (core, _bus) = Core::in_memory(CoreConfig::default(), Arc::new(MemoryPayments::new(5))).expect("core");
+    let (core, _bus) =
+        Core::in_memory(CoreConfig::default(), Arc::new(MemoryPayments::new(5))).expect("core");
     let mut group = c.benchmark_group("checkout_saga");
     for concurrency in [1usize, 64, 1024] {
         let users: Vec<String> = (0..concurrency).map(|i| format!("bench-user-{i}")).collect();
@@ -44,7 +45,8 @@ fn checkout_saga(c: &mut Criterion) {
 /// One element = one add-to-cart round trip to an already active cart actor.
 fn cart_add(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let (core, _bus) = Core::in_memory(CoreConfig::default(), Arc::new(MemoryPayments::new(0))).expect("core");
+    let (core, _bus) =
+        Core::in_memory(CoreConfig::default(), Arc::new(MemoryPayments::new(0))).expect("core");
     let mut group = c.benchmark_group("cart_add");
     group.throughput(Throughput::Elements(1));
     group.bench_function("round_trip", |b| {

@@ -4,7 +4,7 @@ mod common;
 
 use std::str::FromStr;
 
-use common::{PASSWORD, TestApp, id_of, quantity_of};
+use common::{Backend, PASSWORD, TestApp, id_of, quantity_of};
 use reqwest::Method;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
@@ -16,13 +16,33 @@ use shop_services::payment::FAILURE_REASONS;
 const LAPTOP: i64 = 1;
 const MOUSE: i64 = 2;
 
+/// The flows that touch every database run on both backends: SQLite (embedded mode) and MySQL
+/// (all five services on MariaDB/MySQL).
+macro_rules! on_both_backends {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[tokio::test] async fn $case() { super::$case(super::Backend::Sqlite).await } )*
+        }
+        mod mysql {
+            $( #[tokio::test] async fn $case() { super::$case(super::Backend::MySql).await } )*
+        }
+    };
+}
+
+on_both_backends!(
+    success_flow_pays_publishes_and_empties_the_cart,
+    failure_flow_cancels_keeps_the_cart_and_a_retry_can_succeed,
+    two_hundred_checkouts_pay_about_eighty_percent_and_keep_the_invariants,
+    a_hundred_concurrent_adds_all_count,
+    ten_concurrent_checkouts_of_one_cart_pay_once,
+);
+
 fn money(v: &Value) -> Decimal {
     Decimal::from_str(&v.to_string()).unwrap_or_else(|e| panic!("{v} is not money: {e}"))
 }
 
-#[tokio::test]
-async fn success_flow_pays_publishes_and_empties_the_cart() {
-    let t = TestApp::spawn_with(|c| c.payment_success_rate = 1.0).await;
+async fn success_flow_pays_publishes_and_empties_the_cart(backend: Backend) {
+    let t = TestApp::on(backend, |c| c.payment_success_rate = 1.0).await;
     let john = t.user("john").await;
     t.add(&john, LAPTOP, 2).await.ok(200);
     let cart = t.add(&john, MOUSE, 3).await.ok(200).clone();
@@ -59,9 +79,8 @@ async fn success_flow_pays_publishes_and_empties_the_cart() {
     assert_eq!(one.ok(200)["status"], "PAID");
 }
 
-#[tokio::test]
-async fn failure_flow_cancels_keeps_the_cart_and_a_retry_can_succeed() {
-    let t = TestApp::spawn_with(|c| c.payment_success_rate = 0.5).await;
+async fn failure_flow_cancels_keeps_the_cart_and_a_retry_can_succeed(backend: Backend) {
+    let t = TestApp::on(backend, |c| c.payment_success_rate = 0.5).await;
     let jane = t.user("jane").await;
     t.add(&jane, MOUSE, 2).await.ok(200);
     let before = t.cart(&jane).await;
@@ -97,9 +116,8 @@ async fn failure_flow_cancels_keeps_the_cart_and_a_retry_can_succeed() {
     assert_eq!(paid_after_failure, 1, "no retry after a failure succeeded in 40 tries");
 }
 
-#[tokio::test]
-async fn two_hundred_checkouts_pay_about_eighty_percent_and_keep_the_invariants() {
-    let t = TestApp::spawn().await;
+async fn two_hundred_checkouts_pay_about_eighty_percent_and_keep_the_invariants(backend: Backend) {
+    let t = TestApp::on(backend, |_| {}).await;
     let names: Vec<String> = (0..20).map(|i| format!("load{i}")).collect();
     let users: Vec<String> = futures::future::join_all(names.iter().map(|n| t.user(n))).await;
     let runs = users.iter().map(|token| async {
@@ -132,9 +150,8 @@ async fn two_hundred_checkouts_pay_about_eighty_percent_and_keep_the_invariants(
     );
 }
 
-#[tokio::test]
-async fn a_hundred_concurrent_adds_all_count() {
-    let t = TestApp::spawn().await;
+async fn a_hundred_concurrent_adds_all_count(backend: Backend) {
+    let t = TestApp::on(backend, |_| {}).await;
     let eve = t.user("eve").await;
     let adds = (0..100).map(|i| t.add(&eve, if i % 2 == 0 { MOUSE } else { LAPTOP }, 1));
     for reply in futures::future::join_all(adds).await {
@@ -145,9 +162,8 @@ async fn a_hundred_concurrent_adds_all_count() {
     assert_eq!(money(&cart["totalAmount"]), Decimal::from_str("51499.00").expect("dec"));
 }
 
-#[tokio::test]
-async fn ten_concurrent_checkouts_of_one_cart_pay_once() {
-    let t = TestApp::spawn_with(|c| c.payment_success_rate = 1.0).await;
+async fn ten_concurrent_checkouts_of_one_cart_pay_once(backend: Backend) {
+    let t = TestApp::on(backend, |c| c.payment_success_rate = 1.0).await;
     let max = t.user("max").await;
     t.add(&max, LAPTOP, 1).await.ok(200);
     let replies = futures::future::join_all((0..10).map(|_| t.checkout(&max))).await;

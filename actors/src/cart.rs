@@ -19,7 +19,10 @@ use crate::model::{
     Cart, CartItem, LineQuantity, MAX_LINE_QUANTITY, OrderEvent, OrderEventType, ProductSnapshot,
 };
 use crate::ports::{BusError, CartPort, CartPortError, CartStore, CheckoutLease, EventHandler, StoreError};
-use crate::registry::{Activation, Entity, Registry, RegistryConfig, RegistryError, RegistryStats};
+use crate::registry::{
+    Activation, CONFLICT_ATTEMPTS, Entity, Registry, RegistryConfig, RegistryError, RegistryStats,
+    conflict_backoff,
+};
 use crate::runtime::ActorRuntime;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -137,10 +140,6 @@ impl Entity for CartActor {
     }
 }
 
-/// Writes based on a stale version (another instance wrote first) are retried this many times
-/// from freshly loaded state before the conflict is reported.
-const CONFLICT_ATTEMPTS: usize = 3;
-
 impl Handler<CartCommand> for CartActor {
     type Result = AtomicResponse<Self, Result<CartOutcome, CartError>>;
 
@@ -154,7 +153,7 @@ impl Handler<CartCommand> for CartActor {
         let lease = self.lease.filter(|l| l.expires > now);
         let work = async move {
             let mut last_conflict = None;
-            for _ in 0..CONFLICT_ATTEMPTS {
+            for attempt in 0..CONFLICT_ATTEMPTS {
                 let mut cart = match cached.take() {
                     Some(cart) => cart,
                     None => store.load(&username).await?,
@@ -165,6 +164,11 @@ impl Handler<CartCommand> for CartActor {
                     match store.save(&cart, applied_order).await {
                         Ok(version) => cart.version = version,
                         Err(StoreError::Conflict(e)) => {
+                            // The first retry reloads at once (a stale cache is the usual cause);
+                            // later ones back off, since another writer is busy on this cart.
+                            if attempt > 0 {
+                                conflict_backoff(attempt).await;
+                            }
                             last_conflict = Some(StoreError::Conflict(e));
                             continue;
                         }

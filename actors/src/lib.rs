@@ -34,7 +34,8 @@
 //!   entities.
 //! - **State.** An actor loads its entity from its store on its first message and writes every
 //!   change through before answering; the answer is sent only once the write is stored. Stores
-//!   refuse writes based on a stale version; the actor reloads and decides again (3 attempts).
+//!   refuse writes based on a stale version; the actor reloads and decides again (up to 10 attempts,
+//!   backing off with jitter after the first), then reports the conflict (HTTP 503).
 //! - **Timeouts and back-pressure.** Every request to an entity waits at most
 //!   `RegistryConfig::request_timeout`, including the wait for room in its bounded mailbox
 //!   (`mailbox_capacity`). A checkout first takes room in the payment pool; if none comes within

@@ -10,7 +10,10 @@ use actix::prelude::*;
 
 use crate::model::{NewOrder, Order, OrderStatus};
 use crate::ports::{OrderStore, StoreError};
-use crate::registry::{Activation, Entity, Registry, RegistryConfig, RegistryError, RegistryStats};
+use crate::registry::{
+    Activation, CONFLICT_ATTEMPTS, Entity, Registry, RegistryConfig, RegistryError, RegistryStats,
+    conflict_backoff,
+};
 use crate::runtime::ActorRuntime;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -66,8 +69,6 @@ impl Entity for OrderActor {
     }
 }
 
-const CONFLICT_ATTEMPTS: usize = 3;
-
 impl Handler<OrderCommand> for OrderActor {
     type Result = AtomicResponse<Self, Result<Order, OrderError>>;
 
@@ -77,7 +78,7 @@ impl Handler<OrderCommand> for OrderActor {
         let store = self.store.clone();
         let mut cached = self.order.clone();
         let work = async move {
-            for _ in 0..CONFLICT_ATTEMPTS {
+            for attempt in 0..CONFLICT_ATTEMPTS {
                 let mut order = match cached.take() {
                     Some(order) => order,
                     None => store.load(id).await?.ok_or(OrderError::NotFound(id))?,
@@ -97,7 +98,11 @@ impl Handler<OrderCommand> for OrderActor {
                         return Ok(order);
                     }
                     // Another process changed the order: reload and judge the transition again.
-                    Err(StoreError::Conflict(_)) => continue,
+                    Err(StoreError::Conflict(_)) => {
+                        if attempt > 0 {
+                            conflict_backoff(attempt).await;
+                        }
+                    }
                     Err(e) => return Err(e.into()),
                 }
             }

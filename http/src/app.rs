@@ -10,9 +10,9 @@ use shop_actors::bus::InProcessBus;
 use shop_actors::payment_pool::PaymentPoolConfig;
 use shop_actors::{Core, CoreConfig};
 use shop_services::ServiceError;
+use shop_services::audit::AuditReport;
 use shop_services::auth::{AuthConfig, AuthService, JwtKeys, load_or_create_secret};
 use shop_services::cart::CartService;
-use shop_services::audit::AuditReport;
 use shop_services::db::{Database, PoolConfig, Service};
 use shop_services::order::OrderService;
 use shop_services::payment::{GatewayConfig, MockGateway, PaymentService};
@@ -58,7 +58,9 @@ impl Databases {
         };
         let open = |service: Service| {
             let pool = pool.clone();
-            async move { Ok::<_, StartError>(Database::open(service, &database_url(config, service), &pool).await?) }
+            async move {
+                Ok::<_, StartError>(Database::open(service, &database_url(config, service), &pool).await?)
+            }
         };
         Ok(Self {
             auth: open(Service::Auth).await?,
@@ -77,7 +79,12 @@ impl Databases {
 
     /// Checks the cross-database invariants (see `shop_services::audit`).
     pub async fn audit(&self) -> Result<AuditReport, ServiceError> {
-        shop_services::audit::audit(&*self.product.products(), &*self.payment.payments(), &*self.order.orders()).await
+        shop_services::audit::audit(
+            &*self.product.products(),
+            &*self.payment.payments(),
+            &*self.order.orders(),
+        )
+        .await
     }
 }
 

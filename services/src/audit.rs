@@ -40,7 +40,8 @@ pub async fn audit(
     let payments = payments.summaries().await?;
     let negative = products.negative_stock().await?;
 
-    let mut report = AuditReport { orders: count(orders.len()), payments: count(payments.len()), ..Default::default() };
+    let mut report =
+        AuditReport { orders: count(orders.len()), payments: count(payments.len()), ..Default::default() };
     for o in &orders {
         *report.orders_by_status.entry(o.status.clone()).or_default() += 1;
     }
@@ -57,11 +58,16 @@ pub async fn audit(
             ("PAID" | "SHIPPED" | "DELIVERED", Some(p)) if p.status == PaymentStatus::Success => {}
             ("CANCELLED", Some(p)) if p.status == PaymentStatus::Failed => {}
             (_, None) => v.push(format!("order {} is {} but has no payment", o.id, o.status)),
-            (_, Some(p)) => v.push(format!("order {} is {} but its payment {} is {:?}", o.id, o.status, p.id, p.status)),
+            (_, Some(p)) => {
+                v.push(format!("order {} is {} but its payment {} is {:?}", o.id, o.status, p.id, p.status))
+            }
         }
         if let Some(p) = payment {
             if o.payment_id != Some(p.id) {
-                v.push(format!("order {} names payment {:?}, the payment service has {}", o.id, o.payment_id, p.id));
+                v.push(format!(
+                    "order {} names payment {:?}, the payment service has {}",
+                    o.id, o.payment_id, p.id
+                ));
             }
             if p.amount != o.total_amount {
                 v.push(format!("order {} totals {} but was charged {}", o.id, o.total_amount, p.amount));

@@ -207,7 +207,10 @@ impl AuthService {
     }
 
     pub async fn find(&self, username: &str) -> ServiceResult<User> {
-        self.users.find(username).await?.ok_or_else(|| ServiceError::NotFound(format!("user {username} not found")))
+        self.users
+            .find(username)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("user {username} not found")))
     }
 
     /// Makes sure user `admin` exists with role ADMIN and this password.

@@ -11,7 +11,9 @@ use rust_decimal::Decimal;
 use shop_actors::ports::CartStore;
 use sqlx::migrate::{MigrateDatabase, Migrator};
 use sqlx::mysql::{MySql, MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 
 use crate::error::{ServiceError, ServiceResult};
 use crate::store::{self, OrderRepo, PaymentStore, ProductStore, UserStore};
@@ -181,10 +183,10 @@ async fn open_mysql(service: Service, url: &str, pool: &PoolConfig) -> ServiceRe
     };
     if !MySql::database_exists(&url).await.map_err(unreachable)? {
         // Another instance may create it between the check and here; that is fine.
-        if let Err(e) = MySql::create_database(&url).await {
-            if !MySql::database_exists(&url).await.map_err(unreachable)? {
-                return Err(unreachable(e));
-            }
+        if let Err(e) = MySql::create_database(&url).await
+            && !MySql::database_exists(&url).await.map_err(unreachable)?
+        {
+            return Err(unreachable(e));
         }
     }
     let options: MySqlConnectOptions = url.parse().map_err(unreachable)?;

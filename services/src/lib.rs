@@ -23,5 +23,6 @@ pub mod order;
 pub mod payment;
 pub mod product;
 pub mod store;
+pub mod testing;
 
 pub use crate::error::{ServiceError, ServiceResult};

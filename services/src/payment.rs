@@ -136,7 +136,9 @@ impl PaymentService {
             return Ok(existing);
         }
         let (status, transaction_id, failure_reason) = match self.gateway.decide().await {
-            GatewayDecision::Approved { transaction_id } => (PaymentStatus::Success, Some(transaction_id), None),
+            GatewayDecision::Approved { transaction_id } => {
+                (PaymentStatus::Success, Some(transaction_id), None)
+            }
             GatewayDecision::Declined { reason } => (PaymentStatus::Failed, None, Some(reason)),
         };
         let new = NewPayment {

@@ -8,8 +8,8 @@ use serde::Serialize;
 use shop_actors::model::ProductSnapshot;
 
 use crate::error::{ServiceError, ServiceResult};
-use crate::store::ProductStore;
 use crate::money::positive_amount;
+use crate::store::ProductStore;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -19,6 +19,15 @@ pub const JWT_SECRET: &str = "end-to-end-test-secret-that-is-long-enough";
 pub const ADMIN_PASSWORD: &str = "admin-password-1";
 pub const PASSWORD: &str = "password123";
 
+/// Where the five services keep their data in a test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite files in the test's data dir (embedded mode's default).
+    Sqlite,
+    /// A fresh MySQL database per service on the test server (`SHOP_TEST_MYSQL_URL`).
+    MySql,
+}
+
 pub struct TestApp {
     pub app: Application,
     pub dir: TempDir,
@@ -72,8 +81,20 @@ impl TestApp {
     }
 
     pub async fn spawn_with(adjust: impl FnOnce(&mut RunConfig)) -> Self {
+        Self::on(Backend::Sqlite, adjust).await
+    }
+
+    /// The system with all five services on `backend`.
+    pub async fn on(backend: Backend, adjust: impl FnOnce(&mut RunConfig)) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = test_config(&dir);
+        if backend == Backend::MySql {
+            config.auth_database_url = Some(mysql_database(Service::Auth).await);
+            config.product_database_url = Some(mysql_database(Service::Product).await);
+            config.cart_database_url = Some(mysql_database(Service::Cart).await);
+            config.payment_database_url = Some(mysql_database(Service::Payment).await);
+            config.order_database_url = Some(mysql_database(Service::Order).await);
+        }
         adjust(&mut config);
         Self::start(dir, config).await
     }
@@ -199,6 +220,14 @@ impl TestApp {
             .filter(|t| *t != OrderEventType::OrderCreated)
             .collect()
     }
+}
+
+/// A fresh MySQL database URL for `service`, checked to be reachable (the test fails with what to
+/// start if it is not).
+async fn mysql_database(service: Service) -> String {
+    let url = shop_services::testing::fresh_mysql_url(service);
+    shop_services::testing::open_or_explain(service, &url).await.close().await;
+    url
 }
 
 /// Quantity of `product_id` in a cart reply.

@@ -44,7 +44,12 @@ pub trait ProductStore: Send + Sync + 'static {
     async fn list(&self) -> ServiceResult<Vec<Product>>;
     async fn get(&self, id: i64) -> ServiceResult<Option<Product>>;
     async fn create(&self, product: &ProductInput, now: DateTime<Utc>) -> ServiceResult<Product>;
-    async fn update(&self, id: i64, product: &ProductInput, now: DateTime<Utc>) -> ServiceResult<Option<Product>>;
+    async fn update(
+        &self,
+        id: i64,
+        product: &ProductInput,
+        now: DateTime<Utc>,
+    ) -> ServiceResult<Option<Product>>;
     async fn delete(&self, id: i64) -> ServiceResult<bool>;
     /// Inserts `products` if the catalog is empty, in one transaction; returns how many.
     async fn seed_if_empty(&self, products: &[ProductInput], now: DateTime<Utc>) -> ServiceResult<usize>;

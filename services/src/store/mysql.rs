@@ -80,14 +80,16 @@ pub struct Users(pub MySqlPool);
 impl UserStore for Users {
     async fn insert(&self, u: NewUserRow<'_>) -> ServiceResult<User> {
         let result = retry_transient!(async {
-            sqlx::query("INSERT INTO users (username, email, password, role, created_at) VALUES (?, ?, ?, ?, ?)")
-                .bind(u.username)
-                .bind(u.email)
-                .bind(u.password_hash)
-                .bind(u.role.as_str())
-                .bind(u.created_at)
-                .execute(&self.0)
-                .await
+            sqlx::query(
+                "INSERT INTO users (username, email, password, role, created_at) VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(u.username)
+            .bind(u.email)
+            .bind(u.password_hash)
+            .bind(u.role.as_str())
+            .bind(u.created_at)
+            .execute(&self.0)
+            .await
         });
         match result {
             Ok(done) => Ok(User {
@@ -105,10 +107,11 @@ impl UserStore for Users {
     }
 
     async fn credentials(&self, username: &str) -> ServiceResult<Option<(String, crate::auth::Role)>> {
-        let row: Option<(String, String)> = sqlx::query_as("SELECT password, role FROM users WHERE username = ?")
-            .bind(username)
-            .fetch_optional(&self.0)
-            .await?;
+        let row: Option<(String, String)> =
+            sqlx::query_as("SELECT password, role FROM users WHERE username = ?")
+                .bind(username)
+                .fetch_optional(&self.0)
+                .await?;
         row.map(|(hash, r)| Ok((hash, role(&r)?))).transpose()
     }
 
@@ -118,8 +121,10 @@ impl UserStore for Users {
                 .bind(username)
                 .fetch_optional(&self.0)
                 .await?;
-        row.map(|(id, username, email, r, created_at)| Ok(User { id, username, email, role: role(&r)?, created_at }))
-            .transpose()
+        row.map(|(id, username, email, r, created_at)| {
+            Ok(User { id, username, email, role: role(&r)?, created_at })
+        })
+        .transpose()
     }
 
     async fn make_admin(&self, username: &str, password_hash: &str) -> ServiceResult<bool> {
@@ -200,7 +205,12 @@ impl ProductStore for Products {
         })
     }
 
-    async fn update(&self, product_id: i64, p: &ProductInput, now: DateTime<Utc>) -> ServiceResult<Option<Product>> {
+    async fn update(
+        &self,
+        product_id: i64,
+        p: &ProductInput,
+        now: DateTime<Utc>,
+    ) -> ServiceResult<Option<Product>> {
         let stock = stock(p)?;
         let done = retry_transient!(async {
             sqlx::query(
@@ -222,8 +232,9 @@ impl ProductStore for Products {
     }
 
     async fn delete(&self, id: i64) -> ServiceResult<bool> {
-        let done =
-            retry_transient!(async { sqlx::query("DELETE FROM products WHERE id = ?").bind(id).execute(&self.0).await })?;
+        let done = retry_transient!(async {
+            sqlx::query("DELETE FROM products WHERE id = ?").bind(id).execute(&self.0).await
+        })?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -236,14 +247,21 @@ impl ProductStore for Products {
         // runs again and then finds the catalog seeded.
         Ok(retry_transient!(async {
             let mut tx = self.0.begin().await?;
-            let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM products FOR UPDATE").fetch_one(&mut *tx).await?;
+            let count: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM products FOR UPDATE").fetch_one(&mut *tx).await?;
             if count > 0 {
                 return Ok::<usize, sqlx::Error>(0);
             }
-            let mut insert =
-                QueryBuilder::new("INSERT INTO products (name, description, price, stock, created_at, updated_at) ");
+            let mut insert = QueryBuilder::new(
+                "INSERT INTO products (name, description, price, stock, created_at, updated_at) ",
+            );
             insert.push_values(products.iter().zip(&stocks), |mut b, (p, stock)| {
-                b.push_bind(&p.name).push_bind(&p.description).push_bind(p.price).push_bind(*stock).push_bind(now).push_bind(now);
+                b.push_bind(&p.name)
+                    .push_bind(&p.description)
+                    .push_bind(p.price)
+                    .push_bind(*stock)
+                    .push_bind(now)
+                    .push_bind(now);
             });
             insert.build().execute(&mut *tx).await?;
             tx.commit().await?;
@@ -363,20 +381,22 @@ impl CartStore for Carts {
         .map_err(store_err)?;
         match saved {
             Saved::Version(v) => Ok(v),
-            Saved::Stale => {
-                Err(StoreError::Conflict(format!("cart of {} changed since version {}", cart.username, cart.version)))
-            }
+            Saved::Stale => Err(StoreError::Conflict(format!(
+                "cart of {} changed since version {}",
+                cart.username, cart.version
+            ))),
         }
     }
 
     async fn checkout_applied(&self, username: &str, order_id: i64) -> Result<bool, StoreError> {
-        let found: Option<i64> =
-            sqlx::query_scalar("SELECT order_id FROM cart_applied_orders WHERE username = ? AND order_id = ?")
-                .bind(username)
-                .bind(order_id)
-                .fetch_optional(&self.0)
-                .await
-                .map_err(store_err)?;
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT order_id FROM cart_applied_orders WHERE username = ? AND order_id = ?",
+        )
+        .bind(username)
+        .bind(order_id)
+        .fetch_optional(&self.0)
+        .await
+        .map_err(store_err)?;
         Ok(found.is_some())
     }
 }
@@ -385,7 +405,8 @@ impl CartStore for Carts {
 
 pub struct Payments(pub MySqlPool);
 
-const PAYMENT_COLUMNS: &str = "id, order_id, user_id, amount, status, transaction_id, failure_reason, created_at";
+const PAYMENT_COLUMNS: &str =
+    "id, order_id, user_id, amount, status, transaction_id, failure_reason, created_at";
 
 fn payment(row: &MySqlRow) -> ServiceResult<Payment> {
     Ok(Payment {
@@ -403,10 +424,11 @@ fn payment(row: &MySqlRow) -> ServiceResult<Payment> {
 #[async_trait]
 impl PaymentStore for Payments {
     async fn find_by_order(&self, order_id: i64) -> ServiceResult<Option<Payment>> {
-        let row = sqlx::query(AssertSqlSafe(format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE order_id = ?")))
-            .bind(order_id)
-            .fetch_optional(&self.0)
-            .await?;
+        let row =
+            sqlx::query(AssertSqlSafe(format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE order_id = ?")))
+                .bind(order_id)
+                .fetch_optional(&self.0)
+                .await?;
         row.as_ref().map(payment).transpose()
     }
 
@@ -503,7 +525,9 @@ fn group_orders(rows: &[MySqlRow]) -> ServiceResult<Vec<Order>> {
                 version: row.try_get("version")?,
             });
         }
-        if let (Some(order), Some(product_id)) = (orders.last_mut(), row.try_get::<Option<i64>, _>("product_id")?) {
+        if let (Some(order), Some(product_id)) =
+            (orders.last_mut(), row.try_get::<Option<i64>, _>("product_id")?)
+        {
             order.items.push(OrderItem {
                 product_id,
                 product_name: row.try_get("product_name")?,
@@ -587,7 +611,10 @@ impl OrderStore for Orders {
         })
         .map_err(store_err)?;
         if done.rows_affected() == 0 {
-            return Err(StoreError::Conflict(format!("order {} changed since version {}", order.id, order.version)));
+            return Err(StoreError::Conflict(format!(
+                "order {} changed since version {}",
+                order.id, order.version
+            )));
         }
         Ok(order.version + 1)
     }
@@ -601,10 +628,17 @@ impl OrderStore for Orders {
 impl OrderRepo for Orders {
     async fn summaries(&self) -> ServiceResult<Vec<OrderSummary>> {
         let rows: Vec<(i64, String, Option<i64>, Decimal)> =
-            sqlx::query_as("SELECT id, status, payment_id, total_amount FROM orders").fetch_all(&self.0).await?;
+            sqlx::query_as("SELECT id, status, payment_id, total_amount FROM orders")
+                .fetch_all(&self.0)
+                .await?;
         Ok(rows
             .into_iter()
-            .map(|(id, status, payment_id, total_amount)| OrderSummary { id, status, payment_id, total_amount })
+            .map(|(id, status, payment_id, total_amount)| OrderSummary {
+                id,
+                status,
+                payment_id,
+                total_amount,
+            })
             .collect())
     }
 }

@@ -1,5 +1,9 @@
 //! The SQLite repositories (embedded mode). Money is stored as canonical decimal text, since
 //! SQLite's numeric types would round it through floating point.
+//!
+//! Write transactions start with `BEGIN IMMEDIATE`: they take the write lock up front (waiting
+//! for it under the busy timeout) instead of reading first and failing with SQLITE_BUSY when
+//! another connection, in this process or another, wrote in between.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -33,15 +37,16 @@ pub struct Users(pub SqliteDb);
 #[async_trait]
 impl UserStore for Users {
     async fn insert(&self, u: NewUserRow<'_>) -> ServiceResult<User> {
-        let result =
-            sqlx::query("INSERT INTO users (username, email, password, role, created_at) VALUES (?, ?, ?, ?, ?)")
-                .bind(u.username)
-                .bind(u.email)
-                .bind(u.password_hash)
-                .bind(u.role.as_str())
-                .bind(u.created_at)
-                .execute(&self.0.write)
-                .await;
+        let result = sqlx::query(
+            "INSERT INTO users (username, email, password, role, created_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(u.username)
+        .bind(u.email)
+        .bind(u.password_hash)
+        .bind(u.role.as_str())
+        .bind(u.created_at)
+        .execute(&self.0.write)
+        .await;
         match result {
             Ok(done) => Ok(User {
                 id: done.last_insert_rowid(),
@@ -58,10 +63,11 @@ impl UserStore for Users {
     }
 
     async fn credentials(&self, username: &str) -> ServiceResult<Option<(String, crate::auth::Role)>> {
-        let row: Option<(String, String)> = sqlx::query_as("SELECT password, role FROM users WHERE username = ?")
-            .bind(username)
-            .fetch_optional(&self.0.read)
-            .await?;
+        let row: Option<(String, String)> =
+            sqlx::query_as("SELECT password, role FROM users WHERE username = ?")
+                .bind(username)
+                .fetch_optional(&self.0.read)
+                .await?;
         row.map(|(hash, r)| Ok((hash, role(&r)?))).transpose()
     }
 
@@ -71,8 +77,10 @@ impl UserStore for Users {
                 .bind(username)
                 .fetch_optional(&self.0.read)
                 .await?;
-        row.map(|(id, username, email, r, created_at)| Ok(User { id, username, email, role: role(&r)?, created_at }))
-            .transpose()
+        row.map(|(id, username, email, r, created_at)| {
+            Ok(User { id, username, email, role: role(&r)?, created_at })
+        })
+        .transpose()
     }
 
     async fn make_admin(&self, username: &str, password_hash: &str) -> ServiceResult<bool> {
@@ -158,13 +166,14 @@ impl ProductStore for Products {
     }
 
     async fn seed_if_empty(&self, products: &[ProductInput], now: DateTime<Utc>) -> ServiceResult<usize> {
-        let mut tx = self.0.write.begin().await?;
+        let mut tx = self.0.write.begin_with("BEGIN IMMEDIATE").await?;
         let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM products").fetch_one(&mut *tx).await?;
         if count > 0 || products.is_empty() {
             return Ok(0);
         }
-        let mut insert =
-            QueryBuilder::new("INSERT INTO products (name, description, price, stock, created_at, updated_at) ");
+        let mut insert = QueryBuilder::new(
+            "INSERT INTO products (name, description, price, stock, created_at, updated_at) ",
+        );
         insert.push_values(products, |mut b, p| {
             b.push_bind(&p.name)
                 .push_bind(&p.description)
@@ -216,9 +225,11 @@ impl CartStore for Carts {
     }
 
     async fn save(&self, cart: &Cart, applied_order: Option<i64>) -> Result<i64, StoreError> {
-        let stale = || StoreError::Conflict(format!("cart of {} changed since version {}", cart.username, cart.version));
+        let stale = || {
+            StoreError::Conflict(format!("cart of {} changed since version {}", cart.username, cart.version))
+        };
         let now = crate::db::now();
-        let mut tx = self.0.write.begin().await.map_err(store_err)?;
+        let mut tx = self.0.write.begin_with("BEGIN IMMEDIATE").await.map_err(store_err)?;
         let cart_id: Option<i64> = if cart.version == 0 {
             let inserted = sqlx::query_scalar(
                 "INSERT INTO cart (username, version, created_at, updated_at) VALUES (?, 1, ?, ?) RETURNING id",
@@ -246,10 +257,15 @@ impl CartStore for Carts {
             .map_err(store_err)?
         };
         let cart_id = cart_id.ok_or_else(stale)?;
-        sqlx::query("DELETE FROM cart_items WHERE cart_id = ?").bind(cart_id).execute(&mut *tx).await.map_err(store_err)?;
+        sqlx::query("DELETE FROM cart_items WHERE cart_id = ?")
+            .bind(cart_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_err)?;
         if !cart.items.is_empty() {
-            let mut insert =
-                QueryBuilder::new("INSERT INTO cart_items (cart_id, product_id, product_name, price, quantity) ");
+            let mut insert = QueryBuilder::new(
+                "INSERT INTO cart_items (cart_id, product_id, product_name, price, quantity) ",
+            );
             insert.push_values(&cart.items, |mut b, i| {
                 b.push_bind(cart_id)
                     .push_bind(i.product_id)
@@ -260,13 +276,14 @@ impl CartStore for Carts {
             insert.build().execute(&mut *tx).await.map_err(store_err)?;
         }
         if let Some(order_id) = applied_order {
-            let applied =
-                sqlx::query("INSERT INTO cart_applied_orders (username, order_id, applied_at) VALUES (?, ?, ?)")
-                    .bind(&cart.username)
-                    .bind(order_id)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await;
+            let applied = sqlx::query(
+                "INSERT INTO cart_applied_orders (username, order_id, applied_at) VALUES (?, ?, ?)",
+            )
+            .bind(&cart.username)
+            .bind(order_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await;
             match applied {
                 Ok(_) => {}
                 Err(e) if is_unique_violation(&e) => return Err(stale()),
@@ -278,13 +295,14 @@ impl CartStore for Carts {
     }
 
     async fn checkout_applied(&self, username: &str, order_id: i64) -> Result<bool, StoreError> {
-        let found: Option<i64> =
-            sqlx::query_scalar("SELECT order_id FROM cart_applied_orders WHERE username = ? AND order_id = ?")
-                .bind(username)
-                .bind(order_id)
-                .fetch_optional(&self.0.read)
-                .await
-                .map_err(store_err)?;
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT order_id FROM cart_applied_orders WHERE username = ? AND order_id = ?",
+        )
+        .bind(username)
+        .bind(order_id)
+        .fetch_optional(&self.0.read)
+        .await
+        .map_err(store_err)?;
         Ok(found.is_some())
     }
 }
@@ -293,7 +311,8 @@ impl CartStore for Carts {
 
 pub struct Payments(pub SqliteDb);
 
-const PAYMENT_COLUMNS: &str = "id, order_id, user_id, amount, status, transaction_id, failure_reason, created_at";
+const PAYMENT_COLUMNS: &str =
+    "id, order_id, user_id, amount, status, transaction_id, failure_reason, created_at";
 
 fn payment(row: &SqliteRow) -> ServiceResult<Payment> {
     Ok(Payment {
@@ -311,10 +330,11 @@ fn payment(row: &SqliteRow) -> ServiceResult<Payment> {
 #[async_trait]
 impl PaymentStore for Payments {
     async fn find_by_order(&self, order_id: i64) -> ServiceResult<Option<Payment>> {
-        let row = sqlx::query(AssertSqlSafe(format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE order_id = ?")))
-            .bind(order_id)
-            .fetch_optional(&self.0.read)
-            .await?;
+        let row =
+            sqlx::query(AssertSqlSafe(format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE order_id = ?")))
+                .bind(order_id)
+                .fetch_optional(&self.0.read)
+                .await?;
         row.as_ref().map(payment).transpose()
     }
 
@@ -341,10 +361,17 @@ impl PaymentStore for Payments {
 
     async fn summaries(&self) -> ServiceResult<Vec<PaymentSummary>> {
         let rows: Vec<(i64, i64, String, String)> =
-            sqlx::query_as("SELECT id, order_id, status, amount FROM payments").fetch_all(&self.0.read).await?;
+            sqlx::query_as("SELECT id, order_id, status, amount FROM payments")
+                .fetch_all(&self.0.read)
+                .await?;
         rows.into_iter()
             .map(|(id, order_id, status, amount)| {
-                Ok(PaymentSummary { id, order_id, status: payment_status(&status)?, amount: decimal(&amount)? })
+                Ok(PaymentSummary {
+                    id,
+                    order_id,
+                    status: payment_status(&status)?,
+                    amount: decimal(&amount)?,
+                })
             })
             .collect()
     }
@@ -400,7 +427,9 @@ fn group_orders(rows: &[SqliteRow]) -> ServiceResult<Vec<Order>> {
                 version: row.try_get("version")?,
             });
         }
-        if let (Some(order), Some(product_id)) = (orders.last_mut(), row.try_get::<Option<i64>, _>("product_id")?) {
+        if let (Some(order), Some(product_id)) =
+            (orders.last_mut(), row.try_get::<Option<i64>, _>("product_id")?)
+        {
             order.items.push(OrderItem {
                 product_id,
                 product_name: row.try_get("product_name")?,
@@ -416,7 +445,7 @@ fn group_orders(rows: &[SqliteRow]) -> ServiceResult<Vec<Order>> {
 impl OrderStore for Orders {
     async fn create(&self, new: NewOrder) -> Result<Order, StoreError> {
         let now = crate::db::now();
-        let mut tx = self.0.write.begin().await.map_err(store_err)?;
+        let mut tx = self.0.write.begin_with("BEGIN IMMEDIATE").await.map_err(store_err)?;
         let inserted = sqlx::query_scalar(
             "INSERT INTO orders (username, total_amount, status, idempotency_key, version, created_at, updated_at) \
              VALUES (?, ?, 'PENDING', ?, 1, ?, ?) RETURNING id",
@@ -431,13 +460,17 @@ impl OrderStore for Orders {
         let id: i64 = match inserted {
             Ok(id) => id,
             Err(e) if is_unique_violation(&e) => {
-                return Err(StoreError::Duplicate(format!("idempotency key of {} already used", new.username)));
+                return Err(StoreError::Duplicate(format!(
+                    "idempotency key of {} already used",
+                    new.username
+                )));
             }
             Err(e) => return Err(store_err(e)),
         };
         if !new.items.is_empty() {
-            let mut insert =
-                QueryBuilder::new("INSERT INTO order_items (order_id, product_id, product_name, price, quantity) ");
+            let mut insert = QueryBuilder::new(
+                "INSERT INTO order_items (order_id, product_id, product_name, price, quantity) ",
+            );
             insert.push_values(&new.items, |mut b, i| {
                 b.push_bind(id)
                     .push_bind(i.product_id)
@@ -477,7 +510,10 @@ impl OrderStore for Orders {
         .await
         .map_err(store_err)?;
         if done.rows_affected() == 0 {
-            return Err(StoreError::Conflict(format!("order {} changed since version {}", order.id, order.version)));
+            return Err(StoreError::Conflict(format!(
+                "order {} changed since version {}",
+                order.id, order.version
+            )));
         }
         Ok(order.version + 1)
     }
@@ -491,7 +527,9 @@ impl OrderStore for Orders {
 impl OrderRepo for Orders {
     async fn summaries(&self) -> ServiceResult<Vec<OrderSummary>> {
         let rows: Vec<(i64, String, Option<i64>, String)> =
-            sqlx::query_as("SELECT id, status, payment_id, total_amount FROM orders").fetch_all(&self.0.read).await?;
+            sqlx::query_as("SELECT id, status, payment_id, total_amount FROM orders")
+                .fetch_all(&self.0.read)
+                .await?;
         rows.into_iter()
             .map(|(id, status, payment_id, total)| {
                 Ok(OrderSummary { id, status, payment_id, total_amount: decimal(&total)? })
@@ -499,4 +537,3 @@ impl OrderRepo for Orders {
             .collect()
     }
 }
-

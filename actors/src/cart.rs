@@ -5,18 +5,21 @@
 //! actor after the first load and written through to the [`CartStore`] on every change; a store
 //! error drops the cache, so the next command rebuilds it from storage.
 //!
-//! The checkout lease lives only in the actor: it stops a second checkout of the same cart while
-//! one runs, and expires after [`CartConfig::lease_ttl`] in case the saga never comes back.
+//! A checkout holds the cart ([`crate::model::CheckoutHold`], stored with the cart): it stops a
+//! second checkout of the same cart while one runs, in this process or another, and lapses after
+//! [`CartConfig::lease_ttl`] in case the saga never comes back.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix::prelude::*;
 use async_trait::async_trait;
+use chrono::Utc;
 use uuid::Uuid;
 
 use crate::model::{
-    Cart, CartItem, LineQuantity, MAX_LINE_QUANTITY, OrderEvent, OrderEventType, ProductSnapshot,
+    Cart, CartItem, CheckoutHold, LineQuantity, MAX_LINE_QUANTITY, OrderEvent, OrderEventType,
+    ProductSnapshot,
 };
 use crate::ports::{BusError, CartPort, CartPortError, CartStore, CheckoutLease, EventHandler, StoreError};
 use crate::registry::{
@@ -102,17 +105,10 @@ impl Message for CartCommand {
     type Result = Result<CartOutcome, CartError>;
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Lease {
-    id: Uuid,
-    expires: Instant,
-}
-
 pub struct CartActor {
     activation: Activation<Self>,
     deps: CartDeps,
     cart: Option<Cart>,
-    lease: Option<Lease>,
 }
 
 impl Actor for CartActor {
@@ -132,7 +128,7 @@ impl Entity for CartActor {
     type Deps = CartDeps;
 
     fn new(_key: String, deps: CartDeps, activation: Activation<Self>) -> Self {
-        Self { activation, deps, cart: None, lease: None }
+        Self { activation, deps, cart: None }
     }
 
     fn activation(&mut self) -> &mut Activation<Self> {
@@ -149,40 +145,47 @@ impl Handler<CartCommand> for CartActor {
         let ttl = self.deps.lease_ttl;
         let username = self.activation.key().clone();
         let mut cached = self.cart.clone();
-        let now = Instant::now();
-        let lease = self.lease.filter(|l| l.expires > now);
         let work = async move {
             let mut last_conflict = None;
             for attempt in 0..CONFLICT_ATTEMPTS {
-                let mut cart = match cached.take() {
-                    Some(cart) => cart,
-                    None => store.load(&username).await?,
+                let (mut cart, fresh) = match cached.take() {
+                    Some(cart) => (cart, false),
+                    None => (store.load(&username).await?, true),
                 };
-                let (change, lease, checkout_id) =
-                    decide(&mut cart, lease, cmd.clone(), &*store, ttl).await?;
-                if let Change::Write { applied_order } = change {
-                    match store.save(&cart, applied_order).await {
-                        Ok(version) => cart.version = version,
-                        Err(StoreError::Conflict(e)) => {
-                            // The first retry reloads at once (a stale cache is the usual cause);
-                            // later ones back off, since another writer is busy on this cart.
-                            if attempt > 0 {
-                                conflict_backoff(attempt).await;
+                let decided = decide(&mut cart, cmd.clone(), &*store, ttl).await;
+                match decided {
+                    Ok((Change::Write { applied_order }, checkout_id)) => {
+                        match store.save(&cart, applied_order).await {
+                            Ok(version) => {
+                                cart.version = version;
+                                return Ok((cart, checkout_id));
                             }
-                            last_conflict = Some(StoreError::Conflict(e));
-                            continue;
+                            Err(StoreError::Conflict(e)) => {
+                                // The first retry reloads at once (a stale cache is the usual cause);
+                                // later ones back off, since another writer is busy on this cart.
+                                if attempt > 0 {
+                                    conflict_backoff(attempt).await;
+                                }
+                                last_conflict = Some(StoreError::Conflict(e));
+                            }
+                            Err(e) => return Err(e.into()),
                         }
-                        Err(e) => return Err(e.into()),
                     }
+                    // Reads, no-ops and refusals write nothing, so no version check would catch a
+                    // stale cache (another process may have changed the cart): they are answered
+                    // from freshly loaded state only.
+                    Ok(_)
+                    | Err(CartError::Empty | CartError::CheckoutInProgress | CartError::NotInCart(_))
+                        if !fresh => {}
+                    Ok((Change::None, checkout_id)) => return Ok((cart, checkout_id)),
+                    Err(e) => return Err(e),
                 }
-                return Ok((cart, lease, checkout_id));
             }
             Err(last_conflict.unwrap_or(StoreError::Conflict(username)).into())
         };
         AtomicResponse::new(Box::pin(work.into_actor(self).map(|res, act, _ctx| match res {
-            Ok((cart, lease, checkout_id)) => {
+            Ok((cart, checkout_id)) => {
                 act.cart = Some(cart.clone());
-                act.lease = lease;
                 Ok(CartOutcome { cart, checkout_id })
             }
             Err(e) => {
@@ -200,16 +203,16 @@ enum Change {
     Write { applied_order: Option<i64> },
 }
 
-/// Applies one command to `cart`, returning whether it must be stored, the lease afterwards and
-/// the checkout id the command began.
+/// Applies one command to `cart`, returning whether it must be stored and the checkout id the
+/// command began.
 async fn decide(
     cart: &mut Cart,
-    mut lease: Option<Lease>,
     cmd: CartCommand,
     store: &dyn CartStore,
     ttl: Duration,
-) -> Result<(Change, Option<Lease>, Option<Uuid>), CartError> {
+) -> Result<(Change, Option<Uuid>), CartError> {
     let write = Change::Write { applied_order: None };
+    let now = Utc::now();
     let change = match cmd {
         CartCommand::Get => Change::None,
         CartCommand::Add { product, quantity } => {
@@ -253,34 +256,39 @@ async fn decide(
             }
         }
         CartCommand::BeginCheckout => {
-            if lease.is_some() {
+            if cart.active_checkout(now).is_some() {
                 return Err(CartError::CheckoutInProgress);
             }
             if cart.is_empty() {
                 return Err(CartError::Empty);
             }
             let id = Uuid::new_v4();
-            return Ok((Change::None, Some(Lease { id, expires: Instant::now() + ttl }), Some(id)));
+            let ttl = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
+            cart.checkout = Some(CheckoutHold { id, expires_at: now.checked_add_signed(ttl).unwrap_or(now) });
+            return Ok((write, Some(id)));
         }
         CartCommand::ReleaseCheckout { checkout_id } => {
-            if lease.is_some_and(|l| l.id == checkout_id) {
-                lease = None;
+            if cart.checkout.is_some_and(|h| h.id == checkout_id) {
+                cart.checkout = None;
+                write
+            } else {
+                Change::None
             }
-            Change::None
         }
         CartCommand::ApplyCheckout { order_id, items, checkout_id } => {
-            if checkout_id.is_some() && lease.map(|l| l.id) == checkout_id {
-                lease = None;
+            let releases = checkout_id.is_some() && cart.checkout.map(|h| h.id) == checkout_id;
+            if releases {
+                cart.checkout = None;
             }
             if store.checkout_applied(&cart.username, order_id).await? {
-                Change::None
+                if releases { write } else { Change::None }
             } else {
                 cart.subtract(&items);
                 Change::Write { applied_order: Some(order_id) }
             }
         }
     };
-    Ok((change, lease, None))
+    Ok((change, None))
 }
 
 fn check_quantity(q: u64) -> Result<u32, CartError> {

@@ -32,8 +32,10 @@
 //! - **Ordering.** Commands from one caller to one entity are handled in the order sent. Commands
 //!   from different callers are handled in mailbox arrival order. Nothing is promised across
 //!   entities.
-//! - **State.** An actor loads its entity from its store on its first message and writes every
-//!   change through before answering; the answer is sent only once the write is stored. Stores
+//! - **State.** An actor caches its entity and writes every change through before answering; the
+//!   answer is sent only once the write is stored. The cache only saves the load before a write:
+//!   reads, no-ops and refusals are answered from freshly loaded state, since another process may
+//!   share the database and no version check would catch a stale answer that writes nothing. Stores
 //!   refuse writes based on a stale version; the actor reloads and decides again (up to 10 attempts,
 //!   backing off with jitter after the first), then reports the conflict (HTTP 503).
 //! - **Timeouts and back-pressure.** Every request to an entity waits at most
@@ -49,7 +51,7 @@
 //!   and the registry counts a restart and activates a fresh actor (rebuilt from storage) that
 //!   receives the message. More than `max_restarts` restarts of one key within `restart_window`
 //!   make that key answer `Unavailable` until the window has passed.
-//! - **Checkout exclusivity.** A cart under checkout holds a lease (in its actor, for
+//! - **Checkout exclusivity.** A cart under checkout is held (a hold stored with the cart, for
 //!   `CartConfig::lease_ttl` at most): a second checkout of the same cart fails with
 //!   `CheckoutError::InProgress`. The lease ends when the cart takes the completed order's items
 //!   out (on `ORDER_COMPLETED`) or when the saga gives the cart back after a failed payment.

@@ -33,18 +33,32 @@ impl CartItem {
     }
 }
 
+/// A checkout holding a cart: while it holds (until `expires_at`), no other checkout starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckoutHold {
+    pub id: Uuid,
+    pub expires_at: DateTime<Utc>,
+}
+
 /// A user's cart. `version` counts the writes stored so far (0: never stored); stores use it to
-/// refuse a write based on stale state.
+/// refuse a write based on stale state. The checkout hold is stored with the cart, so that the
+/// version fence also keeps two processes from handing one cart to two checkouts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cart {
     pub username: String,
     pub items: Vec<CartItem>,
+    pub checkout: Option<CheckoutHold>,
     pub version: i64,
 }
 
 impl Cart {
     pub fn empty(username: impl Into<String>) -> Self {
-        Self { username: username.into(), items: Vec::new(), version: 0 }
+        Self { username: username.into(), items: Vec::new(), checkout: None, version: 0 }
+    }
+
+    /// The checkout holding the cart now, if any (an expired hold holds nothing).
+    pub fn active_checkout(&self, now: DateTime<Utc>) -> Option<CheckoutHold> {
+        self.checkout.filter(|h| h.expires_at > now)
     }
 
     pub fn total(&self) -> Decimal {
@@ -270,8 +284,12 @@ mod tests {
 
     #[test]
     fn subtract_keeps_what_was_added_after_checkout() {
-        let mut cart =
-            Cart { username: "u".into(), items: vec![item(1, 3), item(2, 1), item(3, 2)], version: 4 };
+        let mut cart = Cart {
+            username: "u".into(),
+            items: vec![item(1, 3), item(2, 1), item(3, 2)],
+            checkout: None,
+            version: 4,
+        };
         cart.subtract(&[
             LineQuantity { product_id: 1, quantity: 2 },
             LineQuantity { product_id: 2, quantity: 1 },

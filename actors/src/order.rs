@@ -79,15 +79,23 @@ impl Handler<OrderCommand> for OrderActor {
         let mut cached = self.order.clone();
         let work = async move {
             for attempt in 0..CONFLICT_ATTEMPTS {
-                let mut order = match cached.take() {
-                    Some(order) => order,
-                    None => store.load(id).await?.ok_or(OrderError::NotFound(id))?,
+                let (mut order, fresh) = match cached.take() {
+                    Some(order) => (order, false),
+                    None => (store.load(id).await?.ok_or(OrderError::NotFound(id))?, true),
                 };
+                // Reads and refusals write nothing, so no version check would catch a stale cache
+                // (another process may have moved the order on): they use freshly loaded state.
                 let OrderCommand::Transition { to, payment_id, failure_reason } = cmd.clone() else {
-                    return Ok(order);
+                    if fresh {
+                        return Ok(order);
+                    }
+                    continue;
                 };
                 if !order.status.can_become(to) {
-                    return Err(OrderError::InvalidTransition { id, from: order.status, to });
+                    if fresh {
+                        return Err(OrderError::InvalidTransition { id, from: order.status, to });
+                    }
+                    continue;
                 }
                 order.status = to;
                 order.payment_id = payment_id.or(order.payment_id);

@@ -97,6 +97,7 @@ on_both_backends!(
     order_writes_are_fenced_by_version,
     two_runtimes_adding_to_the_same_carts_lose_nothing,
     two_runtimes_racing_paid_and_cancelled_end_in_one_state,
+    two_runtimes_hand_a_cart_to_one_checkout,
 );
 
 async fn users_are_unique_and_promotable(f: Fixture) {
@@ -355,6 +356,40 @@ async fn two_runtimes_racing_paid_and_cancelled_end_in_one_state(f: Fixture) {
         let stored = store.load(id).await.expect("load").expect("exists");
         assert_eq!(stored.status, winner, "order {id}");
         assert_eq!(stored.version, 2, "order {id} was written once");
+    }
+    for (_, runtime) in instances {
+        runtime.shutdown();
+    }
+    f.cleanup().await;
+}
+
+/// The checkout hold is stored with the cart: two instances asked at once to begin a checkout
+/// of the same cart grant it once.
+async fn two_runtimes_hand_a_cart_to_one_checkout(f: Fixture) {
+    use shop_actors::ports::{CartPort, CartPortError};
+    let mut instances = Vec::new();
+    for _ in 0..2 {
+        let db = f.open(Service::Cart).await;
+        let runtime = Arc::new(ActorRuntime::start(2).expect("runtime"));
+        instances.push((Carts::new(runtime.clone(), db.carts(), CartConfig::default()), runtime));
+    }
+    let (a, b) = (&instances[0].0, &instances[1].0);
+    for round in 0..10 {
+        let user = format!("jo{round}");
+        a.add(&user, ProductSnapshot { id: 1, name: "p".into(), price: money("2.00") }, 1)
+            .await
+            .expect("add");
+        b.get(&user).await.expect("b caches the cart");
+        let (x, y) = tokio::join!(a.begin_checkout(&user), b.begin_checkout(&user));
+        let granted = match (&x, &y) {
+            (Ok(lease), Err(CartPortError::CheckoutInProgress))
+            | (Err(CartPortError::CheckoutInProgress), Ok(lease)) => lease.clone(),
+            other => panic!("round {round}: exactly one checkout must hold the cart, got {other:?}"),
+        };
+        // Released by the instance that did not grant it: the hold is shared state.
+        let other = if x.is_ok() { b } else { a };
+        other.release_checkout(&user, granted.checkout_id).await.expect("release");
+        a.begin_checkout(&user).await.expect("free again after the release");
     }
     for (_, runtime) in instances {
         runtime.shutdown();

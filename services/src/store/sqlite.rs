@@ -7,7 +7,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use shop_actors::model::{Cart, CartItem, NewOrder, Order, OrderItem};
+use shop_actors::model::{Cart, CartItem, CheckoutHold, NewOrder, Order, OrderItem};
 use shop_actors::ports::{CartStore, OrderStore, StoreError};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{AssertSqlSafe, QueryBuilder, Row};
@@ -197,11 +197,28 @@ impl ProductStore for Products {
 /// One round trip to read a cart, one transaction to write it.
 pub struct Carts(pub SqliteDb);
 
+fn hold_id(cart: &Cart) -> Option<String> {
+    cart.checkout.map(|h| h.id.to_string())
+}
+
+fn checkout_hold(row: &SqliteRow) -> ServiceResult<Option<CheckoutHold>> {
+    let id: Option<String> = row.try_get("checkout_id")?;
+    let expires_at: Option<DateTime<Utc>> = row.try_get("checkout_expires_at")?;
+    Ok(match (id, expires_at) {
+        (Some(id), Some(expires_at)) => Some(CheckoutHold {
+            id: id.parse().map_err(|e| ServiceError::Internal(format!("stored checkout id {id:?}: {e}")))?,
+            expires_at,
+        }),
+        _ => None,
+    })
+}
+
 #[async_trait]
 impl CartStore for Carts {
     async fn load(&self, username: &str) -> Result<Cart, StoreError> {
         let rows = sqlx::query(
-            "SELECT c.version, i.product_id, i.product_name, i.price, i.quantity \
+            "SELECT c.version, c.checkout_id, c.checkout_expires_at, \
+                    i.product_id, i.product_name, i.price, i.quantity \
              FROM cart c LEFT JOIN cart_items i ON i.cart_id = c.id WHERE c.username = ? ORDER BY i.id",
         )
         .bind(username)
@@ -211,6 +228,7 @@ impl CartStore for Carts {
         let mut cart = Cart::empty(username);
         for row in rows {
             cart.version = row.try_get("version").map_err(store_err)?;
+            cart.checkout = checkout_hold(&row).map_err(store_err)?;
             let Some(product_id) = row.try_get::<Option<i64>, _>("product_id").map_err(store_err)? else {
                 continue;
             };
@@ -232,9 +250,12 @@ impl CartStore for Carts {
         let mut tx = self.0.write.begin_with("BEGIN IMMEDIATE").await.map_err(store_err)?;
         let cart_id: Option<i64> = if cart.version == 0 {
             let inserted = sqlx::query_scalar(
-                "INSERT INTO cart (username, version, created_at, updated_at) VALUES (?, 1, ?, ?) RETURNING id",
+                "INSERT INTO cart (username, version, checkout_id, checkout_expires_at, created_at, updated_at) \
+                 VALUES (?, 1, ?, ?, ?, ?) RETURNING id",
             )
             .bind(&cart.username)
+            .bind(hold_id(cart))
+            .bind(cart.checkout.map(|h| h.expires_at))
             .bind(now)
             .bind(now)
             .fetch_one(&mut *tx)
@@ -246,9 +267,11 @@ impl CartStore for Carts {
             }
         } else {
             sqlx::query_scalar(
-                "UPDATE cart SET version = version + 1, updated_at = ? \
+                "UPDATE cart SET version = version + 1, checkout_id = ?, checkout_expires_at = ?, updated_at = ? \
                  WHERE username = ? AND version = ? RETURNING id",
             )
+            .bind(hold_id(cart))
+            .bind(cart.checkout.map(|h| h.expires_at))
             .bind(now)
             .bind(&cart.username)
             .bind(cart.version)

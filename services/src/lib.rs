@@ -18,6 +18,7 @@ pub mod auth;
 pub mod cart;
 pub mod db;
 pub mod error;
+pub mod kafka;
 pub mod money;
 pub mod order;
 pub mod payment;

@@ -1,0 +1,215 @@
+//! The Kafka bridge: an actor that publishes order events to `ORDER_EVENTS` (and the legacy
+//! `ORDER_CREATED`) and, for the Cart service, consumes `ORDER_EVENTS` into an [`EventHandler`].
+//!
+//! Producing: idempotent producer, `acks=all`, records keyed by username (one user's events stay
+//! in order on one partition). Consuming: a consumer group with `enable.auto.offset.store=false`;
+//! an event's offset is stored (and later auto-committed) only after its handler succeeded, so a
+//! consumer that dies mid-event sees it again after a restart. A handler that fails is retried
+//! with back-off (the partition waits; librdkafka keeps fetching meanwhile). A record that is not
+//! an order event is logged and skipped. Handlers must tolerate duplicates: the cart applies a
+//! completed order once, by order id.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use async_trait::async_trait;
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+use shop_actors::model::OrderEvent;
+use shop_actors::ports::{BusError, EventBus, EventHandler};
+use shop_actors::runtime::ActorRuntime;
+
+pub const ORDER_EVENTS: &str = "ORDER_EVENTS";
+pub const ORDER_CREATED: &str = "ORDER_CREATED";
+
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    /// `host:port[,host:port…]`
+    pub brokers: String,
+    /// Partitions of topics created at start-up.
+    pub partitions: i32,
+    /// How long a publish may wait for the broker's acknowledgement.
+    pub send_timeout: Duration,
+    /// Create the topics at start-up if they are missing (off where an operator manages them).
+    pub create_topics: bool,
+}
+
+impl KafkaConfig {
+    pub fn new(brokers: impl Into<String>) -> Self {
+        Self {
+            brokers: brokers.into(),
+            partitions: 3,
+            send_timeout: Duration::from_secs(30),
+            create_topics: true,
+        }
+    }
+
+    fn client(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers);
+        c
+    }
+}
+
+fn kafka_err(e: impl std::fmt::Display) -> BusError {
+    BusError(format!("kafka: {e}"))
+}
+
+/// Creates `ORDER_EVENTS` and `ORDER_CREATED` if they do not exist yet.
+pub async fn ensure_topics(config: &KafkaConfig) -> Result<(), BusError> {
+    let admin: AdminClient<DefaultClientContext> = config.client().create().map_err(kafka_err)?;
+    let topics: Vec<NewTopic<'_>> = [ORDER_EVENTS, ORDER_CREATED]
+        .iter()
+        .map(|t| NewTopic::new(t, config.partitions, TopicReplication::Fixed(1)))
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(Timeout::After(Duration::from_secs(30))));
+    for result in admin.create_topics(&topics, &options).await.map_err(kafka_err)? {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => return Err(kafka_err(format!("creating {topic}: {code}"))),
+        }
+    }
+    Ok(())
+}
+
+/// Publish one event; answered once the broker has acknowledged it.
+#[derive(Clone)]
+struct Publish(OrderEvent);
+
+impl actix::Message for Publish {
+    type Result = Result<(), BusError>;
+}
+
+/// The bridge actor. Publishing is concurrent (the producer pipelines records); consuming, when
+/// the bridge has a handler, runs as the actor's own stream.
+pub struct KafkaBridge {
+    producer: FutureProducer,
+    config: KafkaConfig,
+    consumer: Option<(Arc<StreamConsumer>, Arc<dyn EventHandler>)>,
+}
+
+impl Actor for KafkaBridge {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(1024);
+        if let Some((consumer, handler)) = self.consumer.clone() {
+            ctx.spawn(consume(consumer, handler).into_actor(self));
+        }
+    }
+}
+
+impl Handler<Publish> for KafkaBridge {
+    type Result = ResponseFuture<Result<(), BusError>>;
+
+    fn handle(&mut self, Publish(event): Publish, _ctx: &mut Self::Context) -> Self::Result {
+        let producer = self.producer.clone();
+        let timeout = self.config.send_timeout;
+        Box::pin(async move {
+            let payload = serde_json::to_vec(&event).map_err(kafka_err)?;
+            let record = FutureRecord::to(event.topic()).key(&event.username).payload(&payload);
+            producer.send(record, Timeout::After(timeout)).await.map(|_| ()).map_err(|(e, _)| kafka_err(e))
+        })
+    }
+}
+
+async fn consume(consumer: Arc<StreamConsumer>, handler: Arc<dyn EventHandler>) {
+    loop {
+        let message = match consumer.recv().await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "kafka consumer error");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        match message.payload().map(serde_json::from_slice::<OrderEvent>) {
+            Some(Ok(event)) => {
+                let mut attempt = 0u32;
+                while let Err(e) = handler.handle(&event).await {
+                    attempt += 1;
+                    tracing::warn!(order_id = event.order_id, attempt, error = %e, "event handler failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(50u64 << attempt.min(6))).await;
+                }
+            }
+            other => tracing::error!(
+                topic = message.topic(),
+                offset = message.offset(),
+                problem = ?other.map(|r| r.err()),
+                "skipping a record that is not an order event"
+            ),
+        }
+        if let Err(e) = consumer.store_offset_from_message(&message) {
+            tracing::warn!(error = %e, "could not store a consumed offset; the event may be seen again");
+        }
+    }
+}
+
+/// The [`EventBus`] of distributed mode: publishes through the bridge actor.
+#[derive(Clone)]
+pub struct KafkaBus {
+    bridge: Addr<KafkaBridge>,
+    timeout: Duration,
+}
+
+impl KafkaBus {
+    /// Creates the topics if needed and starts the bridge on the runtime. With a `handler`
+    /// (and its consumer `group`), the bridge also consumes `ORDER_EVENTS` into it.
+    pub async fn start(
+        runtime: &ActorRuntime,
+        config: KafkaConfig,
+        consume: Option<(&str, Arc<dyn EventHandler>)>,
+    ) -> Result<Self, BusError> {
+        if config.create_topics {
+            ensure_topics(&config).await?;
+        }
+        let producer: FutureProducer = config
+            .client()
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "2")
+            .set("message.timeout.ms", config.send_timeout.as_millis().to_string())
+            .create()
+            .map_err(kafka_err)?;
+        let consumer = match consume {
+            Some((group, handler)) => {
+                let consumer: StreamConsumer = config
+                    .client()
+                    .set("group.id", group)
+                    .set("enable.auto.commit", "true")
+                    .set("auto.commit.interval.ms", "500")
+                    .set("enable.auto.offset.store", "false")
+                    .set("auto.offset.reset", "earliest")
+                    .set("fetch.wait.max.ms", "10")
+                    .set("session.timeout.ms", "10000")
+                    .create()
+                    .map_err(kafka_err)?;
+                consumer.subscribe(&[ORDER_EVENTS]).map_err(kafka_err)?;
+                Some((Arc::new(consumer), handler))
+            }
+            None => None,
+        };
+        let timeout = config.send_timeout + Duration::from_secs(5);
+        let arbiter = runtime.arbiter_for("kafka-bridge");
+        let bridge =
+            KafkaBridge::start_in_arbiter(arbiter, move |_| KafkaBridge { producer, config, consumer });
+        Ok(Self { bridge, timeout })
+    }
+}
+
+#[async_trait]
+impl EventBus for KafkaBus {
+    async fn publish(&self, event: OrderEvent) -> Result<(), BusError> {
+        match self.bridge.send(Publish(event)).timeout(self.timeout).await {
+            Ok(result) => result,
+            Err(e) => Err(kafka_err(format!("bridge: {e}"))),
+        }
+    }
+}

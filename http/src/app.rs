@@ -51,11 +51,7 @@ impl Databases {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| {
             StartError::Config(format!("cannot create data dir {}: {e}", config.data_dir.display()))
         })?;
-        let pool = PoolConfig {
-            read_connections: config.db_read_connections,
-            max_connections: config.db_max_connections,
-            acquire_timeout: Duration::from_millis(config.db_acquire_timeout_ms),
-        };
+        let pool = pool_config(config);
         let open = |service: Service| {
             let pool = pool.clone();
             async move {
@@ -89,10 +85,67 @@ impl Databases {
 }
 
 /// The service's database URL: as configured, or SQLite under the data dir.
-fn database_url(config: &RunConfig, service: Service) -> String {
+pub(crate) fn database_url(config: &RunConfig, service: Service) -> String {
     match config.database_url(service) {
         Some(url) => url.to_owned(),
         None => format!("sqlite://{}", config.data_dir.join(format!("{}.db", service.name())).display()),
+    }
+}
+
+pub(crate) async fn auth_service(
+    config: &RunConfig,
+    db: &Database,
+    keys: &JwtKeys,
+) -> Result<AuthService, StartError> {
+    let auth_config =
+        AuthConfig { bcrypt_cost: config.bcrypt_cost, hash_concurrency: config.hash_concurrency };
+    let auth = AuthService::new(db.users(), keys.clone(), &auth_config).await?;
+    if let Some(password) = &config.admin_password {
+        auth.ensure_admin(password.expose()).await?;
+    }
+    Ok(auth)
+}
+
+pub(crate) async fn product_service(db: &Database) -> Result<ProductService, StartError> {
+    let products = ProductService::new(db.products());
+    let seeded = products.seed_if_empty().await?;
+    if seeded > 0 {
+        tracing::info!(products = seeded, "seeded an empty catalog");
+    }
+    Ok(products)
+}
+
+pub(crate) fn payment_service(config: &RunConfig, db: &Database) -> Result<PaymentService, StartError> {
+    let gateway = MockGateway::new(&GatewayConfig {
+        success_rate: config.payment_success_rate,
+        seed: config.payment_seed,
+        latency: Duration::from_millis(config.payment_latency_ms),
+    })?;
+    Ok(PaymentService::new(db.payments(), gateway))
+}
+
+pub(crate) fn core_config(config: &RunConfig) -> CoreConfig {
+    let mut core = CoreConfig::default();
+    if let Some(n) = config.arbiters {
+        core.arbiters = n;
+    }
+    for registry in [&mut core.carts.registry, &mut core.orders] {
+        registry.idle_timeout = config.idle_timeout();
+        registry.request_timeout = config.request_timeout();
+    }
+    core.payments = PaymentPoolConfig {
+        workers: config.payment_workers,
+        queue_per_worker: config.payment_queue,
+        ..PaymentPoolConfig::default()
+    };
+    core
+}
+
+pub(crate) fn pool_config(config: &RunConfig) -> PoolConfig {
+    PoolConfig {
+        read_connections: config.db_read_connections,
+        max_connections: config.db_max_connections,
+        acquire_timeout: Duration::from_millis(config.db_acquire_timeout_ms),
     }
 }
 
@@ -128,37 +181,10 @@ impl Application {
             None => load_or_create_secret(&config.data_dir.join("jwt-secret"))?,
         };
         let keys = JwtKeys::new(&secret, Duration::from_secs(config.jwt_ttl_secs));
-        let auth_config =
-            AuthConfig { bcrypt_cost: config.bcrypt_cost, hash_concurrency: config.hash_concurrency };
-        let auth = AuthService::new(databases.auth.users(), keys.clone(), &auth_config).await?;
-        if let Some(password) = &config.admin_password {
-            auth.ensure_admin(password.expose()).await?;
-        }
-        let products = ProductService::new(databases.product.products());
-        let seeded = products.seed_if_empty().await?;
-        if seeded > 0 {
-            tracing::info!(products = seeded, "seeded an empty catalog");
-        }
-        let gateway = MockGateway::new(&GatewayConfig {
-            success_rate: config.payment_success_rate,
-            seed: config.payment_seed,
-            latency: Duration::from_millis(config.payment_latency_ms),
-        })?;
-        let payments = PaymentService::new(databases.payment.payments(), gateway);
-
-        let mut core_config = CoreConfig::default();
-        if let Some(n) = config.arbiters {
-            core_config.arbiters = n;
-        }
-        for registry in [&mut core_config.carts.registry, &mut core_config.orders] {
-            registry.idle_timeout = config.idle_timeout();
-            registry.request_timeout = config.request_timeout();
-        }
-        core_config.payments = PaymentPoolConfig {
-            workers: config.payment_workers,
-            queue_per_worker: config.payment_queue,
-            ..PaymentPoolConfig::default()
-        };
+        let auth = auth_service(&config, &databases.auth, &keys).await?;
+        let products = product_service(&databases.product).await?;
+        let payments = payment_service(&config, &databases.payment)?;
+        let core_config = core_config(&config);
         let bus = Arc::new(InProcessBus::new());
         let core = Core::start(
             core_config,
@@ -170,7 +196,7 @@ impl Application {
         // The Cart service's side of ORDER_EVENTS.
         bus.subscribe(Arc::new(core.carts.clone()));
 
-        let carts = CartService::new(core.carts.clone(), products.clone());
+        let carts = CartService::new(core.carts.clone(), Arc::new(products.clone()));
         let orders = OrderService::new(core.orders.clone(), core.checkouts.clone());
         let (shutdown, _) = watch::channel(false);
         let mut addrs = Vec::new();

@@ -23,6 +23,57 @@ pub struct Cli {
 pub enum Command {
     /// Runs all five services in one process: SQLite under the data dir, in-process events.
     Run(RunConfig),
+    /// Runs one service in this process (distributed mode): REST to the other services, events
+    /// through Kafka. Needs SHOP_JWT_SECRET.
+    Serve(ServeConfig),
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceArg {
+    Auth,
+    Product,
+    Cart,
+    Payment,
+    Order,
+}
+
+impl From<ServiceArg> for Service {
+    fn from(s: ServiceArg) -> Self {
+        match s {
+            ServiceArg::Auth => Service::Auth,
+            ServiceArg::Product => Service::Product,
+            ServiceArg::Cart => Service::Cart,
+            ServiceArg::Payment => Service::Payment,
+            ServiceArg::Order => Service::Order,
+        }
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeConfig {
+    /// The service this process runs.
+    #[arg(value_enum)]
+    pub service: ServiceArg,
+    #[command(flatten)]
+    pub run: RunConfig,
+    /// Kafka bootstrap servers (the Cart and Order services need them).
+    #[arg(long, env = "SHOP_KAFKA_BROKERS")]
+    pub kafka_brokers: Option<String>,
+    /// Partitions of ORDER_EVENTS / ORDER_CREATED when they are created at start-up.
+    #[arg(long, env = "SHOP_KAFKA_PARTITIONS", default_value_t = 3)]
+    pub kafka_partitions: i32,
+    /// Consumer group of the Cart service's instances.
+    #[arg(long, env = "SHOP_KAFKA_GROUP", default_value = "cart-service")]
+    pub kafka_group: String,
+    /// Where the Product service answers (the Cart service looks products up there).
+    #[arg(long, env = "SHOP_PRODUCT_URL")]
+    pub product_url: Option<String>,
+    /// Where the Cart service answers (the Order service leases carts there).
+    #[arg(long, env = "SHOP_CART_URL")]
+    pub cart_url: Option<String>,
+    /// Where the Payment service answers (the Order service charges there).
+    #[arg(long, env = "SHOP_PAYMENT_URL")]
+    pub payment_url: Option<String>,
 }
 
 fn secret(s: &str) -> Result<Secret, String> {

@@ -9,10 +9,12 @@
 //! ```
 
 pub mod app;
+pub mod clients;
 pub mod config;
 pub mod error;
 pub mod extract;
 pub mod routes;
+pub mod serve;
 
 pub use crate::app::{Application, StartError};
 pub use crate::config::{Cli, Command, RunConfig};

@@ -1,12 +1,15 @@
 //! Cart: the caller's own cart, held by cart actors and stored in the cart database.
 
+use std::sync::Arc;
+
+use async_trait::async_trait;
 use rust_decimal::Decimal;
 use serde::Serialize;
 use shop_actors::Carts;
 use shop_actors::model::{Cart, MAX_LINE_QUANTITY};
 
 use crate::error::{ServiceError, ServiceResult};
-use crate::product::ProductService;
+use crate::product::{Product, ProductService};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -52,11 +55,26 @@ impl From<Cart> for CartView {
     }
 }
 
+/// Where the Cart service looks products up: the Product service itself in embedded mode, its
+/// REST API in distributed mode.
+#[async_trait]
+pub trait Catalog: Send + Sync + 'static {
+    /// The product, or `ServiceError::NotFound`.
+    async fn product(&self, id: i64) -> ServiceResult<Product>;
+}
+
+#[async_trait]
+impl Catalog for ProductService {
+    async fn product(&self, id: i64) -> ServiceResult<Product> {
+        self.get(id).await
+    }
+}
+
 /// The Cart service: checks requests against the catalog, then hands them to the cart actors.
 #[derive(Clone)]
 pub struct CartService {
     carts: Carts,
-    products: ProductService,
+    catalog: Arc<dyn Catalog>,
 }
 
 fn quantity(q: i64, allow_zero: bool) -> ServiceResult<u32> {
@@ -70,8 +88,8 @@ fn quantity(q: i64, allow_zero: bool) -> ServiceResult<u32> {
 }
 
 impl CartService {
-    pub fn new(carts: Carts, products: ProductService) -> Self {
-        Self { carts, products }
+    pub fn new(carts: Carts, catalog: Arc<dyn Catalog>) -> Self {
+        Self { carts, catalog }
     }
 
     pub fn carts(&self) -> &Carts {
@@ -84,7 +102,7 @@ impl CartService {
 
     pub async fn add(&self, username: &str, product_id: i64, qty: i64) -> ServiceResult<CartView> {
         let qty = quantity(qty, false)?;
-        let product = self.products.get(product_id).await?;
+        let product = self.catalog.product(product_id).await?;
         if i64::from(qty) > product.stock {
             return Err(ServiceError::Conflict(format!(
                 "only {} of product {product_id} in stock (asked for {qty})",

@@ -3,10 +3,13 @@ use axum::http::StatusCode;
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
-use shop_services::auth::JwtKeys;
+use shop_actors::ports::{CartPort, CartPortError};
+use shop_services::auth::{JwtKeys, Role};
 use shop_services::cart::{CartService, CartView};
+use uuid::Uuid;
 
-use crate::error::ApiResult;
+use crate::clients::CheckoutHoldView;
+use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath, Caller};
 
 #[derive(Clone, FromRef)]
@@ -33,7 +36,10 @@ pub fn router(state: CartState) -> Router {
         .route("/api/cart", get(show).delete(clear))
         .route("/api/cart/add", post(add))
         .route("/api/cart/items/{product_id}", put(set_quantity))
-        .route("/api/cart/items/{product_id}", delete(remove));
+        .route("/api/cart/items/{product_id}", delete(remove))
+        // The Order service's side door (SERVICE tokens only): hand a cart to a checkout, give it back.
+        .route("/internal/carts/{username}/checkout", post(begin_checkout))
+        .route("/internal/carts/{username}/checkout/{checkout_id}", delete(release_checkout));
     super::finish("cart", routes, state)
 }
 
@@ -69,4 +75,30 @@ async fn remove(
 async fn clear(State(carts): State<CartService>, caller: Caller) -> ApiResult<StatusCode> {
     carts.clear(caller.username()).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+async fn begin_checkout(
+    State(carts): State<CartService>,
+    caller: Caller,
+    ApiPath(username): ApiPath<String>,
+) -> ApiResult<Json<CheckoutHoldView>> {
+    caller.require(&[Role::Service])?;
+    match carts.carts().begin_checkout(&username).await {
+        Ok(lease) => Ok(Json(lease.into())),
+        Err(CartPortError::Empty) => Err(ApiError::bad_request("the cart is empty")),
+        Err(e @ CartPortError::CheckoutInProgress) => Err(ApiError::new(StatusCode::CONFLICT, e.to_string())),
+        Err(CartPortError::Unavailable(e)) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e)),
+    }
+}
+
+async fn release_checkout(
+    State(carts): State<CartService>,
+    caller: Caller,
+    ApiPath((username, checkout_id)): ApiPath<(String, Uuid)>,
+) -> ApiResult<StatusCode> {
+    caller.require(&[Role::Service])?;
+    match carts.carts().release_checkout(&username, checkout_id).await {
+        Ok(()) => Ok(StatusCode::NO_CONTENT),
+        Err(e) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
+    }
 }

@@ -1,0 +1,255 @@
+//! HTTP clients behind the ports the saga and the Cart service already use, for distributed mode:
+//! Order → Cart (`CartPort`), Order → Payment (`PaymentGateway`), Cart → Product (`Catalog`).
+//!
+//! Every call carries a SERVICE token signed with the shared secret, has a connect and a request
+//! timeout, and waits for one of a bounded number of in-flight slots per peer (a slow peer makes
+//! callers fail fast instead of piling up requests). Only idempotent calls are retried, with
+//! back-off: a charge (idempotent per order), a cart release, a product lookup. Beginning a
+//! checkout is not retried; a hold left by a lost answer lapses after its TTL.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest::{Method, StatusCode};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use shop_actors::model::{CartItem, PaymentReceipt};
+use shop_actors::ports::{
+    CartPort, CartPortError, ChargeRequest, CheckoutLease, GatewayError, PaymentGateway,
+};
+use shop_services::auth::{JwtKeys, Role};
+use shop_services::cart::Catalog;
+use shop_services::payment::Payment;
+use shop_services::product::Product;
+use shop_services::{ServiceError, ServiceResult};
+use tokio::sync::Semaphore;
+use uuid::Uuid;
+
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    /// Requests in flight to one peer; more wait up to `request_timeout`, then fail.
+    pub max_in_flight: usize,
+    /// Attempts of an idempotent call.
+    pub attempts: u32,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(10),
+            max_in_flight: 64,
+            attempts: 3,
+        }
+    }
+}
+
+/// A failed call: either the peer answered (with this status and body) or it could not be asked.
+#[derive(Debug)]
+enum CallError {
+    Status(StatusCode, String),
+    Transport(String),
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Status(s, body) => write!(f, "answered {s}: {body}"),
+            CallError::Transport(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// One peer service, reached as `name` with a SERVICE token.
+#[derive(Clone)]
+pub struct ServiceClient {
+    http: reqwest::Client,
+    base: Arc<str>,
+    name: &'static str,
+    keys: JwtKeys,
+    slots: Arc<Semaphore>,
+    config: ClientConfig,
+}
+
+impl ServiceClient {
+    pub fn new(base: &str, name: &'static str, keys: JwtKeys, config: ClientConfig) -> Result<Self, String> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.request_timeout)
+            .build()
+            .map_err(|e| format!("HTTP client: {e}"))?;
+        Ok(Self {
+            http,
+            base: base.trim_end_matches('/').into(),
+            name,
+            keys,
+            slots: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
+            config,
+        })
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Vec<u8>, CallError> {
+        let _slot = tokio::time::timeout(self.config.request_timeout, self.slots.acquire())
+            .await
+            .map_err(|_| CallError::Transport(format!("{}{path}: too many requests in flight", self.base)))?
+            .map_err(|e| CallError::Transport(e.to_string()))?;
+        let token =
+            self.keys.issue(self.name, Role::Service).map_err(|e| CallError::Transport(e.to_string()))?;
+        let mut req = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(token);
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let resp = req.send().await.map_err(|e| CallError::Transport(format!("{}{path}: {e}", self.base)))?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| CallError::Transport(e.to_string()))?;
+        if status.is_success() {
+            Ok(bytes.to_vec())
+        } else {
+            Err(CallError::Status(status, String::from_utf8_lossy(&bytes).into_owned()))
+        }
+    }
+
+    /// `call`, repeated with back-off while the peer cannot be reached or answers 5xx.
+    async fn call_idempotent(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Vec<u8>, CallError> {
+        let mut attempt = 1;
+        loop {
+            match self.call(method.clone(), path, body).await {
+                Err(e @ (CallError::Transport(_) | CallError::Status(StatusCode::BAD_GATEWAY, _)))
+                | Err(
+                    e @ CallError::Status(StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT, _),
+                ) if attempt < self.config.attempts => {
+                    tracing::warn!(peer = %self.base, path, attempt, error = %e, "call failed; asking again");
+                    tokio::time::sleep(Duration::from_millis(100) * attempt).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, String> {
+    serde_json::from_slice(bytes).map_err(|e| format!("unexpected answer: {e}"))
+}
+
+/// Order → Payment.
+pub struct HttpPaymentGateway(pub ServiceClient);
+
+#[async_trait]
+impl PaymentGateway for HttpPaymentGateway {
+    async fn charge(&self, r: ChargeRequest) -> Result<PaymentReceipt, GatewayError> {
+        let body = json!({ "orderId": r.order_id, "userId": r.username, "amount": r.amount });
+        let bytes = self
+            .0
+            .call_idempotent(Method::POST, "/api/payments/process", Some(&body))
+            .await
+            .map_err(|e| GatewayError::Unavailable(e.to_string()))?;
+        let payment: Payment = parse(&bytes).map_err(GatewayError::Unavailable)?;
+        Ok(payment.receipt())
+    }
+}
+
+/// What the Cart service answers when it hands a cart to a checkout.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckoutHoldView {
+    pub checkout_id: Uuid,
+    pub items: Vec<HeldItem>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeldItem {
+    pub product_id: i64,
+    pub product_name: String,
+    pub price: Decimal,
+    pub quantity: u32,
+}
+
+impl From<CheckoutLease> for CheckoutHoldView {
+    fn from(l: CheckoutLease) -> Self {
+        Self {
+            checkout_id: l.checkout_id,
+            items: l
+                .items
+                .into_iter()
+                .map(|i| HeldItem {
+                    product_id: i.product_id,
+                    product_name: i.product_name,
+                    price: i.price,
+                    quantity: i.quantity,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Order → Cart.
+pub struct HttpCartPort(pub ServiceClient);
+
+#[async_trait]
+impl CartPort for HttpCartPort {
+    async fn begin_checkout(&self, username: &str) -> Result<CheckoutLease, CartPortError> {
+        let path = format!("/internal/carts/{username}/checkout");
+        match self.0.call(Method::POST, &path, None).await {
+            Ok(bytes) => {
+                let hold: CheckoutHoldView = parse(&bytes).map_err(CartPortError::Unavailable)?;
+                Ok(CheckoutLease {
+                    checkout_id: hold.checkout_id,
+                    items: hold
+                        .items
+                        .into_iter()
+                        .map(|i| CartItem {
+                            product_id: i.product_id,
+                            product_name: i.product_name,
+                            price: i.price,
+                            quantity: i.quantity,
+                        })
+                        .collect(),
+                })
+            }
+            Err(CallError::Status(StatusCode::BAD_REQUEST, _)) => Err(CartPortError::Empty),
+            Err(CallError::Status(StatusCode::CONFLICT, _)) => Err(CartPortError::CheckoutInProgress),
+            Err(e) => Err(CartPortError::Unavailable(e.to_string())),
+        }
+    }
+
+    async fn release_checkout(&self, username: &str, checkout_id: Uuid) -> Result<(), CartPortError> {
+        let path = format!("/internal/carts/{username}/checkout/{checkout_id}");
+        self.0
+            .call_idempotent(Method::DELETE, &path, None)
+            .await
+            .map(|_| ())
+            .map_err(|e| CartPortError::Unavailable(e.to_string()))
+    }
+}
+
+/// Cart → Product.
+pub struct HttpCatalog(pub ServiceClient);
+
+#[async_trait]
+impl Catalog for HttpCatalog {
+    async fn product(&self, id: i64) -> ServiceResult<Product> {
+        match self.0.call_idempotent(Method::GET, &format!("/api/products/{id}"), None).await {
+            Ok(bytes) => parse(&bytes).map_err(ServiceError::Internal),
+            Err(CallError::Status(StatusCode::NOT_FOUND, _)) => {
+                Err(ServiceError::NotFound(format!("product {id} not found")))
+            }
+            Err(e) => Err(ServiceError::Busy(format!("product service: {e}"))),
+        }
+    }
+}

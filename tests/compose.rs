@@ -1,0 +1,90 @@
+//! docker-compose.yml must stay true to the binary: every SHOP_ variable it sets is one `shop`
+//! reads, and every service gets what `shop serve <service>` refuses to start without.
+
+use std::collections::BTreeSet;
+
+use clap::CommandFactory;
+use serde_yaml::Value;
+use shop_http::Cli;
+
+/// Every environment variable the binary reads, from its own command-line definition.
+fn known_variables() -> BTreeSet<String> {
+    fn collect(cmd: &clap::Command, out: &mut BTreeSet<String>) {
+        for arg in cmd.get_arguments() {
+            if let Some(env) = arg.get_env() {
+                out.insert(env.to_string_lossy().into_owned());
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            collect(sub, out);
+        }
+    }
+    let mut out = BTreeSet::from(["SHOP_LOG".to_owned()]);
+    collect(&Cli::command(), &mut out);
+    out
+}
+
+fn compose() -> Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docker-compose.yml");
+    let text = std::fs::read_to_string(path).expect("docker-compose.yml");
+    serde_yaml::from_str(&text).expect("docker-compose.yml is YAML")
+}
+
+#[test]
+fn compose_sets_only_known_variables_and_everything_each_service_needs() {
+    let known = known_variables();
+    for required in ["SHOP_JWT_SECRET", "SHOP_KAFKA_BROKERS", "SHOP_CART_URL", "SHOP_ORDER_DATABASE_URL"] {
+        assert!(known.contains(required), "the binary no longer reads {required}; fix this test");
+    }
+    let compose = compose();
+    let services = compose["services"].as_mapping().expect("services");
+    let mut served = BTreeSet::new();
+    for (name, def) in services {
+        let name = name.as_str().expect("service name");
+        let Some(command) = def["command"].as_sequence() else { continue };
+        let args: Vec<&str> = command.iter().filter_map(Value::as_str).collect();
+        assert_eq!(args.first(), Some(&"serve"), "{name}: {args:?}");
+        let service = args.get(1).copied().expect("serve <service>");
+        served.insert(service.to_owned());
+        let env = def["environment"].as_mapping().unwrap_or_else(|| panic!("{name}: environment as a map"));
+        let vars: BTreeSet<String> = env.keys().filter_map(Value::as_str).map(str::to_owned).collect();
+        for var in vars.iter().filter(|v| v.starts_with("SHOP_")) {
+            assert!(known.contains(var), "{name} sets {var}, which shop does not read");
+        }
+        let upper = service.to_uppercase();
+        let mut needs = vec![
+            "SHOP_JWT_SECRET".to_owned(),
+            "SHOP_HOST".to_owned(),
+            format!("SHOP_{upper}_PORT"),
+            format!("SHOP_{upper}_DATABASE_URL"),
+        ];
+        match service {
+            "cart" => needs.extend(["SHOP_KAFKA_BROKERS".into(), "SHOP_PRODUCT_URL".into()]),
+            "order" => {
+                needs.extend(["SHOP_KAFKA_BROKERS".into(), "SHOP_CART_URL".into(), "SHOP_PAYMENT_URL".into()])
+            }
+            _ => {}
+        }
+        for need in &needs {
+            assert!(vars.contains(need), "{name} misses {need}");
+        }
+        let url = env[&Value::from(format!("SHOP_{upper}_DATABASE_URL"))].as_str().unwrap_or_default();
+        assert!(url.starts_with("mysql://") && url.ends_with(&format!("/{service}_db")), "{name}: {url}");
+        let port = env[&Value::from(format!("SHOP_{upper}_PORT"))].as_str().unwrap_or_default().to_owned();
+        let published: Vec<&str> =
+            def["ports"].as_sequence().into_iter().flatten().filter_map(Value::as_str).collect();
+        assert!(
+            published.iter().any(|p| p.ends_with(&format!(":{port}"))),
+            "{name} publishes {published:?}, listens on {port}"
+        );
+    }
+    assert_eq!(
+        served,
+        ["auth", "cart", "order", "payment", "product"].map(str::to_owned).into_iter().collect()
+    );
+    assert!(services.contains_key("mysql") && services.contains_key("kafka"));
+    assert_eq!(
+        compose["services"]["kafka"]["environment"]["KAFKA_PROCESS_ROLES"].as_str(),
+        Some("broker,controller")
+    );
+}

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::bus::InProcessBus;
 use crate::cart::{CartConfig, Carts};
 use crate::order::Orders;
+use crate::outbox::{Outbox, OutboxConfig};
 use crate::payment_pool::{PaymentPool, PaymentPoolConfig};
 use crate::ports::{CartPort, CartStore, EventBus, OrderStore, PaymentGateway};
 use crate::registry::RegistryConfig;
@@ -20,6 +21,7 @@ pub struct CoreConfig {
     pub orders: RegistryConfig,
     pub payments: PaymentPoolConfig,
     pub saga: SagaConfig,
+    pub outbox: OutboxConfig,
 }
 
 impl Default for CoreConfig {
@@ -30,6 +32,7 @@ impl Default for CoreConfig {
             orders: RegistryConfig::default(),
             payments: PaymentPoolConfig::default(),
             saga: SagaConfig::default(),
+            outbox: OutboxConfig::default(),
         }
     }
 }
@@ -41,6 +44,7 @@ pub struct Core {
     pub orders: Orders,
     pub payments: PaymentPool,
     pub checkouts: Checkouts,
+    pub outbox: Outbox,
 }
 
 impl Core {
@@ -55,12 +59,19 @@ impl Core {
     ) -> io::Result<Self> {
         let runtime = Arc::new(ActorRuntime::start(config.arbiters)?);
         let carts = Carts::new(runtime.clone(), cart_store, config.carts);
-        let orders = Orders::new(runtime.clone(), order_store, config.orders);
+        let orders = Orders::new(runtime.clone(), order_store.clone(), config.orders);
         let payments = PaymentPool::start(&runtime, gateway, config.payments);
+        let outbox = Outbox::start(&runtime, order_store, bus, config.outbox);
         let cart_port: Arc<dyn CartPort> = Arc::new(carts.clone());
-        let checkouts =
-            Checkouts::start(&runtime, cart_port, orders.clone(), payments.clone(), bus, config.saga);
-        Ok(Self { runtime, carts, orders, payments, checkouts })
+        let checkouts = Checkouts::start(
+            &runtime,
+            cart_port,
+            orders.clone(),
+            payments.clone(),
+            outbox.clone(),
+            config.saga,
+        );
+        Ok(Self { runtime, carts, orders, payments, checkouts, outbox })
     }
 
     /// An in-memory core wired to an [`InProcessBus`] on which the carts already listen.

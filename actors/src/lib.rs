@@ -66,6 +66,7 @@ pub mod core;
 pub mod memory;
 pub mod model;
 pub mod order;
+pub mod outbox;
 pub mod payment_pool;
 pub mod ports;
 pub mod registry;

@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use async_trait::async_trait;
 use chrono::Utc;
 
-use crate::model::{Cart, NewOrder, Order, OrderStatus, PaymentReceipt, PaymentStatus};
+use uuid::Uuid;
+
+use crate::model::{Cart, NewOrder, Order, OrderEvent, OrderStatus, PaymentReceipt, PaymentStatus};
 use crate::ports::{CartStore, ChargeRequest, GatewayError, OrderStore, PaymentGateway, StoreError};
 
 fn poisoned<T>(_: T) -> StoreError {
@@ -55,6 +57,8 @@ impl CartStore for MemoryCartStore {
 #[derive(Default)]
 pub struct MemoryOrderStore {
     orders: Mutex<HashMap<i64, Order>>,
+    /// The outbox: events in the order they were written, and whether each has been relayed.
+    outbox: Mutex<Vec<(OrderEvent, bool)>>,
     next_id: AtomicI64,
 }
 
@@ -81,6 +85,7 @@ impl OrderStore for MemoryOrderStore {
             version: 1,
         };
         orders.insert(id, order.clone());
+        self.outbox.lock().map_err(poisoned)?.push((OrderEvent::created(&order, new.checkout_id), false));
         Ok(order)
     }
 
@@ -96,7 +101,7 @@ impl OrderStore for MemoryOrderStore {
             .cloned())
     }
 
-    async fn update(&self, order: &Order) -> Result<i64, StoreError> {
+    async fn update(&self, order: &Order, event: Option<&OrderEvent>) -> Result<i64, StoreError> {
         let mut orders = self.orders.lock().map_err(poisoned)?;
         let stored = orders
             .get_mut(&order.id)
@@ -106,6 +111,9 @@ impl OrderStore for MemoryOrderStore {
         }
         *stored = order.clone();
         stored.version += 1;
+        if let Some(event) = event {
+            self.outbox.lock().map_err(poisoned)?.push((event.clone(), false));
+        }
         Ok(stored.version)
     }
 
@@ -114,6 +122,21 @@ impl OrderStore for MemoryOrderStore {
         let mut mine: Vec<Order> = orders.values().filter(|o| o.username == username).cloned().collect();
         mine.sort_by_key(|o| std::cmp::Reverse(o.id));
         Ok(mine)
+    }
+
+    async fn unsent_events(&self, limit: usize) -> Result<Vec<OrderEvent>, StoreError> {
+        let outbox = self.outbox.lock().map_err(poisoned)?;
+        Ok(outbox.iter().filter(|(_, sent)| !sent).take(limit).map(|(e, _)| e.clone()).collect())
+    }
+
+    async fn mark_sent(&self, event_ids: &[Uuid]) -> Result<(), StoreError> {
+        let mut outbox = self.outbox.lock().map_err(poisoned)?;
+        for (event, sent) in outbox.iter_mut() {
+            if event_ids.contains(&event.event_id) {
+                *sent = true;
+            }
+        }
+        Ok(())
     }
 }
 

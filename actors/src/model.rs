@@ -197,6 +197,8 @@ pub struct NewOrder {
     pub items: Vec<OrderItem>,
     pub total_amount: Decimal,
     pub idempotency_key: Option<String>,
+    /// The cart checkout the order comes from (carried by its events).
+    pub checkout_id: Option<Uuid>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -257,6 +259,20 @@ impl OrderEvent {
             occurred_at: Utc::now(),
             items: order.lines(),
             checkout_id,
+        }
+    }
+
+    /// The `ORDER_CREATED` event a store writes with a new order.
+    pub fn created(order: &Order, checkout_id: Option<Uuid>) -> Self {
+        Self::new(OrderEventType::OrderCreated, order, checkout_id)
+    }
+
+    /// The event announcing that `order` has reached its saga outcome, if it has.
+    pub fn outcome(order: &Order, checkout_id: Option<Uuid>) -> Option<Self> {
+        match order.status {
+            OrderStatus::Paid => Some(Self::new(OrderEventType::OrderCompleted, order, checkout_id)),
+            OrderStatus::Cancelled => Some(Self::new(OrderEventType::OrderCancelled, order, checkout_id)),
+            _ => None,
         }
     }
 

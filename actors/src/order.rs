@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use crate::model::{NewOrder, Order, OrderStatus};
+use uuid::Uuid;
+
+use crate::model::{NewOrder, Order, OrderEvent, OrderStatus};
 use crate::ports::{OrderStore, StoreError};
 use crate::registry::{
     Activation, CONFLICT_ATTEMPTS, Entity, Registry, RegistryConfig, RegistryError, RegistryStats,
@@ -31,7 +33,14 @@ pub enum OrderError {
 #[derive(Debug, Clone)]
 pub enum OrderCommand {
     Get,
-    Transition { to: OrderStatus, payment_id: Option<i64>, failure_reason: Option<String> },
+    /// Moves the order on; reaching PAID or CANCELLED also puts its event in the outbox, in the
+    /// same write, carrying `checkout_id`.
+    Transition {
+        to: OrderStatus,
+        payment_id: Option<i64>,
+        failure_reason: Option<String>,
+        checkout_id: Option<Uuid>,
+    },
 }
 
 impl Message for OrderCommand {
@@ -85,7 +94,8 @@ impl Handler<OrderCommand> for OrderActor {
                 };
                 // Reads and refusals write nothing, so no version check would catch a stale cache
                 // (another process may have moved the order on): they use freshly loaded state.
-                let OrderCommand::Transition { to, payment_id, failure_reason } = cmd.clone() else {
+                let OrderCommand::Transition { to, payment_id, failure_reason, checkout_id } = cmd.clone()
+                else {
                     if fresh {
                         return Ok(order);
                     }
@@ -100,7 +110,8 @@ impl Handler<OrderCommand> for OrderActor {
                 order.status = to;
                 order.payment_id = payment_id.or(order.payment_id);
                 order.failure_reason = failure_reason.or(order.failure_reason);
-                match store.update(&order).await {
+                let event = OrderEvent::outcome(&order, checkout_id);
+                match store.update(&order, event.as_ref()).await {
                     Ok(version) => {
                         order.version = version;
                         return Ok(order);
@@ -168,8 +179,15 @@ impl Orders {
         to: OrderStatus,
         payment_id: Option<i64>,
         failure_reason: Option<String>,
+        checkout_id: Option<Uuid>,
     ) -> Result<Order, OrderError> {
-        self.registry.send(&id, OrderCommand::Transition { to, payment_id, failure_reason }).await?
+        self.registry
+            .send(&id, OrderCommand::Transition { to, payment_id, failure_reason, checkout_id })
+            .await?
+    }
+
+    pub fn store(&self) -> &Arc<dyn OrderStore> {
+        &self.store
     }
 
     pub fn stats(&self) -> RegistryStats {

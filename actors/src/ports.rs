@@ -37,18 +37,25 @@ pub trait CartStore: Send + Sync + 'static {
     async fn checkout_applied(&self, username: &str, order_id: i64) -> Result<bool, StoreError>;
 }
 
-/// Where orders live.
+/// Where orders live, with their outbox: every order event is written in the same transaction as
+/// the change it announces, and relayed to the event bus afterwards ([`crate::outbox`]).
 #[async_trait]
 pub trait OrderStore: Send + Sync + 'static {
-    /// Stores a new PENDING order; [`StoreError::Duplicate`] if its idempotency key is taken.
+    /// Stores a new PENDING order and its `ORDER_CREATED` event (see [`OrderEvent::created`]);
+    /// [`StoreError::Duplicate`] if its idempotency key is taken.
     async fn create(&self, order: NewOrder) -> Result<Order, StoreError>;
     async fn load(&self, id: i64) -> Result<Option<Order>, StoreError>;
     async fn find_by_idempotency_key(&self, username: &str, key: &str) -> Result<Option<Order>, StoreError>;
     /// Stores status, payment id and failure reason if the stored version is still
-    /// `order.version`, returning the new version; otherwise [`StoreError::Conflict`].
-    async fn update(&self, order: &Order) -> Result<i64, StoreError>;
+    /// `order.version`, returning the new version; otherwise [`StoreError::Conflict`]. With an
+    /// event, the event is put in the outbox in the same transaction.
+    async fn update(&self, order: &Order, event: Option<&OrderEvent>) -> Result<i64, StoreError>;
     /// The user's orders, newest first.
     async fn list_for_user(&self, username: &str) -> Result<Vec<Order>, StoreError>;
+    /// Outbox events not yet relayed, oldest first.
+    async fn unsent_events(&self, limit: usize) -> Result<Vec<OrderEvent>, StoreError>;
+    /// Marks relayed events as sent.
+    async fn mark_sent(&self, event_ids: &[Uuid]) -> Result<(), StoreError>;
 }
 
 /// A charge the saga asks for. Asking twice for one order must never charge twice.

@@ -4,12 +4,15 @@
 //! 1. with an idempotency key, return the order that key already made;
 //! 2. take room in the payment pool (or answer busy);
 //! 3. lease the cart from the Cart side ([`CartPort`]): no second checkout of it meanwhile;
-//! 4. create the order PENDING and publish `ORDER_CREATED`;
+//! 4. create the order PENDING, with its `ORDER_CREATED` event in the outbox;
 //! 5. charge through the payment pool ([`PaymentGateway`], idempotent per order, retried);
 //! 6. mark the order PAID, or compensate: mark it CANCELLED with the gateway's reason and give
 //!    the cart back untouched;
-//! 7. publish `ORDER_COMPLETED` or `ORDER_CANCELLED`; the Cart side takes the bought items out of
-//!    the cart when it sees `ORDER_COMPLETED`.
+//! 7. the outcome is stored together with its `ORDER_COMPLETED` or `ORDER_CANCELLED` event (the
+//!    outbox); the relay publishes it, and the Cart side takes the bought items out of the cart
+//!    when it sees `ORDER_COMPLETED`. With `await_events` the saga answers only once the relay
+//!    has published (embedded mode: the cart is already cleared); without, it only kicks the
+//!    relay, so checkouts keep answering while the broker is away.
 //!
 //! [`CheckoutSaga`] is the supervisor actor: it starts each checkout as its own task, so checkouts
 //! of different carts run concurrently while the pool bounds how many reach payment at once.
@@ -21,10 +24,11 @@ use std::time::Duration;
 use actix::prelude::*;
 use rust_decimal::Decimal;
 
-use crate::model::{NewOrder, Order, OrderEvent, OrderEventType, OrderItem, OrderStatus, PaymentStatus};
+use crate::model::{NewOrder, Order, OrderItem, OrderStatus, PaymentStatus};
 use crate::order::{OrderError, Orders};
+use crate::outbox::Outbox;
 use crate::payment_pool::{PaymentPool, PoolError, PoolPermit};
-use crate::ports::{CartPort, CartPortError, ChargeRequest, EventBus, StoreError};
+use crate::ports::{CartPort, CartPortError, ChargeRequest, StoreError};
 use crate::runtime::ActorRuntime;
 
 /// The reason an order gets when payment could not be taken at all.
@@ -39,6 +43,9 @@ pub struct SagaConfig {
     pub mailbox_capacity: usize,
     /// How long a caller waits for a whole checkout.
     pub request_timeout: Duration,
+    /// Wait (up to `event_timeout`) for the outcome event to be published before answering.
+    pub await_events: bool,
+    pub event_timeout: Duration,
 }
 
 impl Default for SagaConfig {
@@ -48,6 +55,8 @@ impl Default for SagaConfig {
             retry_backoff: Duration::from_millis(50),
             mailbox_capacity: 1024,
             request_timeout: Duration::from_secs(60),
+            await_events: true,
+            event_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -97,7 +106,7 @@ struct SagaDeps {
     carts: Arc<dyn CartPort>,
     orders: Orders,
     pool: PaymentPool,
-    bus: Arc<dyn EventBus>,
+    outbox: Outbox,
     config: SagaConfig,
     counters: Counters,
 }
@@ -180,6 +189,7 @@ async fn run(deps: &SagaDeps, req: Checkout) -> Result<Order, CheckoutError> {
         items,
         total_amount,
         idempotency_key: req.idempotency_key.clone(),
+        checkout_id: Some(lease.checkout_id),
     };
     let order = match deps.orders.create(new).await {
         Ok(order) => order,
@@ -193,7 +203,7 @@ async fn run(deps: &SagaDeps, req: Checkout) -> Result<Order, CheckoutError> {
             return Err(unavailable(e));
         }
     };
-    publish(deps, OrderEvent::new(OrderEventType::OrderCreated, &order, Some(lease.checkout_id))).await;
+    deps.outbox.kick();
 
     let (status, payment_id, reason) = match charge(deps, &permit, &order).await {
         Ok(r) if r.status == PaymentStatus::Success => (OrderStatus::Paid, Some(r.payment_id), None),
@@ -208,18 +218,24 @@ async fn run(deps: &SagaDeps, req: Checkout) -> Result<Order, CheckoutError> {
         }
     };
     drop(permit);
-    let order = deps.orders.transition(order.id, status, payment_id, reason).await.map_err(|e| {
-        tracing::error!(order_id = order.id, error = %e, "order outcome could not be stored");
-        unavailable(e)
-    })?;
+    let order =
+        deps.orders.transition(order.id, status, payment_id, reason, Some(lease.checkout_id)).await.map_err(
+            |e| {
+                tracing::error!(order_id = order.id, error = %e, "order outcome could not be stored");
+                unavailable(e)
+            },
+        )?;
 
-    let event_type = if order.status == OrderStatus::Paid {
-        OrderEventType::OrderCompleted
-    } else {
+    if order.status != OrderStatus::Paid {
         release().await;
-        OrderEventType::OrderCancelled
-    };
-    publish(deps, OrderEvent::new(event_type, &order, Some(lease.checkout_id))).await;
+    }
+    if deps.config.await_events {
+        if let Err(e) = deps.outbox.flush(deps.config.event_timeout).await {
+            tracing::warn!(order_id = order.id, error = %e, "outcome event not yet published; the relay will retry");
+        }
+    } else {
+        deps.outbox.kick();
+    }
     Ok(order)
 }
 
@@ -244,12 +260,6 @@ async fn charge(
     }
 }
 
-async fn publish(deps: &SagaDeps, event: OrderEvent) {
-    if let Err(e) = deps.bus.publish(event.clone()).await {
-        tracing::error!(order_id = event.order_id, event = ?event.event_type, error = %e, "event not published");
-    }
-}
-
 /// The handle through which checkouts are started. Cheap to clone.
 #[derive(Clone)]
 pub struct Checkouts {
@@ -263,10 +273,10 @@ impl Checkouts {
         carts: Arc<dyn CartPort>,
         orders: Orders,
         pool: PaymentPool,
-        bus: Arc<dyn EventBus>,
+        outbox: Outbox,
         config: SagaConfig,
     ) -> Self {
-        let deps = Arc::new(SagaDeps { carts, orders, pool, bus, config, counters: Counters::default() });
+        let deps = Arc::new(SagaDeps { carts, orders, pool, outbox, config, counters: Counters::default() });
         let d = deps.clone();
         let addr = Supervisor::start_in_arbiter(runtime.arbiter_for("checkout-saga"), move |_| {
             CheckoutSaga { deps: d }

@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use shop_actors::outbox::Outbox;
 use shop_actors::payment_pool::PaymentPool;
-use shop_actors::ports::{CartPort, EventBus, EventHandler, PaymentGateway};
+use shop_actors::ports::{CartPort, EventBus, EventHandler, OrderStore, PaymentGateway};
 use shop_actors::runtime::ActorRuntime;
-use shop_actors::saga::Checkouts;
+use shop_actors::saga::{Checkouts, SagaConfig};
 use shop_actors::{Carts, Orders};
 use shop_services::auth::JwtKeys;
 use shop_services::cart::CartService;
@@ -119,9 +120,14 @@ impl Node {
                 )?));
                 let bus: Arc<dyn EventBus> =
                     Arc::new(KafkaBus::start(&rt, kafka(&config)?, None).await.map_err(bus_err)?);
-                let orders = Orders::new(rt.clone(), database.orders(), core.orders);
+                let store: Arc<dyn OrderStore> = database.orders();
+                let orders = Orders::new(rt.clone(), store.clone(), core.orders);
                 let pool = PaymentPool::start(&rt, gateway, core.payments);
-                let checkouts = Checkouts::start(&rt, cart_port, orders.clone(), pool, bus, core.saga);
+                // Events leave through the outbox; a checkout only kicks the relay, so it answers
+                // while the broker is away and the events follow when it is back.
+                let outbox = Outbox::start(&rt, store, bus, core.outbox);
+                let saga = SagaConfig { await_events: false, ..core.saga };
+                let checkouts = Checkouts::start(&rt, cart_port, orders.clone(), pool, outbox, saga);
                 runtime = Some(rt);
                 let orders = OrderService::new(orders, checkouts);
                 routes::order::router(routes::order::OrderState { orders, keys: keys.clone() })

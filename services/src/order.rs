@@ -133,6 +133,6 @@ impl OrderService {
                 current.status
             )));
         }
-        Ok(self.orders.transition(id, to, None, None).await?.into())
+        Ok(self.orders.transition(id, to, None, None, None).await?.into())
     }
 }

@@ -7,7 +7,10 @@ use std::sync::Arc;
 
 use rust_decimal::Decimal;
 use shop_actors::cart::CartConfig;
-use shop_actors::model::{Cart, CartItem, NewOrder, OrderItem, OrderStatus, PaymentStatus, ProductSnapshot};
+use shop_actors::model::{
+    Cart, CartItem, NewOrder, OrderEvent, OrderEventType, OrderItem, OrderStatus, PaymentStatus,
+    ProductSnapshot,
+};
 use shop_actors::ports::StoreError;
 use shop_actors::runtime::ActorRuntime;
 use shop_actors::{CartError, Carts, OrderError, Orders};
@@ -227,6 +230,7 @@ fn new_order(username: &str, key: Option<&str>) -> NewOrder {
         ],
         total_amount: money("2089.95"),
         idempotency_key: key.map(str::to_owned),
+        checkout_id: None,
     }
 }
 
@@ -255,10 +259,25 @@ async fn order_writes_are_fenced_by_version(f: Fixture) {
     let mut paid = order.clone();
     paid.status = OrderStatus::Paid;
     paid.payment_id = Some(9);
-    assert_eq!(orders.update(&paid).await, Ok(2));
+    let completed = OrderEvent::outcome(&paid, None).expect("an outcome event");
+    assert_eq!(orders.update(&paid, Some(&completed)).await, Ok(2));
     let mut cancelled = order.clone();
     cancelled.status = OrderStatus::Cancelled;
-    assert!(matches!(orders.update(&cancelled).await, Err(StoreError::Conflict(_))));
+    let refused = OrderEvent::outcome(&cancelled, None).expect("an outcome event");
+    assert!(matches!(orders.update(&cancelled, Some(&refused)).await, Err(StoreError::Conflict(_))));
+
+    // The outbox holds exactly the events of stored changes, oldest first, until marked sent.
+    let unsent = orders.unsent_events(10).await.expect("outbox");
+    let kinds: Vec<_> = unsent.iter().map(|e| (e.event_type.clone(), e.order_id)).collect();
+    assert_eq!(
+        kinds,
+        vec![(OrderEventType::OrderCreated, order.id), (OrderEventType::OrderCompleted, order.id)]
+    );
+    assert_eq!(unsent[1], completed, "the event round-trips unchanged");
+    orders.mark_sent(&[unsent[0].event_id]).await.expect("mark");
+    assert_eq!(orders.unsent_events(10).await.expect("outbox"), vec![completed.clone()]);
+    orders.mark_sent(&[completed.event_id]).await.expect("mark");
+    assert!(orders.unsent_events(10).await.expect("outbox").is_empty());
     let stored = orders.load(order.id).await.expect("load").expect("exists");
     assert_eq!((stored.status, stored.payment_id, stored.version), (OrderStatus::Paid, Some(9), 2));
     let summaries = orders.summaries().await.expect("summaries");
@@ -341,8 +360,8 @@ async fn two_runtimes_racing_paid_and_cancelled_end_in_one_state(f: Fixture) {
         let (a, b) = (instances[0].0.clone(), instances[1].0.clone());
         async move {
             let (paid, cancelled) = tokio::join!(
-                a.transition(id, OrderStatus::Paid, Some(id), None),
-                b.transition(id, OrderStatus::Cancelled, None, Some("Card declined".into())),
+                a.transition(id, OrderStatus::Paid, Some(id), None, None),
+                b.transition(id, OrderStatus::Cancelled, None, Some("Card declined".into()), None),
             );
             (id, paid, cancelled)
         }
@@ -356,6 +375,20 @@ async fn two_runtimes_racing_paid_and_cancelled_end_in_one_state(f: Fixture) {
         let stored = store.load(id).await.expect("load").expect("exists");
         assert_eq!(stored.status, winner, "order {id}");
         assert_eq!(stored.version, 2, "order {id} was written once");
+        let announced: Vec<_> = store
+            .unsent_events(1000)
+            .await
+            .expect("outbox")
+            .into_iter()
+            .filter(|e| e.order_id == id && e.event_type != OrderEventType::OrderCreated)
+            .map(|e| e.event_type)
+            .collect();
+        let expected = if winner == OrderStatus::Paid {
+            OrderEventType::OrderCompleted
+        } else {
+            OrderEventType::OrderCancelled
+        };
+        assert_eq!(announced, vec![expected], "order {id}: only the winner's event is in the outbox");
     }
     for (_, runtime) in instances {
         runtime.shutdown();

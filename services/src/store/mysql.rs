@@ -10,10 +10,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
-use shop_actors::model::{Cart, CartItem, CheckoutHold, NewOrder, Order, OrderItem};
+use shop_actors::model::{Cart, CartItem, CheckoutHold, NewOrder, Order, OrderEvent, OrderItem};
 use shop_actors::ports::{CartStore, OrderStore, StoreError};
 use sqlx::mysql::{MySqlDatabaseError, MySqlPool, MySqlRow};
 use sqlx::{AssertSqlSafe, QueryBuilder, Row};
+use uuid::Uuid;
 
 use super::{
     NewPayment, NewUserRow, OrderRepo, OrderSummary, PaymentStore, PaymentSummary, ProductStore, UserStore,
@@ -597,6 +598,8 @@ impl OrderStore for Orders {
                 });
                 insert.build().execute(&mut *tx).await?;
             }
+            let order = crate::order::created(order_id, new.clone(), now);
+            push_event(&mut tx, &OrderEvent::created(&order, new.checkout_id), now).await?;
             tx.commit().await?;
             Ok(Some(order_id))
         })
@@ -618,23 +621,33 @@ impl OrderStore for Orders {
             .pop())
     }
 
-    async fn update(&self, order: &Order) -> Result<i64, StoreError> {
-        let done = retry_transient!(async {
-            sqlx::query(
+    async fn update(&self, order: &Order, event: Option<&OrderEvent>) -> Result<i64, StoreError> {
+        let now = crate::db::now();
+        let updated = retry_transient!(async {
+            let mut tx = self.0.begin().await?;
+            let done = sqlx::query(
                 "UPDATE orders SET status = ?, payment_id = ?, failure_reason = ?, version = version + 1, \
                  updated_at = ? WHERE id = ? AND version = ?",
             )
             .bind(order.status.as_str())
             .bind(order.payment_id)
             .bind(&order.failure_reason)
-            .bind(crate::db::now())
+            .bind(now)
             .bind(order.id)
             .bind(order.version)
-            .execute(&self.0)
-            .await
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Ok(false);
+            }
+            if let Some(event) = event {
+                push_event(&mut tx, event, now).await?;
+            }
+            tx.commit().await?;
+            Ok(true)
         })
         .map_err(store_err)?;
-        if done.rows_affected() == 0 {
+        if !updated {
             return Err(StoreError::Conflict(format!(
                 "order {} changed since version {}",
                 order.id, order.version
@@ -646,6 +659,51 @@ impl OrderStore for Orders {
     async fn list_for_user(&self, username: &str) -> Result<Vec<Order>, StoreError> {
         self.select("o.username = ?", &[Bind::Text(username)]).await
     }
+
+    async fn unsent_events(&self, limit: usize) -> Result<Vec<OrderEvent>, StoreError> {
+        let rows: Vec<String> =
+            sqlx::query_scalar("SELECT payload FROM order_outbox WHERE sent_at IS NULL ORDER BY id LIMIT ?")
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .fetch_all(&self.0)
+                .await
+                .map_err(store_err)?;
+        rows.iter().map(|p| serde_json::from_str(p).map_err(store_err)).collect()
+    }
+
+    async fn mark_sent(&self, event_ids: &[Uuid]) -> Result<(), StoreError> {
+        if event_ids.is_empty() {
+            return Ok(());
+        }
+        let now = crate::db::now();
+        retry_transient!(async {
+            let mut update = QueryBuilder::new("UPDATE order_outbox SET sent_at = ");
+            update.push_bind(now).push(" WHERE event_id IN (");
+            let mut ids = update.separated(", ");
+            for id in event_ids {
+                ids.push_bind(id.to_string());
+            }
+            update.push(")");
+            update.build().execute(&self.0).await
+        })
+        .map_err(store_err)?;
+        Ok(())
+    }
+}
+
+async fn push_event(
+    conn: &mut sqlx::MySqlConnection,
+    event: &OrderEvent,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    let payload = serde_json::to_string(event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    sqlx::query("INSERT INTO order_outbox (event_id, order_id, payload, created_at) VALUES (?, ?, ?, ?)")
+        .bind(event.event_id.to_string())
+        .bind(event.order_id)
+        .bind(payload)
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 #[async_trait]

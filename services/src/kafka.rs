@@ -3,12 +3,13 @@
 //!
 //! Producing: idempotent producer, `acks=all`, records keyed by username (one user's events stay
 //! in order on one partition). Consuming: a consumer group with `enable.auto.offset.store=false`;
-//! an event's offset is stored (and later auto-committed) only after its handler succeeded, so a
-//! consumer that dies mid-event sees it again after a restart. A handler that fails is retried
-//! with back-off (the partition waits; librdkafka keeps fetching meanwhile). A record that is not
-//! an order event is logged and skipped. Handlers must tolerate duplicates: the cart applies a
+//! the poll loop hands records to one worker per partition and keeps polling; a worker stores an
+//! event's offset (auto-committed later) only after its handler succeeded, so a consumer that dies
+//! mid-event sees it again after a restart. A handler that fails is retried with back-off (its
+//! partition waits, the others go on). A record that is not an order event is logged and skipped. Handlers must tolerate duplicates: the cart applies a
 //! completed order once, by order id.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,12 +20,13 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::RDKafkaErrorCode;
-use rdkafka::message::Message;
+use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 use shop_actors::model::OrderEvent;
 use shop_actors::ports::{BusError, EventBus, EventHandler};
 use shop_actors::runtime::ActorRuntime;
+use tokio::sync::mpsc;
 
 pub const ORDER_EVENTS: &str = "ORDER_EVENTS";
 pub const ORDER_CREATED: &str = "ORDER_CREATED";
@@ -120,36 +122,63 @@ impl Handler<Publish> for KafkaBridge {
     }
 }
 
+/// The poll loop: hands each record to its partition's worker and goes straight back to
+/// polling, so a slow or failing handler holds up only its own partition (in order, as Kafka
+/// promises) and never the consumer's membership in its group.
 async fn consume(consumer: Arc<StreamConsumer>, handler: Arc<dyn EventHandler>) {
+    let mut workers: HashMap<(String, i32), mpsc::Sender<OwnedMessage>> = HashMap::new();
     loop {
         let message = match consumer.recv().await {
-            Ok(m) => m,
+            Ok(m) => m.detach(),
             Err(e) => {
                 tracing::warn!(error = %e, "kafka consumer error");
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
             }
         };
-        match message.payload().map(serde_json::from_slice::<OrderEvent>) {
-            Some(Ok(event)) => {
-                let mut attempt = 0u32;
-                while let Err(e) = handler.handle(&event).await {
-                    attempt += 1;
-                    tracing::warn!(order_id = event.order_id, attempt, error = %e, "event handler failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(50u64 << attempt.min(6))).await;
-                }
-            }
-            other => tracing::error!(
-                topic = message.topic(),
-                offset = message.offset(),
-                problem = ?other.map(|r| r.err()),
-                "skipping a record that is not an order event"
-            ),
-        }
-        if let Err(e) = consumer.store_offset_from_message(&message) {
-            tracing::warn!(error = %e, "could not store a consumed offset; the event may be seen again");
+        let key = (message.topic().to_owned(), message.partition());
+        let worker =
+            workers.entry(key).or_insert_with(|| partition_worker(consumer.clone(), handler.clone()));
+        // A full queue (the handler is far behind) waits here: back-pressure, bounded memory.
+        if worker.send(message).await.is_err() {
+            tracing::error!("a partition worker has stopped");
         }
     }
+}
+
+/// Handles one partition's records in order; stores each offset only after its record was
+/// handled, so an event whose handler never finished is delivered again after a restart.
+fn partition_worker(
+    consumer: Arc<StreamConsumer>,
+    handler: Arc<dyn EventHandler>,
+) -> mpsc::Sender<OwnedMessage> {
+    let (tx, mut rx) = mpsc::channel::<OwnedMessage>(1024);
+    tokio::spawn(async move {
+        while let Some(message) = rx.recv().await {
+            match message.payload().map(serde_json::from_slice::<OrderEvent>) {
+                Some(Ok(event)) => {
+                    let mut attempt = 0u32;
+                    while let Err(e) = handler.handle(&event).await {
+                        attempt += 1;
+                        tracing::warn!(order_id = event.order_id, attempt, error = %e, "event handler failed; retrying");
+                        tokio::time::sleep(Duration::from_millis(50u64 << attempt.min(6))).await;
+                    }
+                }
+                other => tracing::error!(
+                    topic = message.topic(),
+                    offset = message.offset(),
+                    problem = ?other.map(|r| r.err()),
+                    "skipping a record that is not an order event"
+                ),
+            }
+            if let Err(e) = consumer.store_offset(message.topic(), message.partition(), message.offset()) {
+                // After a rebalance the partition may belong to another instance now; it will
+                // see the record again, and handlers ignore duplicates.
+                tracing::warn!(error = %e, "could not store a consumed offset; the event may be seen again");
+            }
+        }
+    });
+    tx
 }
 
 /// The [`EventBus`] of distributed mode: publishes through the bridge actor.

@@ -157,7 +157,13 @@ impl Cluster {
     /// environment.
     fn spawn(&self, service: Service, port: u16, overrides: &[(String, String)]) -> Child {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_shop"));
-        cmd.args(["serve", service.name()]).stdout(Stdio::null()).stderr(Stdio::null());
+        // Each process logs to <data dir>/<service>-<port>.log, named in failure messages.
+        let log = std::fs::create_dir_all(self.dir())
+            .and_then(|()| std::fs::File::create(self.dir().join(format!("{}-{port}.log", service.name()))))
+            .ok();
+        let stderr = log.as_ref().and_then(|f| f.try_clone().ok()).map_or_else(Stdio::null, Stdio::from);
+        let stdout = log.map_or_else(Stdio::null, Stdio::from);
+        cmd.args(["serve", service.name()]).stdout(stdout).stderr(stderr);
         for (k, v) in self.env.iter().chain(overrides) {
             cmd.env(k, v);
         }
@@ -175,6 +181,13 @@ impl Cluster {
                 other => panic!("{url} never became healthy: {other:?}"),
             }
         }
+    }
+
+    /// Where the processes keep their files and logs.
+    fn dir(&self) -> std::path::PathBuf {
+        let dir =
+            self.env.iter().find(|(k, _)| k == "SHOP_DATA_DIR").map(|(_, v)| v.clone()).unwrap_or_default();
+        std::path::PathBuf::from(dir)
     }
 
     fn port(&self, service: Service) -> u16 {
@@ -247,6 +260,21 @@ impl Cluster {
             self.call(Service::Auth, reqwest::Method::POST, "/api/auth/login", None, Some(body)).await;
         assert_eq!(status, 200);
         login["token"].as_str().expect("token").to_owned()
+    }
+
+    /// `n` new users, each with `quantity` of product `product_id` in the cart; their tokens.
+    async fn users_with_cart(&self, n: usize, product_id: i64, quantity: i64) -> Vec<String> {
+        let mut tokens = Vec::new();
+        for i in 0..n {
+            let token = self.user(&unique(&format!("u{i}x"))).await;
+            let add = json!({"productId": product_id, "quantity": quantity});
+            let (status, body) = self
+                .call(Service::Cart, reqwest::Method::POST, "/api/cart/add", Some(&token), Some(add))
+                .await;
+            assert_eq!(status, 200, "{body}");
+            tokens.push(token);
+        }
+        tokens
     }
 
     async fn cart(&self, token: &str) -> Value {
@@ -338,16 +366,7 @@ fn serve_refuses_to_start_without_a_jwt_secret() {
 async fn checkouts_go_on_while_the_broker_is_paused_and_the_events_follow() {
     let broker = Broker::start();
     let cluster = Cluster::start_on(&broker.addr, "0.5").await;
-    let mut users = Vec::new();
-    for i in 0..8 {
-        let token = cluster.user(&unique(&format!("p{i}x"))).await;
-        let add = json!({"productId": 2, "quantity": 2});
-        let (status, _) = cluster
-            .call(Service::Cart, reqwest::Method::POST, "/api/cart/add", Some(&token), Some(add))
-            .await;
-        assert_eq!(status, 200);
-        users.push(token);
-    }
+    let users = cluster.users_with_cart(8, 2, 2).await;
     broker.signal("-STOP");
     let paused = Instant::now();
     let mut outcomes = Vec::new();
@@ -401,16 +420,7 @@ async fn checkouts_go_on_while_the_broker_is_paused_and_the_events_follow() {
 async fn a_cart_service_killed_while_the_broker_is_paused_catches_up() {
     let broker = Broker::start();
     let mut cluster = Cluster::start_on(&broker.addr, "0.5").await;
-    let mut users = Vec::new();
-    for i in 0..8 {
-        let token = cluster.user(&unique(&format!("q{i}x"))).await;
-        let add = json!({"productId": 1, "quantity": 1});
-        let (status, _) = cluster
-            .call(Service::Cart, reqwest::Method::POST, "/api/cart/add", Some(&token), Some(add))
-            .await;
-        assert_eq!(status, 200);
-        users.push(token);
-    }
+    let users = cluster.users_with_cart(8, 1, 1).await;
     broker.signal("-STOP");
     let mut outcomes = Vec::new();
     for token in &users {

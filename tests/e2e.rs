@@ -464,3 +464,39 @@ async fn the_shop_binary_serves_all_five_and_stops_on_sigterm() {
     let status = child.wait().expect("exit");
     assert!(status.success(), "shop exited with {status}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_load_tool_drives_the_system_closed_and_open_loop() {
+    let t = TestApp::spawn().await;
+    let url = |s: Service| format!("http://{}", t.app.addr(s));
+    let config = shop_http::load::LoadConfig {
+        auth_url: url(Service::Auth),
+        cart_url: url(Service::Cart),
+        order_url: url(Service::Order),
+        users: 8,
+        checkouts: 40,
+        concurrency: 8,
+        rate: None,
+        product_id: MOUSE,
+        json: false,
+    };
+    let closed = shop_http::load::run(config.clone(), true).await.expect("load runs");
+    assert_eq!(closed.paid + closed.cancelled, 40, "{closed:?}");
+    assert!(closed.errors.is_empty(), "{:?}", closed.errors);
+    assert_eq!(closed.endpoints["checkout"].requests, 40);
+    assert_eq!(closed.endpoints["register"].requests, 8);
+    let c = &closed.endpoints["checkout"];
+    assert!(c.p50_ms <= c.p90_ms && c.p90_ms <= c.p99_ms && c.p99_ms <= c.max_ms, "{c:?}");
+
+    let open = shop_http::load::run(
+        shop_http::load::LoadConfig { rate: Some(100.0), checkouts: 20, ..config },
+        true,
+    )
+    .await
+    .expect("load runs");
+    assert_eq!(open.paid + open.cancelled, 20);
+    assert!(open.seconds >= 0.19, "20 checkouts at 100/s take at least 0.19 s: {open:?}");
+    let report = t.app.databases().audit().await.expect("audit");
+    assert!(report.is_clean(), "{:?}", report.violations);
+    assert_eq!(report.orders, 60);
+}

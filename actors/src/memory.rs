@@ -10,7 +10,7 @@ use chrono::Utc;
 
 use uuid::Uuid;
 
-use crate::model::{Cart, NewOrder, Order, OrderEvent, OrderStatus, PaymentReceipt, PaymentStatus};
+use crate::model::{Cart, NewOrder, Order, OrderEvent, PaymentReceipt, PaymentStatus};
 use crate::ports::{CartStore, ChargeRequest, GatewayError, OrderStore, PaymentGateway, StoreError};
 
 fn poisoned<T>(_: T) -> StoreError {
@@ -72,20 +72,10 @@ impl OrderStore for MemoryOrderStore {
             return Err(StoreError::Duplicate(format!("idempotency key {key}")));
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-        let order = Order {
-            id,
-            username: new.username,
-            items: new.items,
-            total_amount: new.total_amount,
-            status: OrderStatus::Pending,
-            payment_id: None,
-            failure_reason: None,
-            idempotency_key: new.idempotency_key,
-            created_at: Utc::now(),
-            version: 1,
-        };
+        let checkout_id = new.checkout_id;
+        let order = Order::created(id, new, Utc::now());
         orders.insert(id, order.clone());
-        self.outbox.lock().map_err(poisoned)?.push((OrderEvent::created(&order, new.checkout_id), false));
+        self.outbox.lock().map_err(poisoned)?.push((OrderEvent::created(&order, checkout_id), false));
         Ok(order)
     }
 

@@ -185,6 +185,22 @@ pub struct Order {
 }
 
 impl Order {
+    /// The order a store has just created from `new` under `id`: PENDING, version 1.
+    pub fn created(id: i64, new: NewOrder, created_at: DateTime<Utc>) -> Self {
+        Self {
+            id,
+            username: new.username,
+            items: new.items,
+            total_amount: new.total_amount,
+            status: OrderStatus::Pending,
+            payment_id: None,
+            failure_reason: None,
+            idempotency_key: new.idempotency_key,
+            created_at,
+            version: 1,
+        }
+    }
+
     pub fn lines(&self) -> Vec<LineQuantity> {
         self.items.iter().map(|i| LineQuantity { product_id: i.product_id, quantity: i.quantity }).collect()
     }

@@ -186,10 +186,6 @@ impl Orders {
             .await?
     }
 
-    pub fn store(&self) -> &Arc<dyn OrderStore> {
-        &self.store
-    }
-
     pub fn stats(&self) -> RegistryStats {
         self.registry.stats()
     }

@@ -177,10 +177,6 @@ impl<E: Entity> Registry<E> {
         }
     }
 
-    pub fn config(&self) -> &RegistryConfig {
-        &self.inner.config
-    }
-
     pub fn stats(&self) -> RegistryStats {
         RegistryStats {
             live: self.inner.slots.len(),

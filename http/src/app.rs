@@ -48,9 +48,7 @@ pub struct Databases {
 
 impl Databases {
     async fn open(config: &RunConfig) -> Result<Self, StartError> {
-        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-            StartError::Config(format!("cannot create data dir {}: {e}", config.data_dir.display()))
-        })?;
+        ensure_data_dir(config)?;
         let pool = pool_config(config);
         let open = |service: Service| {
             let pool = pool.clone();
@@ -82,6 +80,11 @@ impl Databases {
         )
         .await
     }
+}
+
+pub(crate) fn ensure_data_dir(config: &RunConfig) -> Result<(), StartError> {
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| StartError::Config(format!("cannot create data dir {}: {e}", config.data_dir.display())))
 }
 
 /// The service's database URL: as configured, or SQLite under the data dir.

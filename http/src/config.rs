@@ -26,6 +26,9 @@ pub enum Command {
     /// Runs one service in this process (distributed mode): REST to the other services, events
     /// through Kafka. Needs SHOP_JWT_SECRET.
     Serve(ServeConfig),
+    /// Drives a running system (either mode) over HTTP: registers users, places checkouts at a
+    /// concurrency or a fixed arrival rate, reports throughput and latency percentiles.
+    Load(crate::load::LoadConfig),
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +65,9 @@ pub struct ServeConfig {
     /// Partitions of ORDER_EVENTS / ORDER_CREATED when they are created at start-up.
     #[arg(long, env = "SHOP_KAFKA_PARTITIONS", default_value_t = 3)]
     pub kafka_partitions: i32,
+    /// How long a publish may wait for the broker (librdkafka retries meanwhile).
+    #[arg(long, env = "SHOP_KAFKA_SEND_TIMEOUT_MS", default_value_t = 120_000)]
+    pub kafka_send_timeout_ms: u64,
     /// Consumer group of the Cart service's instances.
     #[arg(long, env = "SHOP_KAFKA_GROUP", default_value = "cart-service")]
     pub kafka_group: String,

@@ -13,6 +13,7 @@ pub mod clients;
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod load;
 pub mod routes;
 pub mod serve;
 

@@ -27,6 +27,10 @@ fn main() -> ExitCode {
                 app.run_until(shutdown_signal()).await?;
                 Ok::<(), Box<dyn std::error::Error>>(())
             }
+            Command::Load(config) => {
+                shop_http::load::run(config, false).await?;
+                Ok(())
+            }
             Command::Serve(config) => {
                 let node = shop_http::serve::Node::start(config).await?;
                 tracing::info!("{} service listening on http://{}", node.service().name(), node.addr());

@@ -22,7 +22,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::app::{
-    StartError, auth_service, core_config, database_url, payment_service, pool_config, product_service,
+    StartError, auth_service, core_config, database_url, ensure_data_dir, payment_service, pool_config,
+    product_service,
 };
 use crate::clients::{ClientConfig, HttpCartPort, HttpCatalog, HttpPaymentGateway, ServiceClient};
 use crate::config::ServeConfig;
@@ -62,10 +63,8 @@ impl Node {
             addr,
             source,
         })?;
-        if database_url_is_default(run, service) {
-            std::fs::create_dir_all(&run.data_dir).map_err(|e| {
-                StartError::Config(format!("cannot create data dir {}: {e}", run.data_dir.display()))
-            })?;
+        if run.database_url(service).is_none() {
+            ensure_data_dir(run)?;
         }
         let database = Database::open(service, &database_url(run, service), &pool_config(run)).await?;
         let client = |url: &str, peer: &'static str| {
@@ -73,7 +72,11 @@ impl Node {
         };
         let kafka = |config: &ServeConfig| -> Result<KafkaConfig, StartError> {
             let brokers = required(&config.kafka_brokers, "SHOP_KAFKA_BROKERS", service)?;
-            Ok(KafkaConfig { partitions: config.kafka_partitions, ..KafkaConfig::new(brokers) })
+            Ok(KafkaConfig {
+                partitions: config.kafka_partitions,
+                send_timeout: Duration::from_millis(config.kafka_send_timeout_ms),
+                ..KafkaConfig::new(brokers)
+            })
         };
         let bus_err = |e: shop_actors::ports::BusError| StartError::Config(format!("kafka: {e}"));
 
@@ -168,8 +171,4 @@ impl Node {
         self.database.close().await;
         result
     }
-}
-
-fn database_url_is_default(run: &crate::config::RunConfig, service: Service) -> bool {
-    run.database_url(service).is_none()
 }

@@ -21,7 +21,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::{Message, OwnedMessage};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use shop_actors::model::OrderEvent;
 use shop_actors::ports::{BusError, EventBus, EventHandler};
@@ -37,7 +37,8 @@ pub struct KafkaConfig {
     pub brokers: String,
     /// Partitions of topics created at start-up.
     pub partitions: i32,
-    /// How long a publish may wait for the broker's acknowledgement.
+    /// How long a publish may wait for the broker's acknowledgement (librdkafka keeps retrying
+    /// meanwhile). Long, so that a broker away for a while does not time messages out.
     pub send_timeout: Duration,
     /// Create the topics at start-up if they are missing (off where an operator manages them).
     pub create_topics: bool,
@@ -56,6 +57,10 @@ impl KafkaConfig {
     fn client(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.brokers);
+        // A broker that stops answering (paused, overloaded) times out librdkafka's ApiVersion
+        // request; by default it would then assume a pre-0.10 broker for 20 minutes, without the
+        // idempotent producer. Ask again instead.
+        c.set("api.version.fallback.ms", "0");
         c
     }
 }
@@ -109,17 +114,55 @@ impl Actor for KafkaBridge {
 }
 
 impl Handler<Publish> for KafkaBridge {
-    type Result = ResponseFuture<Result<(), BusError>>;
+    type Result = ResponseActFuture<Self, Result<(), BusError>>;
 
     fn handle(&mut self, Publish(event): Publish, _ctx: &mut Self::Context) -> Self::Result {
-        let producer = self.producer.clone();
+        let sender = self.producer.clone();
         let timeout = self.config.send_timeout;
-        Box::pin(async move {
-            let payload = serde_json::to_vec(&event).map_err(kafka_err)?;
+        let send = async move {
+            let payload = serde_json::to_vec(&event).map_err(|e| (kafka_err(e), false))?;
             let record = FutureRecord::to(event.topic()).key(&event.username).payload(&payload);
-            producer.send(record, Timeout::After(timeout)).await.map(|_| ()).map_err(|(e, _)| kafka_err(e))
-        })
+            sender.send(record, Timeout::After(timeout)).await.map(|_| ()).map_err(|(e, _)| {
+                let stale = matches!(
+                    e.rdkafka_error_code(),
+                    Some(
+                        RDKafkaErrorCode::ProducerFenced
+                            | RDKafkaErrorCode::InvalidProducerEpoch
+                            | RDKafkaErrorCode::UnknownProducerId
+                            | RDKafkaErrorCode::OutOfOrderSequenceNumber
+                            | RDKafkaErrorCode::InvalidProducerIdMapping
+                    )
+                );
+                (kafka_err(e), stale)
+            })
+        };
+        Box::pin(send.into_actor(self).map(|result, act, _ctx| {
+            // An idempotent producer can lose its standing with the broker (messages timed out
+            // while the broker was away, then the broker fences the old producer id): every later
+            // send fails. Replace it; the events it failed on are still in the outbox and go out
+            // again with the new one.
+            let fatal = act.producer.client().fatal_error();
+            if matches!(result, Err((_, true))) || fatal.is_some() {
+                tracing::error!(?fatal, "the Kafka producer can no longer send; creating a new one");
+                match producer(&act.config) {
+                    Ok(p) => act.producer = p,
+                    Err(e) => tracing::error!(error = %e, "could not create a new Kafka producer"),
+                }
+            }
+            result.map_err(|(e, _)| e)
+        }))
     }
+}
+
+fn producer(config: &KafkaConfig) -> Result<FutureProducer, BusError> {
+    config
+        .client()
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "2")
+        .set("message.timeout.ms", config.send_timeout.as_millis().to_string())
+        .create()
+        .map_err(kafka_err)
 }
 
 /// The poll loop: hands each record to its partition's worker and goes straight back to
@@ -199,14 +242,7 @@ impl KafkaBus {
         if config.create_topics {
             ensure_topics(&config).await?;
         }
-        let producer: FutureProducer = config
-            .client()
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", "2")
-            .set("message.timeout.ms", config.send_timeout.as_millis().to_string())
-            .create()
-            .map_err(kafka_err)?;
+        let producer = producer(&config)?;
         let consumer = match consume {
             Some((group, handler)) => {
                 let consumer: StreamConsumer = config

@@ -3,26 +3,10 @@
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
-use shop_actors::model::{NewOrder, Order, OrderStatus};
+use shop_actors::model::{Order, OrderStatus};
 use shop_actors::{Checkouts, Orders};
 
 use crate::error::{ServiceError, ServiceResult};
-
-/// The order a store has just created from `new`: PENDING, version 1.
-pub(crate) fn created(id: i64, new: NewOrder, now: DateTime<Utc>) -> Order {
-    Order {
-        id,
-        username: new.username,
-        items: new.items,
-        total_amount: new.total_amount,
-        status: OrderStatus::Pending,
-        payment_id: None,
-        failure_reason: None,
-        idempotency_key: new.idempotency_key,
-        created_at: now,
-        version: 1,
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]

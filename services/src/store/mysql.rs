@@ -598,14 +598,14 @@ impl OrderStore for Orders {
                 });
                 insert.build().execute(&mut *tx).await?;
             }
-            let order = crate::order::created(order_id, new.clone(), now);
+            let order = Order::created(order_id, new.clone(), now);
             push_event(&mut tx, &OrderEvent::created(&order, new.checkout_id), now).await?;
             tx.commit().await?;
             Ok(Some(order_id))
         })
         .map_err(store_err)?;
         match created {
-            Some(order_id) => Ok(crate::order::created(order_id, new, now)),
+            Some(order_id) => Ok(Order::created(order_id, new, now)),
             None => Err(StoreError::Duplicate(format!("idempotency key of {} already used", new.username))),
         }
     }

@@ -505,7 +505,7 @@ impl OrderStore for Orders {
             insert.build().execute(&mut *tx).await.map_err(store_err)?;
         }
         let checkout_id = new.checkout_id;
-        let order = crate::order::created(id, new, now);
+        let order = Order::created(id, new, now);
         push_event(&mut tx, &OrderEvent::created(&order, checkout_id), now).await.map_err(store_err)?;
         tx.commit().await.map_err(store_err)?;
         Ok(order)

@@ -1,0 +1,277 @@
+//! `shop load`: drives a running system (either mode) over HTTP and reports what it saw.
+//!
+//! It registers `--users` users, then places `--checkouts` checkouts (each: add one item to the
+//! cart, then `POST /api/orders`), spread over the users. Closed loop by default (`--concurrency`
+//! checkouts in flight); with `--rate` it is an open loop: checkout *i* is due at `i / rate`
+//! seconds and its latency is measured from that moment, so a slow system is not hidden by the
+//! load generator waiting for it (coordinated omission). One user's checkouts never overlap (a
+//! cart is checked out one at a time), so time spent waiting for the user counts as latency too.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use serde_json::json;
+
+#[derive(Args, Debug, Clone)]
+pub struct LoadConfig {
+    #[arg(long, env = "SHOP_AUTH_URL", default_value = "http://127.0.0.1:8080")]
+    pub auth_url: String,
+    #[arg(long, env = "SHOP_CART_URL", default_value = "http://127.0.0.1:8082")]
+    pub cart_url: String,
+    #[arg(long, env = "SHOP_ORDER_URL", default_value = "http://127.0.0.1:8084")]
+    pub order_url: String,
+    /// Users to register (each checkout goes to one of them, round robin).
+    #[arg(long, default_value_t = 64)]
+    pub users: usize,
+    /// Checkouts to place.
+    #[arg(long, default_value_t = 1000)]
+    pub checkouts: usize,
+    /// Checkouts in flight at once (closed loop).
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// Checkouts started per second (open loop); overrides the closed loop.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// The product each checkout buys one of.
+    #[arg(long, default_value_t = 2)]
+    pub product_id: i64,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointReport {
+    pub requests: u64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub max_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadReport {
+    pub checkouts: usize,
+    pub seconds: f64,
+    pub checkouts_per_second: f64,
+    pub paid: usize,
+    pub cancelled: usize,
+    /// Answers other than success, by endpoint and status ("transport" when there was none).
+    pub errors: BTreeMap<String, u64>,
+    pub endpoints: BTreeMap<String, EndpointReport>,
+}
+
+#[derive(Default)]
+struct Recorder {
+    histograms: BTreeMap<&'static str, Histogram<u64>>,
+    errors: BTreeMap<String, u64>,
+    paid: usize,
+    cancelled: usize,
+}
+
+impl Recorder {
+    fn record(&mut self, endpoint: &'static str, latency: Duration) {
+        // Microseconds, 1 µs to 1 hour, 3 significant figures: constant bounds that are valid.
+        let h = self.histograms.entry(endpoint).or_insert_with(|| {
+            Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("constant histogram bounds are valid")
+        });
+        let _ = h.record(u64::try_from(latency.as_micros()).unwrap_or(u64::MAX).max(1));
+    }
+
+    fn error(&mut self, endpoint: &str, status: &str) {
+        *self.errors.entry(format!("{endpoint} {status}")).or_default() += 1;
+    }
+}
+
+type Shared = Arc<Mutex<Recorder>>;
+
+fn lock(r: &Shared) -> std::sync::MutexGuard<'_, Recorder> {
+    match r.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+async fn timed(
+    rec: &Shared,
+    endpoint: &'static str,
+    since: Instant,
+    req: reqwest::RequestBuilder,
+) -> Option<serde_json::Value> {
+    let outcome = req.send().await;
+    lock(rec).record(endpoint, since.elapsed());
+    match outcome {
+        Ok(resp) if resp.status().is_success() => Some(resp.json().await.unwrap_or(serde_json::Value::Null)),
+        Ok(resp) => {
+            lock(rec).error(endpoint, resp.status().as_str());
+            None
+        }
+        Err(_) => {
+            lock(rec).error(endpoint, "transport");
+            None
+        }
+    }
+}
+
+/// Runs the load and returns the report (and prints it unless `quiet`).
+pub async fn run(config: LoadConfig, quiet: bool) -> Result<LoadReport, String> {
+    if config.users == 0 || config.checkouts == 0 || config.concurrency == 0 {
+        return Err("--users, --checkouts and --concurrency must be at least 1".into());
+    }
+    if config.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+        return Err("--rate must be a positive number of checkouts per second".into());
+    }
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(config.concurrency.max(8))
+        .timeout(Duration::from_secs(60))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let rec: Shared = Arc::default();
+
+    // Users, registered and logged in a few at a time.
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+    let mut tokens = Vec::with_capacity(config.users);
+    for chunk in (0..config.users).collect::<Vec<_>>().chunks(16) {
+        let logins = chunk.iter().map(|i| {
+            let (http, rec, auth) = (http.clone(), rec.clone(), config.auth_url.clone());
+            let name = format!("load{}{i}", &run_id[..8]);
+            async move {
+                let body = json!({"username": name, "email": format!("{name}@load.test"), "password": "load-password-1"});
+                timed(&rec, "register", Instant::now(), http.post(format!("{auth}/api/auth/register")).json(&body))
+                    .await?;
+                let body = json!({"username": name, "password": "load-password-1"});
+                let login =
+                    timed(&rec, "login", Instant::now(), http.post(format!("{auth}/api/auth/login")).json(&body))
+                        .await?;
+                login["token"].as_str().map(str::to_owned)
+            }
+        });
+        for token in futures::future::join_all(logins).await {
+            tokens.push(token.ok_or("registering the load users failed; is the system running?")?);
+        }
+    }
+    let users: Vec<Arc<(String, tokio::sync::Mutex<()>)>> =
+        tokens.into_iter().map(|t| Arc::new((t, tokio::sync::Mutex::new(())))).collect();
+
+    let bar = if quiet || config.json {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(config.checkouts as u64)
+    };
+    let start = Instant::now();
+    let slots = Arc::new(tokio::sync::Semaphore::new(if config.rate.is_some() {
+        usize::MAX >> 4
+    } else {
+        config.concurrency
+    }));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..config.checkouts {
+        let due = match config.rate {
+            Some(rate) => {
+                let due = start + Duration::from_secs_f64(i as f64 / rate);
+                tokio::time::sleep_until(due.into()).await;
+                due
+            }
+            None => Instant::now(),
+        };
+        let permit = slots.clone().acquire_owned().await.map_err(|e| e.to_string())?;
+        let due = if config.rate.is_some() { due } else { Instant::now() };
+        let (http, rec, user, bar) = (http.clone(), rec.clone(), users[i % users.len()].clone(), bar.clone());
+        let (cart, order, product) = (config.cart_url.clone(), config.order_url.clone(), config.product_id);
+        tasks.spawn(async move {
+            let _permit = permit;
+            let _turn = user.1.lock().await;
+            let token = &user.0;
+            let add = http
+                .post(format!("{cart}/api/cart/add"))
+                .bearer_auth(token)
+                .json(&json!({"productId": product, "quantity": 1}));
+            if timed(&rec, "cart_add", due, add).await.is_some() {
+                let checkout = http.post(format!("{order}/api/orders")).bearer_auth(token);
+                if let Some(order) = timed(&rec, "checkout", due, checkout).await {
+                    let mut r = lock(&rec);
+                    match order["status"].as_str() {
+                        Some("PAID") => r.paid += 1,
+                        Some("CANCELLED") => r.cancelled += 1,
+                        _ => r.error("checkout", "unexpected body"),
+                    }
+                }
+            }
+            bar.inc(1);
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    bar.finish_and_clear();
+    let seconds = start.elapsed().as_secs_f64();
+
+    let r = lock(&rec);
+    let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    let report = LoadReport {
+        checkouts: config.checkouts,
+        seconds,
+        checkouts_per_second: (r.paid + r.cancelled) as f64 / seconds,
+        paid: r.paid,
+        cancelled: r.cancelled,
+        errors: r.errors.clone(),
+        endpoints: r
+            .histograms
+            .iter()
+            .map(|(name, h)| {
+                let e = EndpointReport {
+                    requests: h.len(),
+                    p50_ms: ms(h, 0.5),
+                    p90_ms: ms(h, 0.9),
+                    p99_ms: ms(h, 0.99),
+                    p999_ms: ms(h, 0.999),
+                    max_ms: h.max() as f64 / 1000.0,
+                };
+                ((*name).to_owned(), e)
+            })
+            .collect(),
+    };
+    drop(r);
+    if !quiet {
+        if config.json {
+            println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
+        } else {
+            print_report(&report, &config);
+        }
+    }
+    Ok(report)
+}
+
+fn print_report(r: &LoadReport, c: &LoadConfig) {
+    let mode = match c.rate {
+        Some(rate) => format!("open loop at {rate}/s"),
+        None => format!("closed loop, concurrency {}", c.concurrency),
+    };
+    println!(
+        "{} checkouts ({mode}) in {:.2} s: {:.1} checkouts/s",
+        r.checkouts, r.seconds, r.checkouts_per_second
+    );
+    println!("PAID {}  CANCELLED {}", r.paid, r.cancelled);
+    println!(
+        "{:<10} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "endpoint", "requests", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms"
+    );
+    for (name, e) in &r.endpoints {
+        println!(
+            "{name:<10} {:>8} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
+            e.requests, e.p50_ms, e.p90_ms, e.p99_ms, e.p999_ms, e.max_ms
+        );
+    }
+    if r.errors.is_empty() {
+        println!("errors: none");
+    } else {
+        for (what, n) in &r.errors {
+            println!("error {what}: {n}");
+        }
+    }
+}

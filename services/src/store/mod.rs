@@ -101,6 +101,23 @@ pub trait OrderRepo: OrderStore {
     async fn summaries(&self) -> ServiceResult<Vec<OrderSummary>>;
 }
 
+/// A bind value of the order queries, whose filters differ only in their parameters.
+pub(super) enum Bind<'a> {
+    Int(i64),
+    Text(&'a str),
+}
+
+/// Orders (with their items) matching `filter`, newest first, in one query; both backends run it.
+pub(super) fn order_select_sql(filter: &str) -> String {
+    format!(
+        "SELECT o.id, o.username, o.total_amount, o.status, o.payment_id, o.failure_reason, \
+                o.idempotency_key, o.version, o.created_at, \
+                i.product_id, i.product_name, i.price, i.quantity \
+         FROM orders o LEFT JOIN order_items i ON i.order_id = o.id \
+         WHERE {filter} ORDER BY o.id DESC, i.id"
+    )
+}
+
 fn payment_status(s: &str) -> ServiceResult<PaymentStatus> {
     match s {
         "SUCCESS" => Ok(PaymentStatus::Success),

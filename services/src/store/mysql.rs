@@ -17,8 +17,8 @@ use sqlx::{AssertSqlSafe, QueryBuilder, Row};
 use uuid::Uuid;
 
 use super::{
-    NewPayment, NewUserRow, OrderRepo, OrderSummary, PaymentStore, PaymentSummary, ProductStore, UserStore,
-    payment_status, payment_status_str, role,
+    Bind, NewPayment, NewUserRow, OrderRepo, OrderSummary, PaymentStore, PaymentSummary, ProductStore,
+    UserStore, order_select_sql, payment_status, payment_status_str, role,
 };
 use crate::auth::User;
 use crate::db::is_unique_violation;
@@ -504,21 +504,10 @@ impl PaymentStore for Payments {
 
 pub struct Orders(pub MySqlPool);
 
-enum Bind<'a> {
-    Int(i64),
-    Text(&'a str),
-}
-
 impl Orders {
     /// Orders (with their items) matching `filter`, newest first, in one query.
     async fn select(&self, filter: &str, binds: &[Bind<'_>]) -> Result<Vec<Order>, StoreError> {
-        let sql = format!(
-            "SELECT o.id, o.username, o.total_amount, o.status, o.payment_id, o.failure_reason, \
-                    o.idempotency_key, o.version, o.created_at, \
-                    i.product_id, i.product_name, i.price, i.quantity \
-             FROM orders o LEFT JOIN order_items i ON i.order_id = o.id \
-             WHERE {filter} ORDER BY o.id DESC, i.id"
-        );
+        let sql = order_select_sql(filter);
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for b in binds {
             query = match b {

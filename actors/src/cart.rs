@@ -144,7 +144,8 @@ impl Handler<CartCommand> for CartActor {
         let store = self.deps.store.clone();
         let ttl = self.deps.lease_ttl;
         let username = self.activation.key().clone();
-        let mut cached = self.cart.clone();
+        // Commands run one at a time, so the cache can be lent to this one and put back after.
+        let mut cached = self.cart.take();
         let work = async move {
             let mut last_conflict = None;
             for attempt in 0..CONFLICT_ATTEMPTS {

@@ -1,9 +1,8 @@
 //! In-memory implementations of the storage and payment ports: for hosts that want no database,
 //! for the example, the tests and the benchmarks.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, Ordering};
 
 use async_trait::async_trait;
 use chrono::Utc;
@@ -54,46 +53,66 @@ impl CartStore for MemoryCartStore {
     }
 }
 
+/// Orders, their indexes and the outbox, behind one lock so that an order and its event are
+/// written together.
+#[derive(Default)]
+struct OrderTables {
+    orders: HashMap<i64, Order>,
+    by_user: HashMap<String, Vec<i64>>,
+    by_idempotency_key: HashMap<(String, String), i64>,
+    /// Unsent events, oldest first. Sent events are dropped: nothing reads them again.
+    outbox: VecDeque<OrderEvent>,
+    next_id: i64,
+}
+
 #[derive(Default)]
 pub struct MemoryOrderStore {
-    orders: Mutex<HashMap<i64, Order>>,
-    /// The outbox: events in the order they were written, and whether each has been relayed.
-    outbox: Mutex<Vec<(OrderEvent, bool)>>,
-    next_id: AtomicI64,
+    tables: Mutex<OrderTables>,
+}
+
+impl MemoryOrderStore {
+    fn tables(&self) -> Result<std::sync::MutexGuard<'_, OrderTables>, StoreError> {
+        self.tables.lock().map_err(poisoned)
+    }
 }
 
 #[async_trait]
 impl OrderStore for MemoryOrderStore {
     async fn create(&self, new: NewOrder) -> Result<Order, StoreError> {
-        let mut orders = self.orders.lock().map_err(poisoned)?;
-        if let Some(key) = &new.idempotency_key
-            && orders.values().any(|o| o.username == new.username && o.idempotency_key.as_ref() == Some(key))
+        let mut t = self.tables()?;
+        let key = new.idempotency_key.clone().map(|k| (new.username.clone(), k));
+        if let Some(key) = &key
+            && t.by_idempotency_key.contains_key(key)
         {
-            return Err(StoreError::Duplicate(format!("idempotency key {key}")));
+            return Err(StoreError::Duplicate(format!("idempotency key {}", key.1)));
         }
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        t.next_id += 1;
+        let id = t.next_id;
         let checkout_id = new.checkout_id;
         let order = Order::created(id, new, Utc::now());
-        orders.insert(id, order.clone());
-        self.outbox.lock().map_err(poisoned)?.push((OrderEvent::created(&order, checkout_id), false));
+        if let Some(key) = key {
+            t.by_idempotency_key.insert(key, id);
+        }
+        t.by_user.entry(order.username.clone()).or_default().push(id);
+        t.outbox.push_back(OrderEvent::created(&order, checkout_id));
+        t.orders.insert(id, order.clone());
         Ok(order)
     }
 
     async fn load(&self, id: i64) -> Result<Option<Order>, StoreError> {
-        Ok(self.orders.lock().map_err(poisoned)?.get(&id).cloned())
+        Ok(self.tables()?.orders.get(&id).cloned())
     }
 
     async fn find_by_idempotency_key(&self, username: &str, key: &str) -> Result<Option<Order>, StoreError> {
-        let orders = self.orders.lock().map_err(poisoned)?;
-        Ok(orders
-            .values()
-            .find(|o| o.username == username && o.idempotency_key.as_deref() == Some(key))
-            .cloned())
+        let t = self.tables()?;
+        let id = t.by_idempotency_key.get(&(username.to_owned(), key.to_owned()));
+        Ok(id.and_then(|id| t.orders.get(id)).cloned())
     }
 
     async fn update(&self, order: &Order, event: Option<&OrderEvent>) -> Result<i64, StoreError> {
-        let mut orders = self.orders.lock().map_err(poisoned)?;
-        let stored = orders
+        let mut t = self.tables()?;
+        let stored = t
+            .orders
             .get_mut(&order.id)
             .ok_or_else(|| StoreError::Conflict(format!("order {} is gone", order.id)))?;
         if stored.version != order.version {
@@ -101,31 +120,27 @@ impl OrderStore for MemoryOrderStore {
         }
         *stored = order.clone();
         stored.version += 1;
+        let version = stored.version;
         if let Some(event) = event {
-            self.outbox.lock().map_err(poisoned)?.push((event.clone(), false));
+            t.outbox.push_back(event.clone());
         }
-        Ok(stored.version)
+        Ok(version)
     }
 
     async fn list_for_user(&self, username: &str) -> Result<Vec<Order>, StoreError> {
-        let orders = self.orders.lock().map_err(poisoned)?;
-        let mut mine: Vec<Order> = orders.values().filter(|o| o.username == username).cloned().collect();
-        mine.sort_by_key(|o| std::cmp::Reverse(o.id));
-        Ok(mine)
+        let t = self.tables()?;
+        let ids = t.by_user.get(username).map_or(&[][..], Vec::as_slice);
+        // Ids are handed out in increasing order, so the newest is last.
+        Ok(ids.iter().rev().filter_map(|id| t.orders.get(id)).cloned().collect())
     }
 
     async fn unsent_events(&self, limit: usize) -> Result<Vec<OrderEvent>, StoreError> {
-        let outbox = self.outbox.lock().map_err(poisoned)?;
-        Ok(outbox.iter().filter(|(_, sent)| !sent).take(limit).map(|(e, _)| e.clone()).collect())
+        Ok(self.tables()?.outbox.iter().take(limit).cloned().collect())
     }
 
     async fn mark_sent(&self, event_ids: &[Uuid]) -> Result<(), StoreError> {
-        let mut outbox = self.outbox.lock().map_err(poisoned)?;
-        for (event, sent) in outbox.iter_mut() {
-            if event_ids.contains(&event.event_id) {
-                *sent = true;
-            }
-        }
+        let sent: HashSet<&Uuid> = event_ids.iter().collect();
+        self.tables()?.outbox.retain(|e| !sent.contains(&e.event_id));
         Ok(())
     }
 }

@@ -40,6 +40,12 @@ pub enum OrderCommand {
         payment_id: Option<i64>,
         failure_reason: Option<String>,
         checkout_id: Option<Uuid>,
+        /// The order as the sender last saw it: an actor with nothing cached starts from it
+        /// instead of loading (the store's version check still refuses it if it is stale).
+        known: Option<Box<Order>>,
+        /// Stop the actor once the transition is stored: the saga's last word on an order, after
+        /// which it is rarely touched again, so it should not sit in memory until it idles out.
+        passivate: bool,
     },
 }
 
@@ -85,7 +91,14 @@ impl Handler<OrderCommand> for OrderActor {
         self.activation.touch();
         let id = *self.activation.key();
         let store = self.store.clone();
-        let mut cached = self.order.clone();
+        let mut cached = self.order.take();
+        let passivate = matches!(cmd, OrderCommand::Transition { passivate: true, .. });
+        if let OrderCommand::Transition { known: Some(known), .. } = &cmd
+            && cached.is_none()
+            && known.id == id
+        {
+            cached = Some((**known).clone());
+        }
         let work = async move {
             for attempt in 0..CONFLICT_ATTEMPTS {
                 let (mut order, fresh) = match cached.take() {
@@ -94,7 +107,8 @@ impl Handler<OrderCommand> for OrderActor {
                 };
                 // Reads and refusals write nothing, so no version check would catch a stale cache
                 // (another process may have moved the order on): they use freshly loaded state.
-                let OrderCommand::Transition { to, payment_id, failure_reason, checkout_id } = cmd.clone()
+                let OrderCommand::Transition { to, payment_id, failure_reason, checkout_id, .. } =
+                    cmd.clone()
                 else {
                     if fresh {
                         return Ok(order);
@@ -127,8 +141,9 @@ impl Handler<OrderCommand> for OrderActor {
             }
             Err(StoreError::Conflict(format!("order {id} kept changing under us")).into())
         };
-        AtomicResponse::new(Box::pin(work.into_actor(self).map(|res, act, ctx| {
+        AtomicResponse::new(Box::pin(work.into_actor(self).map(move |res, act, ctx| {
             match &res {
+                Ok(_) if passivate => ctx.stop(),
                 Ok(order) => act.order = Some(order.clone()),
                 // Nothing to own: do not keep an actor alive for an id that does not exist.
                 Err(OrderError::NotFound(_)) => ctx.stop(),
@@ -181,9 +196,32 @@ impl Orders {
         failure_reason: Option<String>,
         checkout_id: Option<Uuid>,
     ) -> Result<Order, OrderError> {
-        self.registry
-            .send(&id, OrderCommand::Transition { to, payment_id, failure_reason, checkout_id })
-            .await?
+        let cmd = OrderCommand::Transition {
+            to,
+            payment_id,
+            failure_reason,
+            checkout_id,
+            known: None,
+            passivate: false,
+        };
+        self.registry.send(&id, cmd).await?
+    }
+
+    /// The saga's transition of the order it created to PAID or CANCELLED. A missing actor is
+    /// activated next to the user's cart, starts from `order` instead of loading it, and stops
+    /// once the outcome is stored.
+    pub async fn settle(
+        &self,
+        order: &Order,
+        to: OrderStatus,
+        payment_id: Option<i64>,
+        failure_reason: Option<String>,
+        checkout_id: Option<Uuid>,
+    ) -> Result<Order, OrderError> {
+        let known = Some(Box::new(order.clone()));
+        let cmd =
+            OrderCommand::Transition { to, payment_id, failure_reason, checkout_id, known, passivate: true };
+        self.registry.send_near(&order.id, order.username.as_str(), cmd).await?
     }
 
     pub fn stats(&self) -> RegistryStats {

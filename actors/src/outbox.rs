@@ -3,15 +3,24 @@
 //! Every order event is written in the same transaction as the change it announces, so an event
 //! is never lost and never announces a change that was not stored. The relay publishes unsent
 //! events oldest first and marks them sent; it runs on a timer and whenever a checkout kicks it.
-//! A publish that fails stops the round; the rest goes out on a later round, in order. An event
-//! may be published twice (a crash between publish and mark, or two relays on one database):
-//! consumers ignore duplicates.
+//!
+//! Rounds are coalesced: while a round runs, every kick and flush that arrives is served by one
+//! more round after it, so a thousand checkouts waiting for their events cost a few rounds, not
+//! a thousand. Within a round, events of different users are published concurrently and events
+//! of one user one after another, in the order they were written (the order a consumer keyed by
+//! user sees on one partition). A publish that fails stops its user's events for this round; the
+//! rest of that user's events go out on a later round, in order. An event may be published twice
+//! (a crash between publish and mark, or two relays on one database): consumers ignore
+//! duplicates.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
+use tokio::sync::oneshot;
 
+use crate::model::OrderEvent;
 use crate::ports::{BusError, EventBus, OrderStore};
 use crate::runtime::ActorRuntime;
 
@@ -25,74 +34,129 @@ pub struct OutboxConfig {
 
 impl Default for OutboxConfig {
     fn default() -> Self {
-        Self { poll_interval: Duration::from_millis(500), batch: 100 }
+        Self { poll_interval: Duration::from_millis(500), batch: 256 }
     }
 }
 
-/// Relay whatever is unsent; answers how many events went out.
-#[derive(Clone, Copy)]
-struct Relay;
+type Waiter = oneshot::Sender<Result<usize, BusError>>;
+
+/// Relay whatever is unsent; with a waiter, answer it once a round that started after this
+/// message has finished.
+struct Relay(Option<Waiter>);
 
 impl Message for Relay {
-    type Result = Result<usize, BusError>;
+    type Result = ();
 }
 
 pub struct OutboxRelay {
     store: Arc<dyn OrderStore>,
     bus: Arc<dyn EventBus>,
     config: OutboxConfig,
+    running: bool,
+    /// Another round is owed: something was kicked while a round ran.
+    again: bool,
+    /// Flushes waiting for the next round to finish.
+    waiters: Vec<Waiter>,
 }
 
 impl Actor for OutboxRelay {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(1024);
-        ctx.run_interval(self.config.poll_interval, |_, ctx| {
-            // A failed timed round is retried on the next tick.
-            let _ = ctx.address().try_send(Relay);
-        });
+        ctx.run_interval(self.config.poll_interval, |act, ctx| act.request(None, ctx));
     }
 }
 
 impl Handler<Relay> for OutboxRelay {
-    type Result = AtomicResponse<Self, Result<usize, BusError>>;
+    type Result = ();
 
-    fn handle(&mut self, _: Relay, _ctx: &mut Self::Context) -> Self::Result {
-        let (store, bus, batch) = (self.store.clone(), self.bus.clone(), self.config.batch.max(1));
-        AtomicResponse::new(Box::pin(
-            async move {
-                let mut relayed = 0;
-                loop {
-                    let pending = store.unsent_events(batch).await.map_err(|e| BusError(e.to_string()))?;
-                    if pending.is_empty() {
-                        return Ok(relayed);
-                    }
-                    let mut sent = Vec::with_capacity(pending.len());
-                    let mut failure = None;
-                    for event in pending {
-                        let id = event.event_id;
-                        match bus.publish(event).await {
-                            Ok(()) => sent.push(id),
-                            Err(e) => {
-                                failure = Some(e);
-                                break;
-                            }
-                        }
-                    }
-                    relayed += sent.len();
-                    if !sent.is_empty() {
-                        store.mark_sent(&sent).await.map_err(|e| BusError(e.to_string()))?;
-                    }
-                    if let Some(e) = failure {
-                        tracing::warn!(error = %e, "outbox relay paused: the event bus refused an event");
-                        return Err(e);
-                    }
-                }
-            }
-            .into_actor(self),
-        ))
+    fn handle(&mut self, Relay(waiter): Relay, ctx: &mut Self::Context) {
+        self.request(waiter, ctx);
     }
+}
+
+impl OutboxRelay {
+    fn request(&mut self, waiter: Option<Waiter>, ctx: &mut Context<Self>) {
+        self.waiters.extend(waiter);
+        if self.running {
+            self.again = true;
+        } else {
+            self.start_round(ctx);
+        }
+    }
+
+    fn start_round(&mut self, ctx: &mut Context<Self>) {
+        self.running = true;
+        self.again = false;
+        let waiters = std::mem::take(&mut self.waiters);
+        let round = relay_round(self.store.clone(), self.bus.clone(), self.config.batch.max(1));
+        ctx.spawn(round.into_actor(self).map(move |result, act, ctx| {
+            if let Err(e) = &result {
+                tracing::warn!(error = %e, "outbox relay paused: the event bus refused an event");
+            }
+            for waiter in waiters {
+                // A waiter that gave up is no longer listening; nothing to tell it.
+                let _ = waiter.send(result.clone());
+            }
+            act.running = false;
+            if act.again || !act.waiters.is_empty() {
+                act.start_round(ctx);
+            }
+        }));
+    }
+}
+
+/// Publishes unsent events until none are left, answering how many went out.
+async fn relay_round(
+    store: Arc<dyn OrderStore>,
+    bus: Arc<dyn EventBus>,
+    batch: usize,
+) -> Result<usize, BusError> {
+    let mut relayed = 0;
+    loop {
+        let pending = store.unsent_events(batch).await.map_err(|e| BusError(e.to_string()))?;
+        let full = pending.len() >= batch;
+        if pending.is_empty() {
+            return Ok(relayed);
+        }
+        let mut by_user: HashMap<String, Vec<OrderEvent>> = HashMap::new();
+        for event in pending {
+            by_user.entry(event.username.clone()).or_default().push(event);
+        }
+        let chains = by_user.into_values().map(|events| publish_in_order(&*bus, events));
+        let mut sent = Vec::new();
+        let mut failure = None;
+        for (ids, error) in futures::future::join_all(chains).await {
+            sent.extend(ids);
+            failure = failure.or(error);
+        }
+        relayed += sent.len();
+        if !sent.is_empty() {
+            store.mark_sent(&sent).await.map_err(|e| BusError(e.to_string()))?;
+        }
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        if !full {
+            return Ok(relayed);
+        }
+    }
+}
+
+/// Publishes one user's events one after another, stopping at the first failure.
+async fn publish_in_order(
+    bus: &dyn EventBus,
+    events: Vec<OrderEvent>,
+) -> (Vec<uuid::Uuid>, Option<BusError>) {
+    let mut sent = Vec::with_capacity(events.len());
+    for event in events {
+        let id = event.event_id;
+        if let Err(e) = bus.publish(event).await {
+            return (sent, Some(e));
+        }
+        sent.push(id);
+    }
+    (sent, None)
 }
 
 /// The handle through which the saga hurries the relay along. Cheap to clone.
@@ -109,21 +173,24 @@ impl Outbox {
         config: OutboxConfig,
     ) -> Self {
         let relay = OutboxRelay::start_in_arbiter(runtime.arbiter_for("outbox-relay"), move |_| {
-            OutboxRelay { store, bus, config }
+            OutboxRelay { store, bus, config, running: false, again: false, waiters: Vec::new() }
         });
         Self { relay }
     }
 
     /// Asks for a relay round without waiting for it.
     pub fn kick(&self) {
-        let _ = self.relay.try_send(Relay);
+        self.relay.do_send(Relay(None));
     }
 
     /// Relays what is unsent now and waits (at most `timeout`) until it has gone out.
     pub async fn flush(&self, timeout: Duration) -> Result<usize, BusError> {
-        match self.relay.send(Relay).timeout(timeout).await {
-            Ok(result) => result,
-            Err(e) => Err(BusError(format!("outbox relay: {e}"))),
+        let (tx, rx) = oneshot::channel();
+        self.relay.do_send(Relay(Some(tx)));
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(BusError("outbox relay: it has stopped".into())),
+            Err(_) => Err(BusError(format!("outbox relay: nothing relayed within {timeout:?}"))),
         }
     }
 }

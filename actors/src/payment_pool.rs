@@ -15,7 +15,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::model::PaymentReceipt;
 use crate::ports::{ChargeRequest, GatewayError, PaymentGateway};
-use crate::runtime::ActorRuntime;
+use crate::runtime::{ActorRuntime, placement};
 
 #[derive(Debug, Clone)]
 pub struct PaymentPoolConfig {
@@ -80,14 +80,15 @@ pub struct PoolPermit(#[allow(dead_code)] OwnedSemaphorePermit);
 
 #[derive(Clone)]
 pub struct PaymentPool {
-    workers: Arc<[Addr<PaymentWorker>]>,
+    /// Workers by arbiter: `workers[a]` all run on arbiter `a`.
+    workers: Arc<[Vec<Addr<PaymentWorker>>]>,
     next: Arc<AtomicUsize>,
     permits: Arc<Semaphore>,
     config: PaymentPoolConfig,
 }
 
 impl PaymentPool {
-    /// Starts the workers, spread over the runtime's arbiters.
+    /// Starts the workers, spread evenly over the runtime's arbiters.
     pub fn start(
         runtime: &ActorRuntime,
         gateway: Arc<dyn PaymentGateway>,
@@ -95,13 +96,16 @@ impl PaymentPool {
     ) -> Self {
         let count = config.workers.max(1);
         let mailbox = config.queue_per_worker.max(1);
-        let workers: Vec<_> = (0..count)
-            .map(|i| {
-                let gateway = gateway.clone();
-                let arbiter = &runtime.arbiters()[i % runtime.arbiters().len()];
-                PaymentWorker::start_in_arbiter(arbiter, move |_| PaymentWorker { gateway, mailbox })
-            })
-            .collect();
+        let arbiters = runtime.arbiters();
+        let mut workers: Vec<Vec<Addr<PaymentWorker>>> = vec![Vec::new(); arbiters.len().min(count)];
+        for i in 0..count {
+            let gateway = gateway.clone();
+            let a = i % workers.len();
+            workers[a].push(PaymentWorker::start_in_arbiter(&arbiters[a], move |_| PaymentWorker {
+                gateway,
+                mailbox,
+            }));
+        }
         Self {
             workers: workers.into(),
             next: Arc::new(AtomicUsize::new(0)),
@@ -118,14 +122,16 @@ impl PaymentPool {
         }
     }
 
-    /// Charges through the next worker. The permit proves the caller has room in the pool.
+    /// Charges through the next worker near the user. The permit proves the caller has room in the pool.
     pub async fn charge(
         &self,
         _permit: &PoolPermit,
         request: ChargeRequest,
     ) -> Result<PaymentReceipt, PoolError> {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.workers.len();
-        match self.workers[i].send(Charge(request)).timeout(self.config.call_timeout).await {
+        // A worker on the arbiter of the user's cart and checkout, so the charge stays on one thread.
+        let local = &self.workers[placement(request.username.as_str(), self.workers.len())];
+        let worker = &local[self.next.fetch_add(1, Ordering::Relaxed) % local.len()];
+        match worker.send(Charge(request)).timeout(self.config.call_timeout).await {
             Ok(answer) => Ok(answer?),
             Err(e) => Err(GatewayError::Unavailable(format!("payment worker: {e}")).into()),
         }

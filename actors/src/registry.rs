@@ -188,8 +188,35 @@ impl<E: Entity> Registry<E> {
 
     /// Sends `msg` to the entity's actor and waits for the answer. If the actor turns out to be
     /// dead, it is replaced by a fresh one (rebuilt from storage) and the message is delivered to
-    /// that one, up to [`MAX_DELIVERY_ATTEMPTS`] times.
+    /// that one, up to [`MAX_DELIVERY_ATTEMPTS`] times. A missing actor is activated on the
+    /// arbiter `key` hashes to.
     pub async fn send<M>(&self, key: &E::Key, msg: M) -> Result<M::Result, RegistryError>
+    where
+        M: Message + Clone + Send + 'static,
+        M::Result: Send,
+        E: Handler<M>,
+        E::Context: ToEnvelope<E, M>,
+    {
+        let arbiter = self.inner.runtime.index_for(key);
+        self.deliver(key, arbiter, msg).await
+    }
+
+    /// Like [`Registry::send`], but a missing actor is activated on the arbiter `near` hashes to:
+    /// an order next to its user's cart and checkout, so that they talk without crossing threads.
+    /// An actor already active stays where it is.
+    pub async fn send_near<M, P>(&self, key: &E::Key, near: &P, msg: M) -> Result<M::Result, RegistryError>
+    where
+        M: Message + Clone + Send + 'static,
+        M::Result: Send,
+        E: Handler<M>,
+        E::Context: ToEnvelope<E, M>,
+        P: Hash + ?Sized,
+    {
+        let arbiter = self.inner.runtime.index_for(near);
+        self.deliver(key, arbiter, msg).await
+    }
+
+    async fn deliver<M>(&self, key: &E::Key, arbiter: usize, msg: M) -> Result<M::Result, RegistryError>
     where
         M: Message + Clone + Send + 'static,
         M::Result: Send,
@@ -198,7 +225,7 @@ impl<E: Entity> Registry<E> {
     {
         let timeout = self.inner.config.request_timeout;
         for _ in 0..MAX_DELIVERY_ATTEMPTS {
-            let (addr, generation) = self.address(key)?;
+            let (addr, generation) = self.address(key, arbiter)?;
             match addr.send(msg.clone()).timeout(timeout).await {
                 Ok(answer) => return Ok(answer),
                 Err(MailboxError::Timeout) => return Err(RegistryError::Timeout(timeout)),
@@ -208,7 +235,7 @@ impl<E: Entity> Registry<E> {
         Err(RegistryError::Unavailable(format!("{key:?} kept failing")))
     }
 
-    fn address(&self, key: &E::Key) -> Result<(Addr<E>, u64), RegistryError> {
+    fn address(&self, key: &E::Key, arbiter: usize) -> Result<(Addr<E>, u64), RegistryError> {
         if let Some(slot) = self.inner.slots.get(key) {
             return Ok((slot.addr.clone(), slot.generation));
         }
@@ -221,11 +248,11 @@ impl<E: Entity> Registry<E> {
                 r.count, self.inner.config.restart_window
             )));
         }
-        let slot = self.inner.slots.entry(key.clone()).or_insert_with(|| self.start(key));
+        let slot = self.inner.slots.entry(key.clone()).or_insert_with(|| self.start(key, arbiter));
         Ok((slot.addr.clone(), slot.generation))
     }
 
-    fn start(&self, key: &E::Key) -> Slot<E> {
+    fn start(&self, key: &E::Key, arbiter: usize) -> Slot<E> {
         let generation = self.inner.next_generation.fetch_add(1, Ordering::Relaxed);
         let activation = Activation {
             key: key.clone(),
@@ -234,7 +261,7 @@ impl<E: Entity> Registry<E> {
             registry: Arc::downgrade(&self.inner),
         };
         let (k, deps) = (key.clone(), self.inner.deps.clone());
-        let arbiter = self.inner.runtime.arbiter_for(key);
+        let arbiter = &self.inner.runtime.arbiters()[arbiter];
         let addr = E::start_in_arbiter(arbiter, move |_ctx| E::new(k, deps, activation));
         self.inner.activations.fetch_add(1, Ordering::Relaxed);
         Slot { addr, generation }

@@ -40,11 +40,14 @@ impl ActorRuntime {
 
     /// The arbiter that hosts everything hashed to `key`.
     pub fn arbiter_for<K: Hash + ?Sized>(&self, key: &K) -> &ArbiterHandle {
-        let mut h = std::hash::DefaultHasher::new();
-        key.hash(&mut h);
-        // The modulo keeps the index below `arbiters.len()`, which fits in a usize.
-        let index = (h.finish() % self.arbiters.len() as u64) as usize;
-        &self.arbiters[index]
+        &self.arbiters[self.index_for(key)]
+    }
+
+    /// The index (in [`ActorRuntime::arbiters`]) of the arbiter that hosts everything hashed to
+    /// `key`. A `String` and its `str` hash alike, so a user's cart, checkouts and orders can be
+    /// put on one thread and talk to each other without waking another.
+    pub fn index_for<K: Hash + ?Sized>(&self, key: &K) -> usize {
+        placement(key, self.arbiters.len())
     }
 
     pub fn arbiters(&self) -> &[ArbiterHandle] {
@@ -62,6 +65,14 @@ impl ActorRuntime {
             tracing::error!("actor system thread panicked");
         }
     }
+}
+
+/// Which of `slots` places `key` goes to; the same for a `String` and its `str`.
+pub(crate) fn placement<K: Hash + ?Sized>(key: &K, slots: usize) -> usize {
+    let mut h = std::hash::DefaultHasher::new();
+    key.hash(&mut h);
+    // The modulo keeps the index below `slots`, which fits in a usize.
+    (h.finish() % slots.max(1) as u64) as usize
 }
 
 impl Drop for ActorRuntime {

@@ -29,7 +29,7 @@ use crate::order::{OrderError, Orders};
 use crate::outbox::Outbox;
 use crate::payment_pool::{PaymentPool, PoolError, PoolPermit};
 use crate::ports::{CartPort, CartPortError, ChargeRequest, StoreError};
-use crate::runtime::ActorRuntime;
+use crate::runtime::{ActorRuntime, placement};
 
 /// The reason an order gets when payment could not be taken at all.
 pub const PAYMENT_UNAVAILABLE: &str = "Payment service unavailable";
@@ -219,7 +219,7 @@ async fn run(deps: &SagaDeps, req: Checkout) -> Result<Order, CheckoutError> {
     };
     drop(permit);
     let order =
-        deps.orders.transition(order.id, status, payment_id, reason, Some(lease.checkout_id)).await.map_err(
+        deps.orders.settle(&order, status, payment_id, reason, Some(lease.checkout_id)).await.map_err(
             |e| {
                 tracing::error!(order_id = order.id, error = %e, "order outcome could not be stored");
                 unavailable(e)
@@ -261,9 +261,13 @@ async fn charge(
 }
 
 /// The handle through which checkouts are started. Cheap to clone.
+///
+/// There is one supervisor per arbiter, and a user's checkouts go to the one on the arbiter that
+/// hosts the user's cart; the saga's order and payment worker are picked on that arbiter too, so
+/// a checkout's steps mostly pass messages within one thread.
 #[derive(Clone)]
 pub struct Checkouts {
-    addr: Addr<CheckoutSaga>,
+    supervisors: Arc<[Addr<CheckoutSaga>]>,
     deps: Arc<SagaDeps>,
 }
 
@@ -277,11 +281,15 @@ impl Checkouts {
         config: SagaConfig,
     ) -> Self {
         let deps = Arc::new(SagaDeps { carts, orders, pool, outbox, config, counters: Counters::default() });
-        let d = deps.clone();
-        let addr = Supervisor::start_in_arbiter(runtime.arbiter_for("checkout-saga"), move |_| {
-            CheckoutSaga { deps: d }
-        });
-        Self { addr, deps }
+        let supervisors = runtime
+            .arbiters()
+            .iter()
+            .map(|arbiter| {
+                let d = deps.clone();
+                Supervisor::start_in_arbiter(arbiter, move |_| CheckoutSaga { deps: d })
+            })
+            .collect();
+        Self { supervisors, deps }
     }
 
     pub async fn checkout(
@@ -289,8 +297,9 @@ impl Checkouts {
         username: &str,
         idempotency_key: Option<String>,
     ) -> Result<Order, CheckoutError> {
+        let supervisor = &self.supervisors[placement(username, self.supervisors.len())];
         let msg = Checkout { username: username.to_owned(), idempotency_key };
-        match self.addr.send(msg).timeout(self.deps.config.request_timeout).await {
+        match supervisor.send(msg).timeout(self.deps.config.request_timeout).await {
             Ok(result) => result,
             Err(MailboxError::Timeout) => Err(CheckoutError::Busy),
             Err(MailboxError::Closed) => {

@@ -13,7 +13,8 @@ use crate::ports::{BusError, EventBus, EventHandler};
 /// retried a few times; an event it still cannot take is logged and reported to the publisher.
 #[derive(Default)]
 pub struct InProcessBus {
-    handlers: RwLock<Vec<Arc<dyn EventHandler>>>,
+    /// Replaced whole on subscribe, so that a publish takes a snapshot with one reference count.
+    handlers: RwLock<Arc<[Arc<dyn EventHandler>]>>,
 }
 
 const DELIVERY_ATTEMPTS: u32 = 3;
@@ -24,13 +25,14 @@ impl InProcessBus {
     }
 
     pub fn subscribe(&self, handler: Arc<dyn EventHandler>) {
-        match self.handlers.write() {
-            Ok(mut handlers) => handlers.push(handler),
-            Err(poisoned) => poisoned.into_inner().push(handler),
-        }
+        let mut handlers = match self.handlers.write() {
+            Ok(h) => h,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *handlers = handlers.iter().cloned().chain([handler]).collect();
     }
 
-    fn handlers(&self) -> Vec<Arc<dyn EventHandler>> {
+    fn handlers(&self) -> Arc<[Arc<dyn EventHandler>]> {
         match self.handlers.read() {
             Ok(h) => h.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
@@ -42,7 +44,7 @@ impl InProcessBus {
 impl EventBus for InProcessBus {
     async fn publish(&self, event: OrderEvent) -> Result<(), BusError> {
         let mut failure = None;
-        for handler in self.handlers() {
+        for handler in self.handlers().iter() {
             let mut attempt = 1;
             while let Err(e) = handler.handle(&event).await {
                 if attempt >= DELIVERY_ATTEMPTS {

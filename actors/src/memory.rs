@@ -19,7 +19,8 @@ fn poisoned<T>(_: T) -> StoreError {
 #[derive(Default)]
 pub struct MemoryCartStore {
     carts: Mutex<HashMap<String, Cart>>,
-    applied: Mutex<HashSet<(String, i64)>>,
+    /// Orders whose checkout has been taken out of each user's cart.
+    applied: Mutex<HashMap<String, HashSet<i64>>>,
 }
 
 #[async_trait]
@@ -37,7 +38,7 @@ impl CartStore for MemoryCartStore {
         }
         if let Some(order_id) = applied_order {
             let mut applied = self.applied.lock().map_err(poisoned)?;
-            if !applied.insert((cart.username.clone(), order_id)) {
+            if !applied.entry(cart.username.clone()).or_default().insert(order_id) {
                 return Err(StoreError::Conflict(format!("order {order_id} already applied")));
             }
         }
@@ -49,7 +50,7 @@ impl CartStore for MemoryCartStore {
     }
 
     async fn checkout_applied(&self, username: &str, order_id: i64) -> Result<bool, StoreError> {
-        Ok(self.applied.lock().map_err(poisoned)?.contains(&(username.to_owned(), order_id)))
+        Ok(self.applied.lock().map_err(poisoned)?.get(username).is_some_and(|a| a.contains(&order_id)))
     }
 }
 

@@ -116,6 +116,9 @@ impl PaymentPool {
 
     /// Waits up to the acquire timeout for room in the pool.
     pub async fn permit(&self) -> Result<PoolPermit, PoolError> {
+        if let Ok(permit) = self.permits.clone().try_acquire_owned() {
+            return Ok(PoolPermit(permit));
+        }
         match tokio::time::timeout(self.config.acquire_timeout, self.permits.clone().acquire_owned()).await {
             Ok(Ok(permit)) => Ok(PoolPermit(permit)),
             _ => Err(PoolError::Saturated),

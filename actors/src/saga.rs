@@ -203,7 +203,8 @@ async fn run(deps: &SagaDeps, req: Checkout) -> Result<Order, CheckoutError> {
             return Err(unavailable(e));
         }
     };
-    deps.outbox.kick();
+    // Its ORDER_CREATED event goes out with the outcome's (the relay sends oldest first), or on
+    // the relay's timer if this checkout never gets that far: no relay round of its own.
 
     let (status, payment_id, reason) = match charge(deps, &permit, &order).await {
         Ok(r) if r.status == PaymentStatus::Success => (OrderStatus::Paid, Some(r.payment_id), None),

@@ -23,7 +23,7 @@ use crate::model::{
 };
 use crate::ports::{BusError, CartPort, CartPortError, CartStore, CheckoutLease, EventHandler, StoreError};
 use crate::registry::{
-    Activation, CONFLICT_ATTEMPTS, Entity, Registry, RegistryConfig, RegistryError, RegistryStats,
+    Activation, Passivate, CONFLICT_ATTEMPTS, Entity, Registry, RegistryConfig, RegistryError, RegistryStats,
     conflict_backoff,
 };
 use crate::runtime::ActorRuntime;
@@ -120,6 +120,14 @@ impl Actor for CartActor {
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
         self.activation.stopped();
+    }
+}
+
+impl Handler<Passivate> for CartActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Passivate, ctx: &mut Self::Context) {
+        ctx.stop();
     }
 }
 
@@ -355,6 +363,11 @@ impl Carts {
 
     pub fn stats(&self) -> RegistryStats {
         self.registry.stats()
+    }
+
+    /// The registry of cart actors, for hosts that manage activation themselves.
+    pub fn registry(&self) -> &Registry<CartActor> {
+        &self.registry
     }
 }
 

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::model::{NewOrder, Order, OrderEvent, OrderStatus};
 use crate::ports::{OrderStore, StoreError};
 use crate::registry::{
-    Activation, CONFLICT_ATTEMPTS, Entity, Registry, RegistryConfig, RegistryError, RegistryStats,
+    Activation, Passivate, CONFLICT_ATTEMPTS, Entity, Registry, RegistryConfig, RegistryError, RegistryStats,
     conflict_backoff,
 };
 use crate::runtime::ActorRuntime;
@@ -68,6 +68,14 @@ impl Actor for OrderActor {
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
         self.activation.stopped();
+    }
+}
+
+impl Handler<Passivate> for OrderActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Passivate, ctx: &mut Self::Context) {
+        ctx.stop();
     }
 }
 

@@ -55,8 +55,18 @@ pub enum RegistryError {
     Unavailable(String),
 }
 
-/// An actor that owns one entity and can be managed by a [`Registry`].
-pub trait Entity: Actor<Context = Context<Self>> {
+/// Asks an entity actor to passivate now: it finishes the messages already queued and stops, as
+/// when it has been idle for the idle timeout. Its state stays in storage.
+#[derive(Debug, Clone, Copy)]
+pub struct Passivate;
+
+impl Message for Passivate {
+    type Result = ();
+}
+
+/// An actor that owns one entity and can be managed by a [`Registry`]. Its `Passivate` handler
+/// stops it (`ctx.stop()`).
+pub trait Entity: Actor<Context = Context<Self>> + Handler<Passivate> {
     type Key: Clone + Eq + Hash + Debug + Send + Sync + 'static;
     /// What every actor of this kind is built with (its store, say).
     type Deps: Clone + Send + Sync + 'static;
@@ -214,6 +224,24 @@ impl<E: Entity> Registry<E> {
     {
         let arbiter = self.inner.runtime.index_for(near);
         self.deliver(key, arbiter, msg).await
+    }
+
+    /// The address of the entity's actor, activating one if none is live: for hosts that talk to
+    /// the actor directly (and for the registry-contention benchmark).
+    pub fn actor(&self, key: &E::Key) -> Result<Addr<E>, RegistryError> {
+        let arbiter = self.inner.runtime.index_for(key);
+        Ok(self.address(key, arbiter)?.0)
+    }
+
+    /// Passivates the entity's actor now if one is live, waiting until it has taken the request
+    /// (it stops right after). Answers whether one was live.
+    pub async fn passivate(&self, key: &E::Key) -> bool {
+        let addr = self.inner.slots.get(key).map(|slot| slot.addr.clone());
+        match addr {
+            // A mailbox already closed means the actor is gone anyway.
+            Some(addr) => addr.send(Passivate).await.is_ok(),
+            None => false,
+        }
     }
 
     async fn deliver<M>(&self, key: &E::Key, arbiter: usize, msg: M) -> Result<M::Result, RegistryError>

@@ -21,7 +21,8 @@ const BATCH: usize = 256;
 /// user never seen before.
 fn activation_passivation(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let (core, _bus) = Core::in_memory(CoreConfig::default(), Arc::new(MemoryPayments::new(0))).expect("core");
+    let (core, _bus) =
+        Core::in_memory(CoreConfig::default(), Arc::new(MemoryPayments::new(0))).expect("core");
     let next = AtomicU64::new(0);
     let mut group = c.benchmark_group("actor_lifecycle");
     group.throughput(Throughput::Elements(BATCH as u64));
@@ -50,7 +51,8 @@ const LOOKUPS_PER_TASK: usize = 1000;
 /// once on a multi-threaded runtime: spread over 10,000 live carts, or all on one hot cart.
 fn registry_contention(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let (core, _bus) = Core::in_memory(CoreConfig::default(), Arc::new(MemoryPayments::new(0))).expect("core");
+    let (core, _bus) =
+        Core::in_memory(CoreConfig::default(), Arc::new(MemoryPayments::new(0))).expect("core");
     let keys: Arc<Vec<String>> = Arc::new((0..10_000).map(|i| format!("contention-{i}")).collect());
     rt.block_on(async {
         for key in keys.iter() {

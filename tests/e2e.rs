@@ -9,6 +9,7 @@ use reqwest::Method;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use shop_actors::model::OrderEventType;
+use shop_http::load::Scenario;
 use shop_services::auth::{Claims, JwtKeys, Role, Secret};
 use shop_services::db::Service;
 use shop_services::payment::FAILURE_REASONS;
@@ -469,6 +470,12 @@ async fn the_shop_binary_serves_all_five_and_stops_on_sigterm() {
 async fn the_load_tool_drives_the_system_closed_and_open_loop() {
     let t = TestApp::spawn().await;
     let url = |s: Service| format!("http://{}", t.app.addr(s));
+    let databases = shop_http::config::AuditConfig {
+        data_dir: t.dir.path().to_path_buf(),
+        product_database_url: None,
+        payment_database_url: None,
+        order_database_url: None,
+    };
     let config = shop_http::load::LoadConfig {
         auth_url: url(Service::Auth),
         cart_url: url(Service::Cart),
@@ -479,24 +486,66 @@ async fn the_load_tool_drives_the_system_closed_and_open_loop() {
         rate: None,
         product_id: MOUSE,
         json: false,
+        scenario: Scenario::Checkout,
+        requests: 0,
+        health_url: String::new(),
+        database_url: None,
+        seconds: 1.0,
+        login_flood: 2,
+        audit: true,
+        databases,
     };
     let closed = shop_http::load::run(config.clone(), true).await.expect("load runs");
     assert_eq!(closed.paid + closed.cancelled, 40, "{closed:?}");
-    assert!(closed.errors.is_empty(), "{:?}", closed.errors);
+    assert_eq!(closed.checkout_errors(), 0, "{:?}", closed.errors);
     assert_eq!(closed.endpoints["checkout"].requests, 40);
+    assert_eq!(closed.endpoints["checkout_e2e"].requests, 40);
     assert_eq!(closed.endpoints["register"].requests, 8);
+    assert!(closed.endpoints["login_flood"].requests >= 2, "the flood logged in: {closed:?}");
     let c = &closed.endpoints["checkout"];
     assert!(c.p50_ms <= c.p90_ms && c.p90_ms <= c.p99_ms && c.p99_ms <= c.max_ms, "{c:?}");
+    let audit = closed.audit.as_ref().expect("the load was asked to audit");
+    assert!(audit.is_clean(), "{:?}", audit.violations);
+    assert_eq!(audit.orders, 40);
 
     let open = shop_http::load::run(
-        shop_http::load::LoadConfig { rate: Some(100.0), checkouts: 20, ..config },
+        shop_http::load::LoadConfig { rate: Some(100.0), checkouts: 20, login_flood: 0, ..config.clone() },
         true,
     )
     .await
     .expect("load runs");
     assert_eq!(open.paid + open.cancelled, 20);
     assert!(open.seconds >= 0.19, "20 checkouts at 100/s take at least 0.19 s: {open:?}");
-    let report = t.app.databases().audit().await.expect("audit");
-    assert!(report.is_clean(), "{:?}", report.violations);
-    assert_eq!(report.orders, 60);
+    assert_eq!(open.audit.as_ref().map(|a| a.orders), Some(60));
+
+    let health = shop_http::load::run(
+        shop_http::load::LoadConfig {
+            scenario: Scenario::Health,
+            requests: 200,
+            health_url: t.url(Service::Cart, "/health"),
+            ..config.clone()
+        },
+        true,
+    )
+    .await
+    .expect("health load runs");
+    assert!(health.errors.is_empty(), "{:?}", health.errors);
+    assert_eq!(health.endpoints["health"].requests, 200);
+    assert!(health.per_second > 0.0);
+
+    let probe = t.dir.path().join("probe.db");
+    let commits = shop_http::load::run(
+        shop_http::load::LoadConfig {
+            scenario: Scenario::Commits,
+            database_url: Some(format!("sqlite://{}", probe.display())),
+            seconds: 0.3,
+            concurrency: 4,
+            ..config
+        },
+        true,
+    )
+    .await
+    .expect("commit probe runs");
+    assert!(commits.operations > 0, "{commits:?}");
+    assert!(commits.per_second > 0.0);
 }

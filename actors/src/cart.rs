@@ -23,7 +23,7 @@ use crate::model::{
 };
 use crate::ports::{BusError, CartPort, CartPortError, CartStore, CheckoutLease, EventHandler, StoreError};
 use crate::registry::{
-    Activation, Passivate, CONFLICT_ATTEMPTS, Entity, Registry, RegistryConfig, RegistryError, RegistryStats,
+    Activation, CONFLICT_ATTEMPTS, Entity, Passivate, Registry, RegistryConfig, RegistryError, RegistryStats,
     conflict_backoff,
 };
 use crate::runtime::ActorRuntime;

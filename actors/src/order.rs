@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::model::{NewOrder, Order, OrderEvent, OrderStatus};
 use crate::ports::{OrderStore, StoreError};
 use crate::registry::{
-    Activation, Passivate, CONFLICT_ATTEMPTS, Entity, Registry, RegistryConfig, RegistryError, RegistryStats,
+    Activation, CONFLICT_ATTEMPTS, Entity, Passivate, Registry, RegistryConfig, RegistryError, RegistryStats,
     conflict_backoff,
 };
 use crate::runtime::ActorRuntime;

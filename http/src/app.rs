@@ -89,10 +89,9 @@ pub(crate) fn ensure_data_dir(config: &RunConfig) -> Result<(), StartError> {
 
 /// The service's database URL: as configured, or SQLite under the data dir.
 pub(crate) fn database_url(config: &RunConfig, service: Service) -> String {
-    match config.database_url(service) {
-        Some(url) => url.to_owned(),
-        None => format!("sqlite://{}", config.data_dir.join(format!("{}.db", service.name())).display()),
-    }
+    config
+        .database_url(service)
+        .map_or_else(|| crate::config::sqlite_url_in(&config.data_dir, service), str::to_owned)
 }
 
 pub(crate) async fn auth_service(
@@ -100,8 +99,11 @@ pub(crate) async fn auth_service(
     db: &Database,
     keys: &JwtKeys,
 ) -> Result<AuthService, StartError> {
-    let auth_config =
-        AuthConfig { bcrypt_cost: config.bcrypt_cost, hash_concurrency: config.hash_concurrency };
+    let auth_config = AuthConfig {
+        bcrypt_cost: config.bcrypt_cost,
+        hash_concurrency: config.hash_concurrency,
+        hash_queue: config.hash_queue,
+    };
     let auth = AuthService::new(db.users(), keys.clone(), &auth_config).await?;
     if let Some(password) = &config.admin_password {
         auth.ensure_admin(password.expose()).await?;

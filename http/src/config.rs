@@ -29,6 +29,56 @@ pub enum Command {
     /// Drives a running system (either mode) over HTTP: registers users, places checkouts at a
     /// concurrency or a fixed arrival rate, reports throughput and latency percentiles.
     Load(crate::load::LoadConfig),
+    /// Checks the invariants across the service databases (orders against payments, nothing
+    /// left PENDING, no negative stock); exits non-zero when one is broken.
+    Audit(AuditConfig),
+}
+
+/// Where `shop audit` (and `shop load --audit`) finds the Product, Payment and Order databases:
+/// the same settings the services use (SQLite under the data dir unless a URL is given).
+#[derive(Args, Debug, Clone)]
+pub struct AuditConfig {
+    #[arg(long, env = "SHOP_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    #[arg(long, env = "SHOP_PRODUCT_DATABASE_URL", hide_env_values = true)]
+    pub product_database_url: Option<String>,
+    #[arg(long, env = "SHOP_PAYMENT_DATABASE_URL", hide_env_values = true)]
+    pub payment_database_url: Option<String>,
+    #[arg(long, env = "SHOP_ORDER_DATABASE_URL", hide_env_values = true)]
+    pub order_database_url: Option<String>,
+}
+
+impl AuditConfig {
+    /// The service's database URL: as configured, or its SQLite file under the data dir.
+    pub fn database_url(&self, service: Service) -> String {
+        let configured = match service {
+            Service::Product => self.product_database_url.as_deref(),
+            Service::Payment => self.payment_database_url.as_deref(),
+            Service::Order => self.order_database_url.as_deref(),
+            Service::Auth | Service::Cart => None,
+        };
+        configured.map_or_else(|| sqlite_url_in(&self.data_dir, service), str::to_owned)
+    }
+
+    /// Opens the three databases and audits them.
+    pub async fn audit(&self) -> Result<shop_services::audit::AuditReport, shop_services::ServiceError> {
+        use shop_services::db::{Database, PoolConfig};
+        let pool = PoolConfig::default();
+        let open = |s: Service| {
+            let url = self.database_url(s);
+            let pool = pool.clone();
+            async move { Database::open(s, &url, &pool).await }
+        };
+        let (products, payments, orders) =
+            (open(Service::Product).await?, open(Service::Payment).await?, open(Service::Order).await?);
+        let report =
+            shop_services::audit::audit(&*products.products(), &*payments.payments(), &*orders.orders())
+                .await;
+        for db in [products, payments, orders] {
+            db.close().await;
+        }
+        report
+    }
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +132,11 @@ pub struct ServeConfig {
     pub payment_url: Option<String>,
 }
 
+/// The embedded default: the service's SQLite file in the data dir.
+pub fn sqlite_url_in(data_dir: &std::path::Path, service: Service) -> String {
+    format!("sqlite://{}", data_dir.join(format!("{}.db", service.name())).display())
+}
+
 fn secret(s: &str) -> Result<Secret, String> {
     if s.is_empty() { Err("must not be empty".into()) } else { Ok(Secret::new(s)) }
 }
@@ -126,9 +181,13 @@ pub struct RunConfig {
     pub admin_password: Option<Secret>,
     #[arg(long, env = "SHOP_BCRYPT_COST", default_value_t = 10, value_parser = clap::value_parser!(u32).range(4..=31))]
     pub bcrypt_cost: u32,
-    /// Password hashes computed at once (each takes a core while it runs).
+    /// Threads computing password hashes, at the lowest CPU priority (nice 19), so that a login
+    /// flood only uses CPU that checkouts leave idle.
     #[arg(long, env = "SHOP_HASH_CONCURRENCY", default_value_t = 1)]
     pub hash_concurrency: usize,
+    /// Logins and registrations waiting for a hashing thread; beyond it they get 503.
+    #[arg(long, env = "SHOP_HASH_QUEUE", default_value_t = 256)]
+    pub hash_queue: usize,
     /// Probability that the mock gateway approves a charge.
     #[arg(long, env = "SHOP_PAYMENT_SUCCESS_RATE", default_value_t = 0.8)]
     pub payment_success_rate: f64,

@@ -6,6 +6,16 @@
 //! seconds and its latency is measured from that moment, so a slow system is not hidden by the
 //! load generator waiting for it (coordinated omission). One user's checkouts never overlap (a
 //! cart is checked out one at a time), so time spent waiting for the user counts as latency too.
+//!
+//! Each request's own latency is recorded under its endpoint (`cart_add`, `checkout`); the whole
+//! checkout, from the moment it was due to its answer, under `checkout_e2e`. With
+//! `--login-flood N`, N more clients log in over and over while the checkouts run (under
+//! `login_flood`; their 503s are the hashing queue pushing back, counted apart from checkout
+//! errors). With `--audit`, the databases are audited at the end.
+//!
+//! The machine's ceilings come from the same tool: `--scenario health` sends `--requests` GETs to
+//! `--health-url` at `--concurrency`; `--scenario commits` makes single-row durable commits for
+//! `--seconds` on `--database-url`, opened as a service opens it (`scripts/ceilings`).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -15,6 +25,21 @@ use clap::Args;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use serde_json::json;
+use shop_services::audit::AuditReport;
+
+use crate::config::AuditConfig;
+
+/// What the load tool drives.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scenario {
+    /// Users fill carts and check out.
+    Checkout,
+    /// GET a health endpoint: the HTTP round-trip ceiling.
+    Health,
+    /// Single-row durable commits on a database: the commit ceiling.
+    Commits,
+}
 
 #[derive(Args, Debug, Clone)]
 pub struct LoadConfig {
@@ -42,6 +67,28 @@ pub struct LoadConfig {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    #[arg(long, value_enum, default_value_t = Scenario::Checkout)]
+    pub scenario: Scenario,
+    /// Requests the health scenario sends.
+    #[arg(long, default_value_t = 20_000)]
+    pub requests: usize,
+    #[arg(long, default_value = "http://127.0.0.1:8084/health")]
+    pub health_url: String,
+    /// The database the commits scenario writes to (sqlite://… or mysql://…).
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// How long the commits scenario runs.
+    #[arg(long, default_value_t = 5.0)]
+    pub seconds: f64,
+    /// Clients logging in over and over while the checkouts run.
+    #[arg(long, default_value_t = 0)]
+    pub login_flood: usize,
+    /// Audit the databases after the checkouts (`shop audit`), where `--data-dir` or the
+    /// SHOP_*_DATABASE_URL variables say they are.
+    #[arg(long)]
+    pub audit: bool,
+    #[command(flatten)]
+    pub databases: AuditConfig,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -58,14 +105,27 @@ pub struct EndpointReport {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LoadReport {
-    pub checkouts: usize,
+    pub scenario: Scenario,
+    /// Checkouts placed, requests sent or commits made.
+    pub operations: usize,
     pub seconds: f64,
-    pub checkouts_per_second: f64,
+    /// Operations finished per second (checkouts answered PAID or CANCELLED, successful requests,
+    /// commits).
+    pub per_second: f64,
     pub paid: usize,
     pub cancelled: usize,
     /// Answers other than success, by endpoint and status ("transport" when there was none).
     pub errors: BTreeMap<String, u64>,
     pub endpoints: BTreeMap<String, EndpointReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit: Option<AuditReport>,
+}
+
+impl LoadReport {
+    /// Errors of the checkouts themselves (not of the login flood beside them).
+    pub fn checkout_errors(&self) -> u64 {
+        self.errors.iter().filter(|(what, _)| !what.starts_with("login_flood")).map(|(_, n)| n).sum()
+    }
 }
 
 #[derive(Default)]
@@ -122,17 +182,133 @@ async fn timed(
 
 /// Runs the load and returns the report (and prints it unless `quiet`).
 pub async fn run(config: LoadConfig, quiet: bool) -> Result<LoadReport, String> {
+    let report = match config.scenario {
+        Scenario::Checkout => checkouts(&config, quiet).await?,
+        Scenario::Health => health(&config, quiet).await?,
+        Scenario::Commits => commits(&config).await?,
+    };
+    if !quiet {
+        if config.json {
+            println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
+        } else {
+            print_report(&report, &config);
+        }
+    }
+    Ok(report)
+}
+
+fn http_client(config: &LoadConfig) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(config.concurrency.max(8) + config.login_flood)
+        .timeout(Duration::from_secs(60))
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+fn progress(config: &LoadConfig, quiet: bool, len: usize) -> indicatif::ProgressBar {
+    if quiet || config.json {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(len as u64)
+    }
+}
+
+/// Percentiles of each endpoint's histogram.
+fn endpoint_reports(r: &Recorder) -> BTreeMap<String, EndpointReport> {
+    let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    r.histograms
+        .iter()
+        .map(|(name, h)| {
+            let e = EndpointReport {
+                requests: h.len(),
+                p50_ms: ms(h, 0.5),
+                p90_ms: ms(h, 0.9),
+                p99_ms: ms(h, 0.99),
+                p999_ms: ms(h, 0.999),
+                max_ms: h.max() as f64 / 1000.0,
+            };
+            ((*name).to_owned(), e)
+        })
+        .collect()
+}
+
+/// `--requests` GETs of the health URL at `--concurrency`.
+async fn health(config: &LoadConfig, quiet: bool) -> Result<LoadReport, String> {
+    if config.requests == 0 || config.concurrency == 0 {
+        return Err("--requests and --concurrency must be at least 1".into());
+    }
+    let http = http_client(config)?;
+    let rec: Shared = Arc::default();
+    let bar = progress(config, quiet, config.requests);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let start = Instant::now();
+    let workers = (0..config.concurrency).map(|_| {
+        let (http, rec, next, bar, url) =
+            (http.clone(), rec.clone(), next.clone(), bar.clone(), config.health_url.clone());
+        let total = config.requests;
+        async move {
+            while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < total {
+                timed(&rec, "health", Instant::now(), http.get(&url)).await;
+                bar.inc(1);
+            }
+        }
+    });
+    futures::future::join_all(workers).await;
+    bar.finish_and_clear();
+    let seconds = start.elapsed().as_secs_f64();
+    let r = lock(&rec);
+    let failed: u64 = r.errors.values().sum();
+    let ok = config.requests.saturating_sub(usize::try_from(failed).unwrap_or(usize::MAX));
+    Ok(LoadReport {
+        scenario: Scenario::Health,
+        operations: config.requests,
+        seconds,
+        per_second: ok as f64 / seconds,
+        paid: 0,
+        cancelled: 0,
+        errors: r.errors.clone(),
+        endpoints: endpoint_reports(&r),
+        audit: None,
+    })
+}
+
+/// Single-row durable commits on `--database-url` for `--seconds` at `--concurrency`.
+async fn commits(config: &LoadConfig) -> Result<LoadReport, String> {
+    let url = config.database_url.as_deref().ok_or("--scenario commits needs --database-url")?;
+    if !(config.seconds > 0.0 && config.seconds.is_finite()) {
+        return Err("--seconds must be a positive number".into());
+    }
+    let c = shop_services::ceiling::measure(
+        url,
+        config.concurrency,
+        Duration::from_secs_f64(config.seconds),
+        &shop_services::db::PoolConfig::default(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    Ok(LoadReport {
+        scenario: Scenario::Commits,
+        operations: usize::try_from(c.commits).unwrap_or(usize::MAX),
+        seconds: c.seconds,
+        per_second: c.commits_per_second,
+        paid: 0,
+        cancelled: 0,
+        errors: BTreeMap::new(),
+        endpoints: BTreeMap::new(),
+        audit: None,
+    })
+}
+
+/// Users fill their carts and check out, closed or open loop, optionally beside a login flood.
+async fn checkouts(config: &LoadConfig, quiet: bool) -> Result<LoadReport, String> {
+    let config = config.clone();
     if config.users == 0 || config.checkouts == 0 || config.concurrency == 0 {
         return Err("--users, --checkouts and --concurrency must be at least 1".into());
     }
     if config.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
         return Err("--rate must be a positive number of checkouts per second".into());
     }
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(config.concurrency.max(8))
-        .timeout(Duration::from_secs(60))
-        .build()
-        .map_err(|e| e.to_string())?;
+    let http = http_client(&config)?;
     let rec: Shared = Arc::default();
 
     // Users, registered and logged in a few at a time.
@@ -160,11 +336,22 @@ pub async fn run(config: LoadConfig, quiet: bool) -> Result<LoadReport, String> 
     let users: Vec<Arc<(String, tokio::sync::Mutex<()>)>> =
         tokens.into_iter().map(|t| Arc::new((t, tokio::sync::Mutex::new(())))).collect();
 
-    let bar = if quiet || config.json {
-        indicatif::ProgressBar::hidden()
-    } else {
-        indicatif::ProgressBar::new(config.checkouts as u64)
-    };
+    let flooding = Arc::new(std::sync::atomic::AtomicBool::new(config.login_flood > 0));
+    let flood: Vec<_> = (0..config.login_flood)
+        .map(|i| {
+            let (http, rec, flooding) = (http.clone(), rec.clone(), flooding.clone());
+            let (auth, name) = (config.auth_url.clone(), format!("load{}{}", &run_id[..8], i % config.users));
+            tokio::spawn(async move {
+                let body = json!({"username": name, "password": "load-password-1"});
+                while flooding.load(std::sync::atomic::Ordering::Relaxed) {
+                    let login = http.post(format!("{auth}/api/auth/login")).json(&body);
+                    timed(&rec, "login_flood", Instant::now(), login).await;
+                }
+            })
+        })
+        .collect();
+
+    let bar = progress(&config, quiet, config.checkouts);
     let start = Instant::now();
     let slots = Arc::new(tokio::sync::Semaphore::new(if config.rate.is_some() {
         usize::MAX >> 4
@@ -193,10 +380,11 @@ pub async fn run(config: LoadConfig, quiet: bool) -> Result<LoadReport, String> 
                 .post(format!("{cart}/api/cart/add"))
                 .bearer_auth(token)
                 .json(&json!({"productId": product, "quantity": 1}));
-            if timed(&rec, "cart_add", due, add).await.is_some() {
+            if timed(&rec, "cart_add", Instant::now(), add).await.is_some() {
                 let checkout = http.post(format!("{order}/api/orders")).bearer_auth(token);
-                if let Some(order) = timed(&rec, "checkout", due, checkout).await {
+                if let Some(order) = timed(&rec, "checkout", Instant::now(), checkout).await {
                     let mut r = lock(&rec);
+                    r.record("checkout_e2e", due.elapsed());
                     match order["status"].as_str() {
                         Some("PAID") => r.paid += 1,
                         Some("CANCELLED") => r.cancelled += 1,
@@ -208,62 +396,57 @@ pub async fn run(config: LoadConfig, quiet: bool) -> Result<LoadReport, String> 
         });
     }
     while tasks.join_next().await.is_some() {}
-    bar.finish_and_clear();
     let seconds = start.elapsed().as_secs_f64();
+    flooding.store(false, std::sync::atomic::Ordering::Relaxed);
+    for login in flood {
+        // A flood client that panicked has nothing left to report.
+        let _ = login.await;
+    }
+    bar.finish_and_clear();
 
+    let audit = if config.audit {
+        Some(config.databases.audit().await.map_err(|e| format!("audit: {e}"))?)
+    } else {
+        None
+    };
     let r = lock(&rec);
-    let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
-    let report = LoadReport {
-        checkouts: config.checkouts,
+    Ok(LoadReport {
+        scenario: Scenario::Checkout,
+        operations: config.checkouts,
         seconds,
-        checkouts_per_second: (r.paid + r.cancelled) as f64 / seconds,
+        per_second: (r.paid + r.cancelled) as f64 / seconds,
         paid: r.paid,
         cancelled: r.cancelled,
         errors: r.errors.clone(),
-        endpoints: r
-            .histograms
-            .iter()
-            .map(|(name, h)| {
-                let e = EndpointReport {
-                    requests: h.len(),
-                    p50_ms: ms(h, 0.5),
-                    p90_ms: ms(h, 0.9),
-                    p99_ms: ms(h, 0.99),
-                    p999_ms: ms(h, 0.999),
-                    max_ms: h.max() as f64 / 1000.0,
-                };
-                ((*name).to_owned(), e)
-            })
-            .collect(),
-    };
-    drop(r);
-    if !quiet {
-        if config.json {
-            println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
-        } else {
-            print_report(&report, &config);
-        }
-    }
-    Ok(report)
+        endpoints: endpoint_reports(&r),
+        audit,
+    })
 }
 
 fn print_report(r: &LoadReport, c: &LoadConfig) {
-    let mode = match c.rate {
-        Some(rate) => format!("open loop at {rate}/s"),
-        None => format!("closed loop, concurrency {}", c.concurrency),
+    let mode = match (r.scenario, c.rate) {
+        (Scenario::Commits, _) => format!("{} writers", c.concurrency),
+        (Scenario::Checkout, Some(rate)) => format!("open loop at {rate}/s"),
+        _ => format!("closed loop, concurrency {}", c.concurrency),
     };
-    println!(
-        "{} checkouts ({mode}) in {:.2} s: {:.1} checkouts/s",
-        r.checkouts, r.seconds, r.checkouts_per_second
-    );
-    println!("PAID {}  CANCELLED {}", r.paid, r.cancelled);
-    println!(
-        "{:<10} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9}",
-        "endpoint", "requests", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms"
-    );
+    let unit = match r.scenario {
+        Scenario::Checkout => "checkouts",
+        Scenario::Health => "requests",
+        Scenario::Commits => "commits",
+    };
+    println!("{} {unit} ({mode}) in {:.2} s: {:.1} {unit}/s", r.operations, r.seconds, r.per_second);
+    if r.scenario == Scenario::Checkout {
+        println!("PAID {}  CANCELLED {}", r.paid, r.cancelled);
+    }
+    if !r.endpoints.is_empty() {
+        println!(
+            "{:<12} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            "endpoint", "requests", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms"
+        );
+    }
     for (name, e) in &r.endpoints {
         println!(
-            "{name:<10} {:>8} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
+            "{name:<12} {:>8} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
             e.requests, e.p50_ms, e.p90_ms, e.p99_ms, e.p999_ms, e.max_ms
         );
     }
@@ -272,6 +455,16 @@ fn print_report(r: &LoadReport, c: &LoadConfig) {
     } else {
         for (what, n) in &r.errors {
             println!("error {what}: {n}");
+        }
+    }
+    if let Some(audit) = &r.audit {
+        if audit.is_clean() {
+            println!("audit: clean ({} orders, {} payments)", audit.orders, audit.payments);
+        } else {
+            println!("audit: {} violations", audit.violations.len());
+            for v in &audit.violations {
+                println!("  {v}");
+            }
         }
     }
 }

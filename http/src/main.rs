@@ -33,8 +33,18 @@ fn main() -> ExitCode {
                 Ok::<(), Box<dyn std::error::Error>>(())
             }
             Command::Load(config) => {
-                shop_http::load::run(config, false).await?;
-                Ok(())
+                let report = shop_http::load::run(config, false).await?;
+                match report.audit {
+                    Some(audit) if !audit.is_clean() => {
+                        Err("the audit after the load found violations".into())
+                    }
+                    _ => Ok(()),
+                }
+            }
+            Command::Audit(config) => {
+                let report = config.audit().await?;
+                println!("{}", serde_json::to_string_pretty(&report)?);
+                if report.is_clean() { Ok(()) } else { Err("the audit found violations".into()) }
             }
             Command::Serve(config) => {
                 let node = shop_http::serve::Node::start(config).await?;

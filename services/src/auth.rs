@@ -3,10 +3,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::hashing::PasswordHasher;
 use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use tokio::sync::Semaphore;
 
 use crate::error::{ServiceError, ServiceResult};
 use crate::store::{NewUserRow, UserStore};
@@ -142,14 +142,15 @@ pub struct LoginResponse {
 #[derive(Debug, Clone)]
 pub struct AuthConfig {
     pub bcrypt_cost: u32,
-    /// Password hashes computed at once. Hashing is slow by design; bounding it keeps a login
-    /// flood from taking every core away from checkouts.
+    /// Threads computing password hashes, at the lowest CPU priority ([`crate::hashing`]).
     pub hash_concurrency: usize,
+    /// Logins and registrations waiting for a hashing thread; more are refused with 503.
+    pub hash_queue: usize,
 }
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        Self { bcrypt_cost: bcrypt::DEFAULT_COST, hash_concurrency: 1 }
+        Self { bcrypt_cost: bcrypt::DEFAULT_COST, hash_concurrency: 1, hash_queue: 256 }
     }
 }
 
@@ -158,7 +159,7 @@ pub struct AuthService {
     users: Arc<dyn UserStore>,
     keys: JwtKeys,
     cost: u32,
-    hashing: Arc<Semaphore>,
+    hashing: PasswordHasher,
     /// Compared against when the user does not exist, so that an unknown username costs as much
     /// time as a wrong password and the two cannot be told apart.
     dummy_hash: Arc<str>,
@@ -166,9 +167,9 @@ pub struct AuthService {
 
 impl AuthService {
     pub async fn new(users: Arc<dyn UserStore>, keys: JwtKeys, config: &AuthConfig) -> ServiceResult<Self> {
-        let hashing = Arc::new(Semaphore::new(config.hash_concurrency.max(1)));
+        let hashing = PasswordHasher::start(config.hash_concurrency, config.hash_queue)?;
         let cost = config.bcrypt_cost;
-        let dummy = hash_blocking(hashing.clone(), "not a real password".into(), cost).await?;
+        let dummy = hashing.hash("not a real password".into(), cost).await?;
         Ok(Self { users, keys, cost, hashing, dummy_hash: dummy.into() })
     }
 
@@ -178,7 +179,7 @@ impl AuthService {
 
     pub async fn register(&self, new: NewUser) -> ServiceResult<User> {
         validate_new_user(&new)?;
-        let hash = hash_blocking(self.hashing.clone(), new.password, self.cost).await?;
+        let hash = self.hashing.hash(new.password, self.cost).await?;
         let row = NewUserRow {
             username: &new.username,
             email: &new.email,
@@ -192,7 +193,7 @@ impl AuthService {
     pub async fn login(&self, username: &str, password: &str) -> ServiceResult<LoginResponse> {
         let found = self.users.credentials(username).await?;
         let hash = found.as_ref().map_or_else(|| self.dummy_hash.to_string(), |(hash, _)| hash.clone());
-        let ok = verify_blocking(self.hashing.clone(), password.to_owned(), hash).await?;
+        let ok = self.hashing.verify(password.to_owned(), hash).await?;
         let role = match (ok, found) {
             (true, Some((_, role))) => role,
             _ => return Err(ServiceError::Unauthorized("invalid username or password".into())),
@@ -218,7 +219,7 @@ impl AuthService {
         if password.len() < 8 {
             return Err(ServiceError::Invalid("SHOP_ADMIN_PASSWORD must have at least 8 characters".into()));
         }
-        let hash = hash_blocking(self.hashing.clone(), password.to_owned(), self.cost).await?;
+        let hash = self.hashing.hash(password.to_owned(), self.cost).await?;
         if self.users.make_admin("admin", &hash).await? {
             return Ok(());
         }
@@ -258,22 +259,6 @@ fn validate_new_user(u: &NewUser) -> ServiceResult<()> {
         return Err(ServiceError::Invalid("password must be 8 to 72 bytes long".into()));
     }
     Ok(())
-}
-
-async fn hash_blocking(permits: Arc<Semaphore>, password: String, cost: u32) -> ServiceResult<String> {
-    let _permit = permits.acquire_owned().await.map_err(|e| ServiceError::Internal(e.to_string()))?;
-    tokio::task::spawn_blocking(move || bcrypt::hash(password, cost))
-        .await
-        .map_err(|e| ServiceError::Internal(format!("hashing task: {e}")))?
-        .map_err(|e| ServiceError::Internal(format!("hashing: {e}")))
-}
-
-async fn verify_blocking(permits: Arc<Semaphore>, password: String, hash: String) -> ServiceResult<bool> {
-    let _permit = permits.acquire_owned().await.map_err(|e| ServiceError::Internal(e.to_string()))?;
-    tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash))
-        .await
-        .map_err(|e| ServiceError::Internal(format!("hashing task: {e}")))?
-        .map_err(|e| ServiceError::Internal(format!("checking a password: {e}")))
 }
 
 /// The JWT secret of embedded mode when none is configured: made once, kept in `path`, so that

@@ -16,8 +16,10 @@
 pub mod audit;
 pub mod auth;
 pub mod cart;
+pub mod ceiling;
 pub mod db;
 pub mod error;
+pub mod hashing;
 pub mod kafka;
 pub mod money;
 pub mod order;

@@ -41,8 +41,7 @@ pub async fn measure(
     let db = Database::open(Service::Order, url, pool).await?;
     match &db {
         Database::Sqlite(s) => {
-            sqlx::query(DROP).execute(&s.write).await?;
-            sqlx::query(CREATE).execute(&s.write).await?;
+            s.write.run(|c| Ok(c.execute_batch(&format!("{DROP}; {CREATE};"))?)).await?;
         }
         Database::MySql(m) => {
             sqlx::query(DROP).execute(m).await?;
@@ -60,25 +59,29 @@ pub async fn measure(
                 const PAYLOAD: &str = "a single-row durable commit";
                 match &db {
                     Database::Sqlite(s) => {
-                        sqlx::query(INSERT).bind(id).bind(PAYLOAD).execute(&s.write).await?;
+                        s.write
+                            .run(move |c| {
+                                Ok(c.prepare_cached(INSERT)?.execute(rusqlite::params![id, PAYLOAD])?)
+                            })
+                            .await?;
                     }
                     Database::MySql(m) => {
                         sqlx::query(INSERT).bind(id).bind(PAYLOAD).execute(m).await?;
                     }
                 }
             }
-            Ok::<(), sqlx::Error>(())
+            Ok::<(), ServiceError>(())
         }
     });
     let results = futures::future::join_all(writers).await;
     let seconds = started.elapsed().as_secs_f64();
     let commits = match &db {
-        Database::Sqlite(s) => sqlx::query_scalar::<_, i64>(COUNT).fetch_one(&s.read).await?,
+        Database::Sqlite(s) => s.read.run(|c| Ok(c.query_row(COUNT, [], |r| r.get::<_, i64>(0))?)).await?,
         Database::MySql(m) => sqlx::query_scalar::<_, i64>(COUNT).fetch_one(m).await?,
     };
     match &db {
         Database::Sqlite(s) => {
-            sqlx::query(DROP).execute(&s.write).await?;
+            s.write.run(|c| Ok(c.execute(DROP, [])?)).await?;
         }
         Database::MySql(m) => {
             sqlx::query(DROP).execute(m).await?;

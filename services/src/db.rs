@@ -11,9 +11,7 @@ use rust_decimal::Decimal;
 use shop_actors::ports::CartStore;
 use sqlx::migrate::{MigrateDatabase, Migrator};
 use sqlx::mysql::{MySql, MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::error::{ServiceError, ServiceResult};
 use crate::store::{self, OrderRepo, PaymentStore, ProductStore, UserStore};
@@ -77,11 +75,7 @@ impl Service {
 /// one-connection pool (they queue in the pool, not in SQLite's busy loop, and a transaction never
 /// fails to upgrade from read to write); reads use a pool of their own and, in WAL mode, never
 /// wait for the writer.
-#[derive(Clone, Debug)]
-pub struct SqliteDb {
-    pub read: SqlitePool,
-    pub write: SqlitePool,
-}
+pub use crate::sqlite_db::SqliteDb;
 
 #[derive(Debug, Clone)]
 pub struct PoolConfig {
@@ -115,7 +109,7 @@ impl Database {
             if path.is_empty() {
                 return Err(ServiceError::Invalid(format!("{url:?} names no file")));
             }
-            return Ok(Self::Sqlite(SqliteDb::open(service, Path::new(path), pool).await?));
+            return Ok(Self::Sqlite(open_sqlite(service, Path::new(path), pool).await?));
         }
         if url.starts_with("mysql://") || url.starts_with("mariadb://") {
             return Ok(Self::MySql(open_mysql(service, url, pool).await?));
@@ -170,7 +164,8 @@ impl Database {
 
     pub async fn close(&self) {
         match self {
-            Self::Sqlite(db) => db.close().await,
+            // Its threads end when the last handle on it is dropped.
+            Self::Sqlite(_) => {}
             Self::MySql(db) => db.close().await,
         }
     }
@@ -218,37 +213,26 @@ pub fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }
 
-impl SqliteDb {
-    /// Opens (creating if needed) `path` and applies the service's migrations.
-    pub async fn open(service: Service, path: &Path, pool: &PoolConfig) -> ServiceResult<Self> {
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // With WAL, NORMAL survives a crash of the process (not of the machine) and keeps
-            // commits off the fsync path.
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
-        let write = SqlitePoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(pool.acquire_timeout)
-            .connect_with(options.clone())
-            .await
-            .map_err(|e| ServiceError::Internal(format!("opening {}: {e}", path.display())))?;
-        service.sqlite_migrator().run(&write).await?;
-        let read = SqlitePoolOptions::new()
-            .max_connections(pool.read_connections.max(1))
-            .acquire_timeout(pool.acquire_timeout)
-            .connect_with(options)
-            .await?;
-        Ok(Self { read, write })
-    }
-
-    pub async fn close(&self) {
-        self.read.close().await;
-        self.write.close().await;
-    }
+/// Creates (if missing) and migrates the service's SQLite file with sqlx's migrator, then starts
+/// the connection threads the store uses ([`crate::sqlite_db`]).
+async fn open_sqlite(service: Service, path: &Path, pool: &PoolConfig) -> ServiceResult<SqliteDb> {
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(10));
+    let migrations = SqlitePoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(pool.acquire_timeout)
+        .connect_with(options)
+        .await
+        .map_err(|e| ServiceError::Internal(format!("opening {}: {e}", path.display())))?;
+    service.sqlite_migrator().run(&migrations).await?;
+    migrations.close().await;
+    SqliteDb::start(path, pool.read_connections.max(1) as usize)
+        .map_err(|e| ServiceError::Internal(format!("opening {}: {e}", path.display())))
 }
 
 /// Parses money stored as decimal text.

@@ -25,6 +25,7 @@ pub mod money;
 pub mod order;
 pub mod payment;
 pub mod product;
+pub mod sqlite_db;
 pub mod store;
 pub mod testing;
 

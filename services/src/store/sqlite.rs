@@ -1,16 +1,17 @@
 //! The SQLite repositories (embedded mode). Money is stored as canonical decimal text, since
-//! SQLite's numeric types would round it through floating point.
+//! SQLite's numeric types would round it through floating point; times as RFC 3339 text.
 //!
-//! Write transactions start with `BEGIN IMMEDIATE`: they take the write lock up front (waiting
-//! for it under the busy timeout) instead of reading first and failing with SQLITE_BUSY when
-//! another connection, in this process or another, wrote in between.
+//! Every method is one closure run on the database's own threads ([`crate::sqlite_db`]): a
+//! whole transaction costs one thread hop. Write transactions start with `BEGIN IMMEDIATE`: they
+//! take the write lock up front (waiting for it under the busy timeout) instead of reading first
+//! and failing with SQLITE_BUSY when another connection, in this process or another, wrote in
+//! between.
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use shop_actors::model::{Cart, CartItem, CheckoutHold, NewOrder, Order, OrderEvent, OrderItem};
 use shop_actors::ports::{CartStore, OrderStore, StoreError};
-use sqlx::sqlite::SqliteRow;
-use sqlx::{AssertSqlSafe, QueryBuilder, Row};
 use uuid::Uuid;
 
 use super::{
@@ -18,17 +19,51 @@ use super::{
     UserStore, order_select_sql, payment_status, payment_status_str, role,
 };
 use crate::auth::User;
-use crate::db::{SqliteDb, decimal, is_unique_violation, money_text};
+use crate::db::{decimal, money_text};
 use crate::error::{ServiceError, ServiceResult};
 use crate::payment::Payment;
 use crate::product::{Product, ProductInput};
+use crate::sqlite_db::{SqliteDb, SqliteError, is_unique_violation};
+
+impl From<SqliteError> for ServiceError {
+    fn from(e: SqliteError) -> Self {
+        ServiceError::Internal(format!("database: {e}"))
+    }
+}
 
 fn store_err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
-fn quantity(q: i64) -> ServiceResult<u32> {
-    u32::try_from(q).map_err(|_| ServiceError::Internal(format!("stored quantity {q}")))
+fn decode(e: impl std::fmt::Display) -> SqliteError {
+    SqliteError::Decode(e.to_string())
+}
+
+/// Times as sqlx wrote them before this store existed, so old and new rows read alike.
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, false)
+}
+
+fn parse_ts(s: &str) -> Result<DateTime<Utc>, SqliteError> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    NaiveDateTime::parse_from_str(s, "%F %T%.f")
+        .map(|t| t.and_utc())
+        .map_err(|e| SqliteError::Decode(format!("stored time {s:?}: {e}")))
+}
+
+fn time_at(row: &Row<'_>, column: &str) -> Result<DateTime<Utc>, SqliteError> {
+    parse_ts(&row.get::<_, String>(column)?)
+}
+
+fn money_at(row: &Row<'_>, column: &str) -> Result<rust_decimal::Decimal, SqliteError> {
+    decimal(&row.get::<_, String>(column)?).map_err(decode)
+}
+
+fn quantity_at(row: &Row<'_>, column: &str) -> Result<u32, SqliteError> {
+    let q: i64 = row.get(column)?;
+    u32::try_from(q).map_err(|_| SqliteError::Decode(format!("stored quantity {q}")))
 }
 
 // ---------------------------------------------------------------------------------------- users
@@ -38,24 +73,21 @@ pub struct Users(pub SqliteDb);
 #[async_trait]
 impl UserStore for Users {
     async fn insert(&self, u: NewUserRow<'_>) -> ServiceResult<User> {
-        let result = sqlx::query(
-            "INSERT INTO users (username, email, password, role, created_at) VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(u.username)
-        .bind(u.email)
-        .bind(u.password_hash)
-        .bind(u.role.as_str())
-        .bind(u.created_at)
-        .execute(&self.0.write)
-        .await;
-        match result {
-            Ok(done) => Ok(User {
-                id: done.last_insert_rowid(),
-                username: u.username.to_owned(),
-                email: u.email.to_owned(),
-                role: u.role,
-                created_at: u.created_at,
-            }),
+        let (username, email, hash) = (u.username.to_owned(), u.email.to_owned(), u.password_hash.to_owned());
+        let (role, created_at) = (u.role, u.created_at);
+        let inserted = self
+            .0
+            .write
+            .run(move |c| {
+                c.prepare_cached(
+                    "INSERT INTO users (username, email, password, role, created_at) VALUES (?, ?, ?, ?, ?)",
+                )?
+                .execute(params![username, email, hash, role.as_str(), ts(created_at)])?;
+                Ok((c.last_insert_rowid(), username, email))
+            })
+            .await;
+        match inserted {
+            Ok((id, username, email)) => Ok(User { id, username, email, role, created_at }),
             Err(e) if is_unique_violation(&e) => {
                 Err(ServiceError::Conflict("that username or email is already registered".into()))
             }
@@ -64,20 +96,39 @@ impl UserStore for Users {
     }
 
     async fn credentials(&self, username: &str) -> ServiceResult<Option<(String, crate::auth::Role)>> {
-        let row: Option<(String, String)> =
-            sqlx::query_as("SELECT password, role FROM users WHERE username = ?")
-                .bind(username)
-                .fetch_optional(&self.0.read)
-                .await?;
+        let username = username.to_owned();
+        let row = self
+            .0
+            .read
+            .run(move |c| {
+                Ok(c.prepare_cached("SELECT password, role FROM users WHERE username = ?")?
+                    .query_row([username], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                    .optional()?)
+            })
+            .await?;
         row.map(|(hash, r)| Ok((hash, role(&r)?))).transpose()
     }
 
     async fn find(&self, username: &str) -> ServiceResult<Option<User>> {
-        let row: Option<(i64, String, String, String, DateTime<Utc>)> =
-            sqlx::query_as("SELECT id, username, email, role, created_at FROM users WHERE username = ?")
-                .bind(username)
-                .fetch_optional(&self.0.read)
-                .await?;
+        let username = username.to_owned();
+        let row = self
+            .0
+            .read
+            .run(move |c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT id, username, email, role, created_at FROM users WHERE username = ?",
+                )?;
+                let mut rows = stmt.query([username])?;
+                let Some(r) = rows.next()? else { return Ok(None) };
+                Ok(Some((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    time_at(r, "created_at")?,
+                )))
+            })
+            .await?;
         row.map(|(id, username, email, r, created_at)| {
             Ok(User { id, username, email, role: role(&r)?, created_at })
         })
@@ -85,12 +136,16 @@ impl UserStore for Users {
     }
 
     async fn make_admin(&self, username: &str, password_hash: &str) -> ServiceResult<bool> {
-        let done = sqlx::query("UPDATE users SET password = ?, role = 'ADMIN' WHERE username = ?")
-            .bind(password_hash)
-            .bind(username)
-            .execute(&self.0.write)
+        let (username, hash) = (username.to_owned(), password_hash.to_owned());
+        let changed = self
+            .0
+            .write
+            .run(move |c| {
+                Ok(c.prepare_cached("UPDATE users SET password = ?, role = 'ADMIN' WHERE username = ?")?
+                    .execute(params![hash, username])?)
+            })
             .await?;
-        Ok(done.rows_affected() > 0)
+        Ok(changed > 0)
     }
 }
 
@@ -100,234 +155,267 @@ pub struct Products(pub SqliteDb);
 
 const PRODUCT_COLUMNS: &str = "id, name, description, price, stock, created_at, updated_at";
 
-fn product(row: &SqliteRow) -> ServiceResult<Product> {
+fn product(row: &Row<'_>) -> Result<Product, SqliteError> {
     Ok(Product {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        description: row.try_get("description")?,
-        price: decimal(row.try_get::<&str, _>("price")?)?,
-        stock: row.try_get("stock")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
+        id: row.get("id")?,
+        name: row.get("name")?,
+        description: row.get("description")?,
+        price: money_at(row, "price")?,
+        stock: row.get("stock")?,
+        created_at: time_at(row, "created_at")?,
+        updated_at: time_at(row, "updated_at")?,
     })
+}
+
+/// The rows `sql` answers with `params`, each turned into a product.
+fn products(c: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<Vec<Product>, SqliteError> {
+    let mut stmt = c.prepare_cached(sql)?;
+    let mut rows = stmt.query(params)?;
+    let mut found = Vec::new();
+    while let Some(row) = rows.next()? {
+        found.push(product(row)?);
+    }
+    Ok(found)
 }
 
 #[async_trait]
 impl ProductStore for Products {
     async fn list(&self) -> ServiceResult<Vec<Product>> {
-        let rows = sqlx::query(AssertSqlSafe(format!("SELECT {PRODUCT_COLUMNS} FROM products ORDER BY id")))
-            .fetch_all(&self.0.read)
-            .await?;
-        rows.iter().map(product).collect()
+        let sql = format!("SELECT {PRODUCT_COLUMNS} FROM products ORDER BY id");
+        Ok(self.0.read.run(move |c| products(c, &sql, [])).await?)
     }
 
     async fn get(&self, id: i64) -> ServiceResult<Option<Product>> {
-        let row = sqlx::query(AssertSqlSafe(format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id = ?")))
-            .bind(id)
-            .fetch_optional(&self.0.read)
-            .await?;
-        row.as_ref().map(product).transpose()
+        let sql = format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id = ?");
+        Ok(self.0.read.run(move |c| products(c, &sql, [id])).await?.pop())
     }
 
     async fn create(&self, p: &ProductInput, now: DateTime<Utc>) -> ServiceResult<Product> {
-        let row = sqlx::query(AssertSqlSafe(format!(
+        let sql = format!(
             "INSERT INTO products (name, description, price, stock, created_at, updated_at) \
              VALUES (?, ?, ?, ?, ?, ?) RETURNING {PRODUCT_COLUMNS}"
-        )))
-        .bind(&p.name)
-        .bind(&p.description)
-        .bind(money_text(p.price))
-        .bind(p.stock)
-        .bind(now)
-        .bind(now)
-        .fetch_one(&self.0.write)
-        .await?;
-        product(&row)
+        );
+        let p = p.clone();
+        let created = self
+            .0
+            .write
+            .run(move |c| {
+                products(
+                    c,
+                    &sql,
+                    params![p.name, p.description, money_text(p.price), p.stock, ts(now), ts(now)],
+                )
+            })
+            .await?;
+        created.into_iter().next().ok_or_else(|| ServiceError::Internal("the insert returned no row".into()))
     }
 
     async fn update(&self, id: i64, p: &ProductInput, now: DateTime<Utc>) -> ServiceResult<Option<Product>> {
-        let row = sqlx::query(AssertSqlSafe(format!(
+        let sql = format!(
             "UPDATE products SET name = ?, description = ?, price = ?, stock = ?, updated_at = ? \
              WHERE id = ? RETURNING {PRODUCT_COLUMNS}"
-        )))
-        .bind(&p.name)
-        .bind(&p.description)
-        .bind(money_text(p.price))
-        .bind(p.stock)
-        .bind(now)
-        .bind(id)
-        .fetch_optional(&self.0.write)
-        .await?;
-        row.as_ref().map(product).transpose()
+        );
+        let p = p.clone();
+        let updated = self
+            .0
+            .write
+            .run(move |c| {
+                products(c, &sql, params![p.name, p.description, money_text(p.price), p.stock, ts(now), id])
+            })
+            .await?;
+        Ok(updated.into_iter().next())
     }
 
     async fn delete(&self, id: i64) -> ServiceResult<bool> {
-        let done = sqlx::query("DELETE FROM products WHERE id = ?").bind(id).execute(&self.0.write).await?;
-        Ok(done.rows_affected() > 0)
+        let deleted = self
+            .0
+            .write
+            .run(move |c| Ok(c.prepare_cached("DELETE FROM products WHERE id = ?")?.execute([id])?))
+            .await?;
+        Ok(deleted > 0)
     }
 
     async fn seed_if_empty(&self, products: &[ProductInput], now: DateTime<Utc>) -> ServiceResult<usize> {
-        let mut tx = self.0.write.begin_with("BEGIN IMMEDIATE").await?;
-        let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM products").fetch_one(&mut *tx).await?;
-        if count > 0 || products.is_empty() {
-            return Ok(0);
-        }
-        let mut insert = QueryBuilder::new(
-            "INSERT INTO products (name, description, price, stock, created_at, updated_at) ",
-        );
-        insert.push_values(products, |mut b, p| {
-            b.push_bind(&p.name)
-                .push_bind(&p.description)
-                .push_bind(money_text(p.price))
-                .push_bind(p.stock)
-                .push_bind(now)
-                .push_bind(now);
-        });
-        insert.build().execute(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(products.len())
+        let products = products.to_vec();
+        Ok(self
+            .0
+            .write
+            .run(move |c| {
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let count: i64 = tx.query_row("SELECT COUNT(*) FROM products", [], |r| r.get(0))?;
+                if count > 0 || products.is_empty() {
+                    return Ok(0);
+                }
+                {
+                    let mut insert = tx.prepare_cached(
+                        "INSERT INTO products (name, description, price, stock, created_at, updated_at) \
+                         VALUES (?, ?, ?, ?, ?, ?)",
+                    )?;
+                    for p in &products {
+                        insert.execute(params![
+                            p.name,
+                            p.description,
+                            money_text(p.price),
+                            p.stock,
+                            ts(now),
+                            ts(now)
+                        ])?;
+                    }
+                }
+                tx.commit()?;
+                Ok(products.len())
+            })
+            .await?)
     }
 
     async fn negative_stock(&self) -> ServiceResult<Vec<i64>> {
-        Ok(sqlx::query_scalar("SELECT id FROM products WHERE stock < 0").fetch_all(&self.0.read).await?)
+        Ok(self
+            .0
+            .read
+            .run(|c| {
+                let mut stmt = c.prepare_cached("SELECT id FROM products WHERE stock < 0")?;
+                let ids = stmt.query_map([], |r| r.get(0))?.collect::<Result<Vec<i64>, _>>()?;
+                Ok(ids)
+            })
+            .await?)
     }
 }
 
 // ---------------------------------------------------------------------------------------- carts
 
-/// One round trip to read a cart, one transaction to write it.
+/// One thread hop to read a cart, one transaction to write it.
 pub struct Carts(pub SqliteDb);
 
-fn hold_id(cart: &Cart) -> Option<String> {
-    cart.checkout.map(|h| h.id.to_string())
-}
-
-fn checkout_hold(row: &SqliteRow) -> ServiceResult<Option<CheckoutHold>> {
-    let id: Option<String> = row.try_get("checkout_id")?;
-    let expires_at: Option<DateTime<Utc>> = row.try_get("checkout_expires_at")?;
+fn checkout_hold(row: &Row<'_>) -> Result<Option<CheckoutHold>, SqliteError> {
+    let id: Option<String> = row.get("checkout_id")?;
+    let expires_at: Option<String> = row.get("checkout_expires_at")?;
     Ok(match (id, expires_at) {
         (Some(id), Some(expires_at)) => Some(CheckoutHold {
-            id: id.parse().map_err(|e| ServiceError::Internal(format!("stored checkout id {id:?}: {e}")))?,
-            expires_at,
+            id: id.parse().map_err(|e| SqliteError::Decode(format!("stored checkout id {id:?}: {e}")))?,
+            expires_at: parse_ts(&expires_at)?,
         }),
         _ => None,
     })
 }
 
+/// Why a cart write did not happen.
+enum CartWrite {
+    Saved,
+    /// The stored version is not the one the write was based on.
+    Stale,
+}
+
+fn save_cart(c: &mut Connection, cart: &Cart, applied_order: Option<i64>) -> Result<CartWrite, SqliteError> {
+    let now = ts(crate::db::now());
+    let hold = cart.checkout.map(|h| (h.id.to_string(), ts(h.expires_at)));
+    let (hold_id, hold_expiry) = (hold.as_ref().map(|h| &h.0), hold.as_ref().map(|h| &h.1));
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let cart_id: Option<i64> = if cart.version == 0 {
+        let inserted = tx
+            .prepare_cached(
+                "INSERT INTO cart (username, version, checkout_id, checkout_expires_at, created_at, updated_at) \
+                 VALUES (?, 1, ?, ?, ?, ?) RETURNING id",
+            )?
+            .query_row(params![cart.username, hold_id, hold_expiry, now, now], |r| r.get(0))
+            .map_err(SqliteError::from);
+        match inserted {
+            Ok(id) => Some(id),
+            Err(e) if is_unique_violation(&e) => None,
+            Err(e) => return Err(e),
+        }
+    } else {
+        tx.prepare_cached(
+            "UPDATE cart SET version = version + 1, checkout_id = ?, checkout_expires_at = ?, updated_at = ? \
+             WHERE username = ? AND version = ? RETURNING id",
+        )?
+        .query_row(params![hold_id, hold_expiry, now, cart.username, cart.version], |r| r.get(0))
+        .optional()?
+    };
+    let Some(cart_id) = cart_id else { return Ok(CartWrite::Stale) };
+    tx.prepare_cached("DELETE FROM cart_items WHERE cart_id = ?")?.execute([cart_id])?;
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO cart_items (cart_id, product_id, product_name, price, quantity) VALUES (?, ?, ?, ?, ?)",
+        )?;
+        for i in &cart.items {
+            insert.execute(params![
+                cart_id,
+                i.product_id,
+                i.product_name,
+                money_text(i.price),
+                i64::from(i.quantity)
+            ])?;
+        }
+    }
+    if let Some(order_id) = applied_order {
+        let applied = tx
+            .prepare_cached(
+                "INSERT INTO cart_applied_orders (username, order_id, applied_at) VALUES (?, ?, ?)",
+            )?
+            .execute(params![cart.username, order_id, now])
+            .map_err(SqliteError::from);
+        match applied {
+            Ok(_) => {}
+            Err(e) if is_unique_violation(&e) => return Ok(CartWrite::Stale),
+            Err(e) => return Err(e),
+        }
+    }
+    tx.commit()?;
+    Ok(CartWrite::Saved)
+}
+
 #[async_trait]
 impl CartStore for Carts {
     async fn load(&self, username: &str) -> Result<Cart, StoreError> {
-        let rows = sqlx::query(
-            "SELECT c.version, c.checkout_id, c.checkout_expires_at, \
-                    i.product_id, i.product_name, i.price, i.quantity \
-             FROM cart c LEFT JOIN cart_items i ON i.cart_id = c.id WHERE c.username = ? ORDER BY i.id",
-        )
-        .bind(username)
-        .fetch_all(&self.0.read)
-        .await
-        .map_err(store_err)?;
-        let mut cart = Cart::empty(username);
-        for row in rows {
-            cart.version = row.try_get("version").map_err(store_err)?;
-            cart.checkout = checkout_hold(&row).map_err(store_err)?;
-            let Some(product_id) = row.try_get::<Option<i64>, _>("product_id").map_err(store_err)? else {
-                continue;
-            };
-            cart.items.push(CartItem {
-                product_id,
-                product_name: row.try_get("product_name").map_err(store_err)?,
-                price: decimal(row.try_get::<&str, _>("price").map_err(store_err)?).map_err(store_err)?,
-                quantity: quantity(row.try_get("quantity").map_err(store_err)?).map_err(store_err)?,
-            });
-        }
-        Ok(cart)
+        let username = username.to_owned();
+        self.0
+            .read
+            .run(move |c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT c.version, c.checkout_id, c.checkout_expires_at, \
+                            i.product_id, i.product_name, i.price, i.quantity \
+                     FROM cart c LEFT JOIN cart_items i ON i.cart_id = c.id WHERE c.username = ? ORDER BY i.id",
+                )?;
+                let mut rows = stmt.query([&username])?;
+                let mut cart = Cart::empty(username.as_str());
+                while let Some(row) = rows.next()? {
+                    cart.version = row.get("version")?;
+                    cart.checkout = checkout_hold(row)?;
+                    let Some(product_id) = row.get::<_, Option<i64>>("product_id")? else { continue };
+                    cart.items.push(CartItem {
+                        product_id,
+                        product_name: row.get("product_name")?,
+                        price: money_at(row, "price")?,
+                        quantity: quantity_at(row, "quantity")?,
+                    });
+                }
+                Ok(cart)
+            })
+            .await
+            .map_err(store_err)
     }
 
     async fn save(&self, cart: &Cart, applied_order: Option<i64>) -> Result<i64, StoreError> {
-        let stale = || {
-            StoreError::Conflict(format!("cart of {} changed since version {}", cart.username, cart.version))
-        };
-        let now = crate::db::now();
-        let mut tx = self.0.write.begin_with("BEGIN IMMEDIATE").await.map_err(store_err)?;
-        let cart_id: Option<i64> = if cart.version == 0 {
-            let inserted = sqlx::query_scalar(
-                "INSERT INTO cart (username, version, checkout_id, checkout_expires_at, created_at, updated_at) \
-                 VALUES (?, 1, ?, ?, ?, ?) RETURNING id",
-            )
-            .bind(&cart.username)
-            .bind(hold_id(cart))
-            .bind(cart.checkout.map(|h| h.expires_at))
-            .bind(now)
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await;
-            match inserted {
-                Ok(id) => Some(id),
-                Err(e) if is_unique_violation(&e) => None,
-                Err(e) => return Err(store_err(e)),
-            }
-        } else {
-            sqlx::query_scalar(
-                "UPDATE cart SET version = version + 1, checkout_id = ?, checkout_expires_at = ?, updated_at = ? \
-                 WHERE username = ? AND version = ? RETURNING id",
-            )
-            .bind(hold_id(cart))
-            .bind(cart.checkout.map(|h| h.expires_at))
-            .bind(now)
-            .bind(&cart.username)
-            .bind(cart.version)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(store_err)?
-        };
-        let cart_id = cart_id.ok_or_else(stale)?;
-        sqlx::query("DELETE FROM cart_items WHERE cart_id = ?")
-            .bind(cart_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(store_err)?;
-        if !cart.items.is_empty() {
-            let mut insert = QueryBuilder::new(
-                "INSERT INTO cart_items (cart_id, product_id, product_name, price, quantity) ",
-            );
-            insert.push_values(&cart.items, |mut b, i| {
-                b.push_bind(cart_id)
-                    .push_bind(i.product_id)
-                    .push_bind(&i.product_name)
-                    .push_bind(money_text(i.price))
-                    .push_bind(i64::from(i.quantity));
-            });
-            insert.build().execute(&mut *tx).await.map_err(store_err)?;
+        let (owned, version) = (cart.clone(), cart.version);
+        match self.0.write.run(move |c| save_cart(c, &owned, applied_order)).await.map_err(store_err)? {
+            CartWrite::Saved => Ok(version + 1),
+            CartWrite::Stale => Err(StoreError::Conflict(format!(
+                "cart of {} changed since version {version}",
+                cart.username
+            ))),
         }
-        if let Some(order_id) = applied_order {
-            let applied = sqlx::query(
-                "INSERT INTO cart_applied_orders (username, order_id, applied_at) VALUES (?, ?, ?)",
-            )
-            .bind(&cart.username)
-            .bind(order_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await;
-            match applied {
-                Ok(_) => {}
-                Err(e) if is_unique_violation(&e) => return Err(stale()),
-                Err(e) => return Err(store_err(e)),
-            }
-        }
-        tx.commit().await.map_err(store_err)?;
-        Ok(cart.version + 1)
     }
 
     async fn checkout_applied(&self, username: &str, order_id: i64) -> Result<bool, StoreError> {
-        let found: Option<i64> = sqlx::query_scalar(
-            "SELECT order_id FROM cart_applied_orders WHERE username = ? AND order_id = ?",
-        )
-        .bind(username)
-        .bind(order_id)
-        .fetch_optional(&self.0.read)
-        .await
-        .map_err(store_err)?;
-        Ok(found.is_some())
+        let username = username.to_owned();
+        self.0
+            .read
+            .run(move |c| {
+                Ok(c.prepare_cached("SELECT 1 FROM cart_applied_orders WHERE username = ? AND order_id = ?")?
+                    .exists(params![username, order_id])?)
+            })
+            .await
+            .map_err(store_err)
     }
 }
 
@@ -338,56 +426,84 @@ pub struct Payments(pub SqliteDb);
 const PAYMENT_COLUMNS: &str =
     "id, order_id, user_id, amount, status, transaction_id, failure_reason, created_at";
 
-fn payment(row: &SqliteRow) -> ServiceResult<Payment> {
+fn payment(row: &Row<'_>) -> Result<Payment, SqliteError> {
     Ok(Payment {
-        id: row.try_get("id")?,
-        order_id: row.try_get("order_id")?,
-        user_id: row.try_get("user_id")?,
-        amount: decimal(row.try_get::<&str, _>("amount")?)?,
-        status: payment_status(row.try_get::<&str, _>("status")?)?,
-        transaction_id: row.try_get("transaction_id")?,
-        failure_reason: row.try_get("failure_reason")?,
-        created_at: row.try_get("created_at")?,
+        id: row.get("id")?,
+        order_id: row.get("order_id")?,
+        user_id: row.get("user_id")?,
+        amount: money_at(row, "amount")?,
+        status: payment_status(&row.get::<_, String>("status")?).map_err(decode)?,
+        transaction_id: row.get("transaction_id")?,
+        failure_reason: row.get("failure_reason")?,
+        created_at: time_at(row, "created_at")?,
     })
+}
+
+fn payments(c: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<Vec<Payment>, SqliteError> {
+    let mut stmt = c.prepare_cached(sql)?;
+    let mut rows = stmt.query(params)?;
+    let mut found = Vec::new();
+    while let Some(row) = rows.next()? {
+        found.push(payment(row)?);
+    }
+    Ok(found)
 }
 
 #[async_trait]
 impl PaymentStore for Payments {
     async fn find_by_order(&self, order_id: i64) -> ServiceResult<Option<Payment>> {
-        let row =
-            sqlx::query(AssertSqlSafe(format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE order_id = ?")))
-                .bind(order_id)
-                .fetch_optional(&self.0.read)
-                .await?;
-        row.as_ref().map(payment).transpose()
+        let sql = format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE order_id = ?");
+        Ok(self.0.read.run(move |c| payments(c, &sql, [order_id])).await?.pop())
     }
 
     async fn insert(&self, p: NewPayment<'_>) -> ServiceResult<Option<Payment>> {
-        let inserted = sqlx::query(AssertSqlSafe(format!(
+        let sql = format!(
             "INSERT INTO payments (order_id, user_id, amount, status, transaction_id, failure_reason, created_at) \
              VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING {PAYMENT_COLUMNS}"
-        )))
-        .bind(p.order_id)
-        .bind(p.user_id)
-        .bind(money_text(p.amount))
-        .bind(payment_status_str(p.status))
-        .bind(p.transaction_id)
-        .bind(p.failure_reason)
-        .bind(p.created_at)
-        .fetch_one(&self.0.write)
-        .await;
+        );
+        let values = (
+            p.order_id,
+            p.user_id.to_owned(),
+            money_text(p.amount),
+            payment_status_str(p.status),
+            p.transaction_id.map(str::to_owned),
+            p.failure_reason.map(str::to_owned),
+            ts(p.created_at),
+        );
+        let inserted = self
+            .0
+            .write
+            .run(move |c| {
+                let (order_id, user_id, amount, status, txn, reason, at) = values;
+                payments(c, &sql, params![order_id, user_id, amount, status, txn, reason, at])
+            })
+            .await;
         match inserted {
-            Ok(row) => payment(&row).map(Some),
+            Ok(rows) => Ok(rows.into_iter().next()),
             Err(e) if is_unique_violation(&e) => Ok(None),
             Err(e) => Err(e.into()),
         }
     }
 
     async fn summaries(&self) -> ServiceResult<Vec<PaymentSummary>> {
-        let rows: Vec<(i64, i64, String, String)> =
-            sqlx::query_as("SELECT id, order_id, status, amount FROM payments")
-                .fetch_all(&self.0.read)
-                .await?;
+        let rows = self
+            .0
+            .read
+            .run(|c| {
+                let mut stmt = c.prepare_cached("SELECT id, order_id, status, amount FROM payments")?;
+                let rows = stmt
+                    .query_map([], |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, i64>(1)?,
+                            r.get::<_, String>(2)?,
+                            r.get::<_, String>(3)?,
+                        ))
+                    })?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(rows)
+            })
+            .await?;
         rows.into_iter()
             .map(|(id, order_id, status, amount)| {
                 Ok(PaymentSummary {
@@ -409,95 +525,121 @@ impl Orders {
     /// Orders (with their items) matching `filter`, newest first, in one query.
     async fn select(&self, filter: &str, binds: &[Bind<'_>]) -> Result<Vec<Order>, StoreError> {
         let sql = order_select_sql(filter);
-        let mut query = sqlx::query(AssertSqlSafe(sql));
-        for b in binds {
-            query = match b {
-                Bind::Int(v) => query.bind(*v),
-                Bind::Text(v) => query.bind(*v),
-            };
-        }
-        let rows = query.fetch_all(&self.0.read).await.map_err(store_err)?;
-        group_orders(&rows).map_err(store_err)
+        let binds: Vec<rusqlite::types::Value> = binds
+            .iter()
+            .map(|b| match b {
+                Bind::Int(v) => rusqlite::types::Value::Integer(*v),
+                Bind::Text(v) => rusqlite::types::Value::Text((*v).to_owned()),
+            })
+            .collect();
+        self.0
+            .read
+            .run(move |c| {
+                let mut stmt = c.prepare_cached(&sql)?;
+                let mut rows = stmt.query(rusqlite::params_from_iter(binds))?;
+                group_orders(&mut rows)
+            })
+            .await
+            .map_err(store_err)
     }
 }
 
-fn group_orders(rows: &[SqliteRow]) -> ServiceResult<Vec<Order>> {
+fn group_orders(rows: &mut rusqlite::Rows<'_>) -> Result<Vec<Order>, SqliteError> {
     let mut orders: Vec<Order> = Vec::new();
-    for row in rows {
-        let id: i64 = row.try_get("id")?;
+    while let Some(row) = rows.next()? {
+        let id: i64 = row.get("id")?;
         if orders.last().is_none_or(|o| o.id != id) {
-            let status: &str = row.try_get("status")?;
+            let status: String = row.get("status")?;
             orders.push(Order {
                 id,
-                username: row.try_get("username")?,
+                username: row.get("username")?,
                 items: Vec::new(),
-                total_amount: decimal(row.try_get::<&str, _>("total_amount")?)?,
-                status: status.parse().map_err(|e| ServiceError::Internal(format!("{e}")))?,
-                payment_id: row.try_get("payment_id")?,
-                failure_reason: row.try_get("failure_reason")?,
-                idempotency_key: row.try_get("idempotency_key")?,
-                created_at: row.try_get("created_at")?,
-                version: row.try_get("version")?,
+                total_amount: money_at(row, "total_amount")?,
+                status: status.parse().map_err(decode)?,
+                payment_id: row.get("payment_id")?,
+                failure_reason: row.get("failure_reason")?,
+                idempotency_key: row.get("idempotency_key")?,
+                created_at: time_at(row, "created_at")?,
+                version: row.get("version")?,
             });
         }
-        if let (Some(order), Some(product_id)) =
-            (orders.last_mut(), row.try_get::<Option<i64>, _>("product_id")?)
+        if let (Some(order), Some(product_id)) = (orders.last_mut(), row.get::<_, Option<i64>>("product_id")?)
         {
             order.items.push(OrderItem {
                 product_id,
-                product_name: row.try_get("product_name")?,
-                price: decimal(row.try_get::<&str, _>("price")?)?,
-                quantity: quantity(row.try_get("quantity")?)?,
+                product_name: row.get("product_name")?,
+                price: money_at(row, "price")?,
+                quantity: quantity_at(row, "quantity")?,
             });
         }
     }
     Ok(orders)
 }
 
+fn push_event(tx: &Connection, event: &OrderEvent, now: &str) -> Result<(), SqliteError> {
+    let payload = serde_json::to_string(event).map_err(decode)?;
+    tx.prepare_cached(
+        "INSERT INTO order_outbox (event_id, order_id, payload, created_at) VALUES (?, ?, ?, ?)",
+    )?
+    .execute(params![event.event_id.to_string(), event.order_id, payload, now])?;
+    Ok(())
+}
+
+/// What an order write came to.
+enum OrderWrite<T> {
+    Done(T),
+    DuplicateKey,
+    Stale,
+}
+
 #[async_trait]
 impl OrderStore for Orders {
     async fn create(&self, new: NewOrder) -> Result<Order, StoreError> {
-        let now = crate::db::now();
-        let mut tx = self.0.write.begin_with("BEGIN IMMEDIATE").await.map_err(store_err)?;
-        let inserted = sqlx::query_scalar(
-            "INSERT INTO orders (username, total_amount, status, idempotency_key, version, created_at, updated_at) \
-             VALUES (?, ?, 'PENDING', ?, 1, ?, ?) RETURNING id",
-        )
-        .bind(&new.username)
-        .bind(money_text(new.total_amount))
-        .bind(&new.idempotency_key)
-        .bind(now)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await;
-        let id: i64 = match inserted {
-            Ok(id) => id,
-            Err(e) if is_unique_violation(&e) => {
-                return Err(StoreError::Duplicate(format!(
-                    "idempotency key of {} already used",
-                    new.username
-                )));
+        let username = new.username.clone();
+        let written = self
+            .0
+            .write
+            .run(move |c| {
+                let now = crate::db::now();
+                let at = ts(now);
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let inserted = tx
+                    .prepare_cached(
+                        "INSERT INTO orders (username, total_amount, status, idempotency_key, version, created_at, updated_at) \
+                         VALUES (?, ?, 'PENDING', ?, 1, ?, ?) RETURNING id",
+                    )?
+                    .query_row(
+                        params![new.username, money_text(new.total_amount), new.idempotency_key, at, at],
+                        |r| r.get::<_, i64>(0),
+                    )
+                    .map_err(SqliteError::from);
+                let id = match inserted {
+                    Ok(id) => id,
+                    Err(e) if is_unique_violation(&e) => return Ok(OrderWrite::DuplicateKey),
+                    Err(e) => return Err(e),
+                };
+                {
+                    let mut insert = tx.prepare_cached(
+                        "INSERT INTO order_items (order_id, product_id, product_name, price, quantity) VALUES (?, ?, ?, ?, ?)",
+                    )?;
+                    for i in &new.items {
+                        insert.execute(params![id, i.product_id, i.product_name, money_text(i.price), i64::from(i.quantity)])?;
+                    }
+                }
+                let checkout_id = new.checkout_id;
+                let order = Order::created(id, new, now);
+                push_event(&tx, &OrderEvent::created(&order, checkout_id), &at)?;
+                tx.commit()?;
+                Ok(OrderWrite::Done(order))
+            })
+            .await
+            .map_err(store_err)?;
+        match written {
+            OrderWrite::Done(order) => Ok(order),
+            OrderWrite::DuplicateKey | OrderWrite::Stale => {
+                Err(StoreError::Duplicate(format!("idempotency key of {username} already used")))
             }
-            Err(e) => return Err(store_err(e)),
-        };
-        if !new.items.is_empty() {
-            let mut insert = QueryBuilder::new(
-                "INSERT INTO order_items (order_id, product_id, product_name, price, quantity) ",
-            );
-            insert.push_values(&new.items, |mut b, i| {
-                b.push_bind(id)
-                    .push_bind(i.product_id)
-                    .push_bind(&i.product_name)
-                    .push_bind(money_text(i.price))
-                    .push_bind(i64::from(i.quantity));
-            });
-            insert.build().execute(&mut *tx).await.map_err(store_err)?;
         }
-        let checkout_id = new.checkout_id;
-        let order = Order::created(id, new, now);
-        push_event(&mut tx, &OrderEvent::created(&order, checkout_id), now).await.map_err(store_err)?;
-        tx.commit().await.map_err(store_err)?;
-        Ok(order)
     }
 
     async fn load(&self, id: i64) -> Result<Option<Order>, StoreError> {
@@ -512,32 +654,37 @@ impl OrderStore for Orders {
     }
 
     async fn update(&self, order: &Order, event: Option<&OrderEvent>) -> Result<i64, StoreError> {
-        let now = crate::db::now();
-        let mut tx = self.0.write.begin_with("BEGIN IMMEDIATE").await.map_err(store_err)?;
-        let done = sqlx::query(
-            "UPDATE orders SET status = ?, payment_id = ?, failure_reason = ?, version = version + 1, updated_at = ? \
-             WHERE id = ? AND version = ?",
-        )
-        .bind(order.status.as_str())
-        .bind(order.payment_id)
-        .bind(&order.failure_reason)
-        .bind(now)
-        .bind(order.id)
-        .bind(order.version)
-        .execute(&mut *tx)
-        .await
-        .map_err(store_err)?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::Conflict(format!(
+        let (o, event) = (order.clone(), event.cloned());
+        let written = self
+            .0
+            .write
+            .run(move |c| {
+                let now = ts(crate::db::now());
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let changed = tx
+                    .prepare_cached(
+                        "UPDATE orders SET status = ?, payment_id = ?, failure_reason = ?, version = version + 1, \
+                         updated_at = ? WHERE id = ? AND version = ?",
+                    )?
+                    .execute(params![o.status.as_str(), o.payment_id, o.failure_reason, now, o.id, o.version])?;
+                if changed == 0 {
+                    return Ok(OrderWrite::Stale);
+                }
+                if let Some(event) = &event {
+                    push_event(&tx, event, &now)?;
+                }
+                tx.commit()?;
+                Ok(OrderWrite::Done(()))
+            })
+            .await
+            .map_err(store_err)?;
+        match written {
+            OrderWrite::Done(()) => Ok(order.version + 1),
+            OrderWrite::Stale | OrderWrite::DuplicateKey => Err(StoreError::Conflict(format!(
                 "order {} changed since version {}",
                 order.id, order.version
-            )));
+            ))),
         }
-        if let Some(event) = event {
-            push_event(&mut tx, event, now).await.map_err(store_err)?;
-        }
-        tx.commit().await.map_err(store_err)?;
-        Ok(order.version + 1)
     }
 
     async fn list_for_user(&self, username: &str) -> Result<Vec<Order>, StoreError> {
@@ -545,54 +692,71 @@ impl OrderStore for Orders {
     }
 
     async fn unsent_events(&self, limit: usize) -> Result<Vec<OrderEvent>, StoreError> {
-        let rows: Vec<String> =
-            sqlx::query_scalar("SELECT payload FROM order_outbox WHERE sent_at IS NULL ORDER BY id LIMIT ?")
-                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-                .fetch_all(&self.0.read)
-                .await
-                .map_err(store_err)?;
-        rows.iter().map(|p| serde_json::from_str(p).map_err(store_err)).collect()
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.0
+            .read
+            .run(move |c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT payload FROM order_outbox WHERE sent_at IS NULL ORDER BY id LIMIT ?",
+                )?;
+                let mut rows = stmt.query([limit])?;
+                let mut events = Vec::new();
+                while let Some(row) = rows.next()? {
+                    events.push(serde_json::from_str(&row.get::<_, String>(0)?).map_err(decode)?);
+                }
+                Ok(events)
+            })
+            .await
+            .map_err(store_err)
     }
 
     async fn mark_sent(&self, event_ids: &[Uuid]) -> Result<(), StoreError> {
         if event_ids.is_empty() {
             return Ok(());
         }
-        let mut update = QueryBuilder::new("UPDATE order_outbox SET sent_at = ");
-        update.push_bind(crate::db::now()).push(" WHERE event_id IN (");
-        let mut ids = update.separated(", ");
-        for id in event_ids {
-            ids.push_bind(id.to_string());
-        }
-        update.push(")");
-        update.build().execute(&self.0.write).await.map_err(store_err)?;
-        Ok(())
+        let ids: Vec<String> = event_ids.iter().map(Uuid::to_string).collect();
+        self.0
+            .write
+            .run(move |c| {
+                let now = ts(crate::db::now());
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                {
+                    let mut mark = tx.prepare_cached(
+                        "UPDATE order_outbox SET sent_at = ? WHERE event_id = ? AND sent_at IS NULL",
+                    )?;
+                    for id in &ids {
+                        mark.execute(params![now, id])?;
+                    }
+                }
+                tx.commit()?;
+                Ok(())
+            })
+            .await
+            .map_err(store_err)
     }
-}
-
-async fn push_event(
-    conn: &mut sqlx::SqliteConnection,
-    event: &OrderEvent,
-    now: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
-    let payload = serde_json::to_string(event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    sqlx::query("INSERT INTO order_outbox (event_id, order_id, payload, created_at) VALUES (?, ?, ?, ?)")
-        .bind(event.event_id.to_string())
-        .bind(event.order_id)
-        .bind(payload)
-        .bind(now)
-        .execute(conn)
-        .await?;
-    Ok(())
 }
 
 #[async_trait]
 impl OrderRepo for Orders {
     async fn summaries(&self) -> ServiceResult<Vec<OrderSummary>> {
-        let rows: Vec<(i64, String, Option<i64>, String)> =
-            sqlx::query_as("SELECT id, status, payment_id, total_amount FROM orders")
-                .fetch_all(&self.0.read)
-                .await?;
+        let rows = self
+            .0
+            .read
+            .run(|c| {
+                let mut stmt = c.prepare_cached("SELECT id, status, payment_id, total_amount FROM orders")?;
+                let rows = stmt
+                    .query_map([], |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, Option<i64>>(2)?,
+                            r.get::<_, String>(3)?,
+                        ))
+                    })?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(rows)
+            })
+            .await?;
         rows.into_iter()
             .map(|(id, status, payment_id, total)| {
                 Ok(OrderSummary { id, status, payment_id, total_amount: decimal(&total)? })

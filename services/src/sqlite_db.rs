@@ -1,0 +1,130 @@
+//! SQLite connections on threads of their own.
+//!
+//! Each SQLite database gets one writer thread (SQLite has one writer at a time anyway) and a few
+//! reader threads, each owning its connection. A store method sends one closure that runs a whole
+//! transaction on that connection and gets the answer back: one thread hop per transaction, not
+//! one per statement. Through sqlx every statement was a round trip to a worker thread, and a
+//! checkout's ~30 statements spent most of their time in thread switches (docs/PERFORMANCE.md).
+//! sqlx still runs the migrations when the database is opened.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::oneshot;
+
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+
+/// Connections behind one queue: the writer, or the readers.
+#[derive(Clone)]
+pub struct Lane {
+    jobs: Sender<Job>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SqliteError {
+    #[error(transparent)]
+    Sql(#[from] rusqlite::Error),
+    #[error("stored value: {0}")]
+    Decode(String),
+    #[error("the database connection threads have stopped")]
+    Stopped,
+}
+
+impl Lane {
+    fn start(path: &Path, name: &str, threads: usize) -> Result<Self, SqliteError> {
+        let (jobs, queue) = channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        for i in 0..threads.max(1) {
+            // Open here so that a bad path fails the open, not a later query.
+            let conn = connect(path)?;
+            let queue = queue.clone();
+            std::thread::Builder::new()
+                .name(format!("sqlite-{name}-{i}"))
+                .spawn(move || serve(conn, &queue))
+                .map_err(|e| SqliteError::Decode(format!("starting a database thread: {e}")))?;
+        }
+        Ok(Self { jobs })
+    }
+
+    /// Runs `work` on one of this lane's connections and answers what it returned.
+    pub async fn run<T, F>(&self, work: F) -> Result<T, SqliteError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, SqliteError> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            // The caller may have stopped waiting; then nobody needs the answer.
+            let _ = reply.send(work(conn));
+        });
+        self.jobs.send(job).map_err(|_| SqliteError::Stopped)?;
+        answer.await.map_err(|_| SqliteError::Stopped)?
+    }
+}
+
+fn connect(path: &Path) -> Result<Connection, SqliteError> {
+    let flags =
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)?;
+    // WAL is a property of the file (set when sqlx created it); the rest is per connection. With
+    // WAL, NORMAL survives a crash of the process (not of the machine) and keeps commits off the
+    // fsync path.
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+fn serve(mut conn: Connection, queue: &Mutex<Receiver<Job>>) {
+    loop {
+        // Poisoning needs a panic while receiving, which does not happen; stop if it does.
+        let job = match queue.lock() {
+            Ok(q) => q.recv(),
+            Err(_) => return,
+        };
+        // Every handle is gone: the database was closed.
+        let Ok(job) = job else { return };
+        job(&mut conn);
+    }
+}
+
+/// One SQLite database: a writer lane and a reader lane. Cheap to clone; the threads end when
+/// the last clone is dropped.
+#[derive(Clone)]
+pub struct SqliteDb {
+    pub path: PathBuf,
+    pub write: Lane,
+    pub read: Lane,
+}
+
+impl std::fmt::Debug for SqliteDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteDb").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+impl SqliteDb {
+    /// Starts the threads on a database file that exists and is migrated.
+    pub fn start(path: &Path, readers: usize) -> Result<Self, SqliteError> {
+        Ok(Self {
+            path: path.to_owned(),
+            write: Lane::start(path, "write", 1)?,
+            read: Lane::start(path, "read", readers)?,
+        })
+    }
+}
+
+/// Whether `e` is a UNIQUE or PRIMARY KEY violation.
+pub fn is_unique_violation(e: &SqliteError) -> bool {
+    matches!(
+        e,
+        SqliteError::Sql(rusqlite::Error::SqliteFailure(f, _))
+            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+    )
+}

@@ -13,7 +13,7 @@ use shop_actors::{Core, CoreConfig, Decimal};
 // The `shop` binary's allocator too: the core allocates per message, and glibc's malloc spent a
 // quarter of this benchmark's CPU time in the profile (docs/PERFORMANCE.md).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn mouse() -> ProductSnapshot {
     ProductSnapshot { id: 2, name: "Mouse".into(), price: Decimal::new(2999, 2) }

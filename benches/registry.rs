@@ -12,7 +12,7 @@ use shop_actors::{Core, CoreConfig};
 
 // The same allocator as the `shop` binary and the checkout benchmark.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 const BATCH: usize = 256;
 

@@ -141,7 +141,10 @@ impl<E: Entity> Activation<E> {
             if std::thread::panicking() {
                 inner.record_restart(&self.key);
             } else {
-                inner.passivations.fetch_add(1, Ordering::Relaxed);
+                let passivated = inner.passivations.fetch_add(1, Ordering::Relaxed) + 1;
+                if passivated % SHRINK_CHECK_EVERY == 0 {
+                    inner.shrink_if_sparse();
+                }
             }
         }
     }
@@ -304,7 +307,23 @@ impl<E: Entity> Registry<E> {
     }
 }
 
+/// Every this many passivations, the registry checks whether its map has become sparse.
+const SHRINK_CHECK_EVERY: u64 = 1024;
+
 impl<E: Entity> Inner<E> {
+    /// A burst of activations grows the map; once most of them have passivated, give the room
+    /// back, so that memory returns to what the live actors need.
+    fn shrink_if_sparse(&self) {
+        let (live, room) = (self.slots.len(), self.slots.capacity());
+        if room > 4096 && live.saturating_mul(4) < room {
+            self.slots.shrink_to_fit();
+        }
+        let (crashed, room) = (self.restarts_by_key.len(), self.restarts_by_key.capacity());
+        if room > 4096 && crashed.saturating_mul(4) < room {
+            self.restarts_by_key.shrink_to_fit();
+        }
+    }
+
     fn record_restart(&self, key: &E::Key) {
         self.restarts.fetch_add(1, Ordering::Relaxed);
         let window = self.config.restart_window;

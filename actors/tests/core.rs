@@ -158,6 +158,48 @@ async fn idle_actors_passivate_and_come_back_with_their_state() {
     assert_eq!(core.carts.stats().activations, 4);
 }
 
+#[tokio::test]
+async fn an_asked_passivation_stops_the_actor_and_the_next_message_reloads_it() {
+    let (core, _) = core_with(Arc::new(MemoryPayments::new(0)), CoreConfig::default());
+    core.carts.add("p", mouse(), 3).await.expect("add");
+    let first = core.carts.registry().actor(&"p".to_owned()).expect("live actor");
+    assert!(core.carts.registry().passivate(&"p".to_owned()).await, "the actor was live");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while core.carts.stats().live > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the actor never stopped: {:?}", core.carts.stats());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!first.connected(), "the old actor must be gone");
+    assert_eq!(core.carts.stats().passivations, 1);
+    assert!(!core.carts.registry().passivate(&"p".to_owned()).await, "nothing live to passivate");
+    assert_eq!(core.carts.get("p").await.expect("reactivated").items[0].quantity, 3);
+    assert_eq!(core.carts.stats().activations, 2);
+}
+
+#[tokio::test]
+async fn settled_orders_leave_memory_and_reload_for_later_transitions() {
+    let (core, _) = core_with(Arc::new(MemoryPayments::new(0)), CoreConfig::default());
+    core.carts.add("s", mouse(), 1).await.expect("add");
+    let order = core.checkouts.checkout("s", None).await.expect("checkout");
+    assert_eq!(order.status, shop_actors::model::OrderStatus::Paid);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while core.orders.stats().live > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the settled order stayed live: {:?}",
+            core.orders.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let shipped = core
+        .orders
+        .transition(order.id, shop_actors::model::OrderStatus::Shipped, None, None, None)
+        .await
+        .expect("ship");
+    assert_eq!(shipped.status, shop_actors::model::OrderStatus::Shipped);
+    assert_eq!(shipped.version, order.version + 1);
+}
+
 /// A cart store that panics once, on the first save after `armed` is set.
 struct PanicOnce {
     inner: MemoryCartStore,

@@ -4,10 +4,11 @@ use clap::Parser;
 use shop_http::{Application, Cli, Command};
 use tracing_subscriber::EnvFilter;
 
-// Every request and actor message allocates; mimalloc is faster than glibc's malloc for that
-// pattern and hands freed memory back to the system (docs/PERFORMANCE.md).
+// Every request and actor message allocates; jemalloc is faster than glibc's malloc for that
+// pattern, and its background thread (.cargo/config.toml) hands freed memory back to the system
+// after a burst even when the threads that freed it have gone idle (docs/PERFORMANCE.md).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

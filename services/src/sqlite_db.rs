@@ -93,13 +93,32 @@ fn serve(mut conn: Connection, queue: &Mutex<Receiver<Job>>) {
     }
 }
 
-/// One SQLite database: a writer lane and a reader lane. Cheap to clone; the threads end when
-/// the last clone is dropped.
+/// One SQLite database: a writer lane, a reader lane and a checkpointer. Cheap to clone; the
+/// threads end when the last clone is dropped.
 #[derive(Clone)]
 pub struct SqliteDb {
     pub path: PathBuf,
     pub write: Lane,
     pub read: Lane,
+    /// Dropping the last clone disconnects the checkpointer, which then stops.
+    _checkpointer: Arc<Sender<()>>,
+}
+
+/// How often the checkpointer copies the WAL back into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+/// WAL pages after which the writer checkpoints by itself, should the checkpointer fall behind.
+const WRITER_CHECKPOINT_PAGES: u32 = 20_000;
+
+/// Checkpoints in the background: the writer no longer does it itself every 1000 pages, which
+/// stalled every write behind the checkpoint's fsyncs (open-loop tail latency in
+/// docs/PERFORMANCE.md). PASSIVE never waits for, or blocks, the writer or the readers.
+fn checkpoint(conn: &Connection, stop: &Receiver<()>) {
+    use std::sync::mpsc::RecvTimeoutError;
+    while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "SQLite checkpoint failed; the next one retries");
+        }
+    }
 }
 
 impl std::fmt::Debug for SqliteDb {
@@ -111,10 +130,26 @@ impl std::fmt::Debug for SqliteDb {
 impl SqliteDb {
     /// Starts the threads on a database file that exists and is migrated.
     pub fn start(path: &Path, readers: usize) -> Result<Self, SqliteError> {
+        let write = Lane::start(path, "write", 1)?;
+        write
+            .jobs
+            .send(Box::new(|conn: &mut Connection| {
+                if let Err(e) = conn.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES) {
+                    tracing::warn!(error = %e, "could not move SQLite checkpoints off the writer");
+                }
+            }))
+            .map_err(|_| SqliteError::Stopped)?;
+        let (stop, stopped) = channel();
+        let conn = connect(path)?;
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || checkpoint(&conn, &stopped))
+            .map_err(|e| SqliteError::Decode(format!("starting a database thread: {e}")))?;
         Ok(Self {
             path: path.to_owned(),
-            write: Lane::start(path, "write", 1)?,
+            write,
             read: Lane::start(path, "read", readers)?,
+            _checkpointer: Arc::new(stop),
         })
     }
 }

@@ -163,8 +163,13 @@ impl Handler<CartCommand> for CartActor {
                 };
                 let decided = decide(&mut cart, cmd.clone(), &*store, ttl).await;
                 match decided {
-                    Ok((Change::Write { applied_order }, checkout_id)) => {
-                        match store.save(&cart, applied_order).await {
+                    Ok((Change::Write { applied_order, hold_only }, checkout_id)) => {
+                        let saved = if hold_only && cart.version > 0 {
+                            store.save_hold(&cart).await
+                        } else {
+                            store.save(&cart, applied_order).await
+                        };
+                        match saved {
                             Ok(version) => {
                                 cart.version = version;
                                 return Ok((cart, checkout_id));
@@ -209,7 +214,11 @@ impl Handler<CartCommand> for CartActor {
 
 enum Change {
     None,
-    Write { applied_order: Option<i64> },
+    /// Store the cart; `hold_only` when nothing but the checkout hold changed.
+    Write {
+        applied_order: Option<i64>,
+        hold_only: bool,
+    },
 }
 
 /// Applies one command to `cart`, returning whether it must be stored and the checkout id the
@@ -220,7 +229,8 @@ async fn decide(
     store: &dyn CartStore,
     ttl: Duration,
 ) -> Result<(Change, Option<Uuid>), CartError> {
-    let write = Change::Write { applied_order: None };
+    let write = Change::Write { applied_order: None, hold_only: false };
+    let hold = Change::Write { applied_order: None, hold_only: true };
     let now = Utc::now();
     let change = match cmd {
         CartCommand::Get => Change::None,
@@ -274,12 +284,12 @@ async fn decide(
             let id = Uuid::new_v4();
             let ttl = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
             cart.checkout = Some(CheckoutHold { id, expires_at: now.checked_add_signed(ttl).unwrap_or(now) });
-            return Ok((write, Some(id)));
+            return Ok((hold, Some(id)));
         }
         CartCommand::ReleaseCheckout { checkout_id } => {
             if cart.checkout.is_some_and(|h| h.id == checkout_id) {
                 cart.checkout = None;
-                write
+                hold
             } else {
                 Change::None
             }
@@ -290,10 +300,10 @@ async fn decide(
                 cart.checkout = None;
             }
             if store.checkout_applied(&cart.username, order_id).await? {
-                if releases { write } else { Change::None }
+                if releases { hold } else { Change::None }
             } else {
                 cart.subtract(&items);
-                Change::Write { applied_order: Some(order_id) }
+                Change::Write { applied_order: Some(order_id), hold_only: false }
             }
         }
     };

@@ -33,6 +33,11 @@ pub trait CartStore: Send + Sync + 'static {
     /// otherwise [`StoreError::Conflict`]. With `applied_order`, also records in the same write that
     /// this order's checkout has been taken out of the cart.
     async fn save(&self, cart: &Cart, applied_order: Option<i64>) -> Result<i64, StoreError>;
+    /// Like [`CartStore::save`] when only the checkout hold changed (the items did not): a
+    /// store may write just the cart row. `cart.version` is at least 1.
+    async fn save_hold(&self, cart: &Cart) -> Result<i64, StoreError> {
+        self.save(cart, None).await
+    }
     /// Whether this order's checkout has already been taken out of the user's cart.
     async fn checkout_applied(&self, username: &str, order_id: i64) -> Result<bool, StoreError>;
 }

@@ -188,6 +188,17 @@ async fn open_mysql(service: Service, url: &str, pool: &PoolConfig) -> ServiceRe
     let db = MySqlPoolOptions::new()
         .max_connections(pool.max_connections.max(1))
         .acquire_timeout(pool.acquire_timeout)
+        // Every write is fenced by a version or a unique key, so nothing needs REPEATABLE READ's
+        // gap locks, which made concurrent saves of different carts deadlock on the cart_items
+        // index (the distributed load in docs/PERFORMANCE.md). READ COMMITTED locks only the rows
+        // a statement touches.
+        .after_connect(|conn, _meta| {
+            Box::pin(async move {
+                sqlx::Executor::execute(&mut *conn, "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                    .await?;
+                Ok(())
+            })
+        })
         .connect_with(options)
         .await
         .map_err(unreachable)?;

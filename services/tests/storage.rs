@@ -8,8 +8,8 @@ use std::sync::Arc;
 use rust_decimal::Decimal;
 use shop_actors::cart::CartConfig;
 use shop_actors::model::{
-    Cart, CartItem, NewOrder, OrderEvent, OrderEventType, OrderItem, OrderStatus, PaymentStatus,
-    ProductSnapshot,
+    Cart, CartItem, CheckoutHold, NewOrder, OrderEvent, OrderEventType, OrderItem, OrderStatus,
+    PaymentStatus, ProductSnapshot,
 };
 use shop_actors::ports::StoreError;
 use shop_actors::runtime::ActorRuntime;
@@ -94,6 +94,7 @@ on_both_backends!(
     users_are_unique_and_promotable,
     products_keep_money_exact_and_seed_once,
     cart_writes_are_fenced_by_version,
+    a_hold_only_write_keeps_the_items_and_is_fenced,
     a_completed_order_is_applied_to_a_cart_once,
     payments_are_one_per_order,
     orders_round_trip_with_their_items,
@@ -178,6 +179,30 @@ async fn cart_writes_are_fenced_by_version(f: Fixture) {
     let now = carts.load("cy").await.expect("load");
     assert_eq!((now.version, now.items[1].quantity), (2, 5));
     assert_eq!(now.items[1].price, money("19.99"));
+    f.cleanup().await;
+}
+
+async fn a_hold_only_write_keeps_the_items_and_is_fenced(f: Fixture) {
+    let carts = f.open(Service::Cart).await.carts();
+    let mut cart = Cart::empty("hy");
+    cart.items = vec![item(4, 2)];
+    assert_eq!(carts.save(&cart, None).await, Ok(1));
+    let mut held = carts.load("hy").await.expect("load");
+    let hold = CheckoutHold {
+        id: uuid::Uuid::new_v4(),
+        expires_at: shop_services::db::now() + chrono::Duration::seconds(60),
+    };
+    held.checkout = Some(hold);
+    // The items passed along are not written: only the row's hold and version.
+    held.items.clear();
+    assert_eq!(carts.save_hold(&held).await, Ok(2));
+    let stored = carts.load("hy").await.expect("load");
+    assert_eq!((stored.version, stored.checkout, stored.items.clone()), (2, Some(hold), vec![item(4, 2)]));
+    assert!(matches!(carts.save_hold(&held).await, Err(StoreError::Conflict(_))), "version 1 is stale now");
+    let mut released = stored;
+    released.checkout = None;
+    assert_eq!(carts.save_hold(&released).await, Ok(3));
+    assert_eq!(carts.load("hy").await.expect("load").checkout, None);
     f.cleanup().await;
 }
 

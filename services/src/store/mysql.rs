@@ -245,9 +245,12 @@ impl ProductStore for Products {
         }
         let stocks = products.iter().map(stock).collect::<ServiceResult<Vec<i32>>>()?;
         // Two instances starting together both lock the empty table's gap; one of them deadlocks,
-        // runs again and then finds the catalog seeded.
+        // runs again and then finds the catalog seeded. The gap lock needs REPEATABLE READ, which
+        // this transaction asks for (the pool's sessions run READ COMMITTED).
         Ok(retry_transient!(async {
-            let mut tx = self.0.begin().await?;
+            let mut conn = self.0.acquire().await?;
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ").execute(&mut *conn).await?;
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
             let count: i64 =
                 sqlx::query_scalar("SELECT COUNT(*) FROM products FOR UPDATE").fetch_one(&mut *tx).await?;
             if count > 0 {
@@ -411,6 +414,31 @@ impl CartStore for Carts {
                 cart.username, cart.version
             ))),
         }
+    }
+
+    async fn save_hold(&self, cart: &Cart) -> Result<i64, StoreError> {
+        let now = crate::db::now();
+        let done = retry_transient!(async {
+            sqlx::query(
+                "UPDATE cart SET version = version + 1, checkout_id = ?, checkout_expires_at = ?, updated_at = ? \
+                 WHERE username = ? AND version = ?",
+            )
+            .bind(hold_id(cart))
+            .bind(cart.checkout.map(|h| h.expires_at))
+            .bind(now)
+            .bind(&cart.username)
+            .bind(cart.version)
+            .execute(&self.0)
+            .await
+        })
+        .map_err(store_err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!(
+                "cart of {} changed since version {}",
+                cart.username, cart.version
+            )));
+        }
+        Ok(cart.version + 1)
     }
 
     async fn checkout_applied(&self, username: &str, order_id: i64) -> Result<bool, StoreError> {

@@ -406,6 +406,31 @@ impl CartStore for Carts {
         }
     }
 
+    async fn save_hold(&self, cart: &Cart) -> Result<i64, StoreError> {
+        let (username, version) = (cart.username.clone(), cart.version);
+        let hold = cart.checkout.map(|h| (h.id.to_string(), ts(h.expires_at)));
+        let changed = self
+            .0
+            .write
+            .run(move |c| {
+                let (id, expires_at) = (hold.as_ref().map(|h| &h.0), hold.as_ref().map(|h| &h.1));
+                Ok(c.prepare_cached(
+                    "UPDATE cart SET version = version + 1, checkout_id = ?, checkout_expires_at = ?, updated_at = ? \
+                     WHERE username = ? AND version = ?",
+                )?
+                .execute(params![id, expires_at, ts(crate::db::now()), username, version])?)
+            })
+            .await
+            .map_err(store_err)?;
+        if changed == 0 {
+            return Err(StoreError::Conflict(format!(
+                "cart of {} changed since version {version}",
+                cart.username
+            )));
+        }
+        Ok(version + 1)
+    }
+
     async fn checkout_applied(&self, username: &str, order_id: i64) -> Result<bool, StoreError> {
         let username = username.to_owned();
         self.0

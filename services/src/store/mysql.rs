@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use shop_actors::model::{Cart, CartItem, CheckoutHold, NewOrder, Order, OrderEvent, OrderItem};
 use shop_actors::ports::{CartStore, OrderStore, StoreError};
-use sqlx::mysql::{MySqlDatabaseError, MySqlPool, MySqlRow};
+use sqlx::mysql::{MySql, MySqlArguments, MySqlDatabaseError, MySqlPool, MySqlRow};
 use sqlx::{AssertSqlSafe, QueryBuilder, Row};
 use uuid::Uuid;
 
@@ -306,6 +306,20 @@ fn checkout_hold(row: &MySqlRow) -> ServiceResult<Option<CheckoutHold>> {
     })
 }
 
+/// The cart row's compare-and-set on its version, carrying the hold: part of every cart save, and
+/// the whole of a hold-only one.
+fn cart_row_update(cart: &Cart, now: DateTime<Utc>) -> sqlx::query::Query<'_, MySql, MySqlArguments> {
+    sqlx::query(
+        "UPDATE cart SET version = version + 1, checkout_id = ?, checkout_expires_at = ?, updated_at = ? \
+         WHERE username = ? AND version = ?",
+    )
+    .bind(hold_id(cart))
+    .bind(cart.checkout.map(|h| h.expires_at))
+    .bind(now)
+    .bind(&cart.username)
+    .bind(cart.version)
+}
+
 #[async_trait]
 impl CartStore for Carts {
     async fn load(&self, username: &str) -> Result<Cart, StoreError> {
@@ -357,17 +371,7 @@ impl CartStore for Carts {
                     Err(e) => return Err(e),
                 }
             } else {
-                let done = sqlx::query(
-                    "UPDATE cart SET version = version + 1, checkout_id = ?, checkout_expires_at = ?, updated_at = ? \
-                     WHERE username = ? AND version = ?",
-                )
-                .bind(hold_id(cart))
-                .bind(cart.checkout.map(|h| h.expires_at))
-                .bind(now)
-                .bind(&cart.username)
-                .bind(cart.version)
-                .execute(&mut *tx)
-                .await?;
+                let done = cart_row_update(cart, now).execute(&mut *tx).await?;
                 if done.rows_affected() == 0 {
                     return Ok(Saved::Stale);
                 }
@@ -418,20 +422,8 @@ impl CartStore for Carts {
 
     async fn save_hold(&self, cart: &Cart) -> Result<i64, StoreError> {
         let now = crate::db::now();
-        let done = retry_transient!(async {
-            sqlx::query(
-                "UPDATE cart SET version = version + 1, checkout_id = ?, checkout_expires_at = ?, updated_at = ? \
-                 WHERE username = ? AND version = ?",
-            )
-            .bind(hold_id(cart))
-            .bind(cart.checkout.map(|h| h.expires_at))
-            .bind(now)
-            .bind(&cart.username)
-            .bind(cart.version)
-            .execute(&self.0)
-            .await
-        })
-        .map_err(store_err)?;
+        let done = retry_transient!(async { cart_row_update(cart, now).execute(&self.0).await })
+            .map_err(store_err)?;
         if done.rows_affected() == 0 {
             return Err(StoreError::Conflict(format!(
                 "cart of {} changed since version {}",

@@ -169,11 +169,21 @@ fn product(row: &Row<'_>) -> Result<Product, SqliteError> {
 
 /// The rows `sql` answers with `params`, each turned into a product.
 fn products(c: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<Vec<Product>, SqliteError> {
+    rows(c, sql, params, product)
+}
+
+/// The rows `sql` answers with `params`, each decoded by `decode`.
+fn rows<T>(
+    c: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    decode: impl Fn(&Row<'_>) -> Result<T, SqliteError>,
+) -> Result<Vec<T>, SqliteError> {
     let mut stmt = c.prepare_cached(sql)?;
     let mut rows = stmt.query(params)?;
     let mut found = Vec::new();
     while let Some(row) = rows.next()? {
-        found.push(product(row)?);
+        found.push(decode(row)?);
     }
     Ok(found)
 }
@@ -298,6 +308,11 @@ fn checkout_hold(row: &Row<'_>) -> Result<Option<CheckoutHold>, SqliteError> {
     })
 }
 
+/// The cart row's compare-and-set on its version, carrying the hold: part of every cart save, and
+/// the whole of a hold-only one.
+const CART_ROW_UPDATE: &str = "UPDATE cart SET version = version + 1, checkout_id = ?, checkout_expires_at = ?, \
+                               updated_at = ? WHERE username = ? AND version = ?";
+
 /// Why a cart write did not happen.
 enum CartWrite {
     Saved,
@@ -324,12 +339,9 @@ fn save_cart(c: &mut Connection, cart: &Cart, applied_order: Option<i64>) -> Res
             Err(e) => return Err(e),
         }
     } else {
-        tx.prepare_cached(
-            "UPDATE cart SET version = version + 1, checkout_id = ?, checkout_expires_at = ?, updated_at = ? \
-             WHERE username = ? AND version = ? RETURNING id",
-        )?
-        .query_row(params![hold_id, hold_expiry, now, cart.username, cart.version], |r| r.get(0))
-        .optional()?
+        tx.prepare_cached(&format!("{CART_ROW_UPDATE} RETURNING id"))?
+            .query_row(params![hold_id, hold_expiry, now, cart.username, cart.version], |r| r.get(0))
+            .optional()?
     };
     let Some(cart_id) = cart_id else { return Ok(CartWrite::Stale) };
     tx.prepare_cached("DELETE FROM cart_items WHERE cart_id = ?")?.execute([cart_id])?;
@@ -414,11 +426,13 @@ impl CartStore for Carts {
             .write
             .run(move |c| {
                 let (id, expires_at) = (hold.as_ref().map(|h| &h.0), hold.as_ref().map(|h| &h.1));
-                Ok(c.prepare_cached(
-                    "UPDATE cart SET version = version + 1, checkout_id = ?, checkout_expires_at = ?, updated_at = ? \
-                     WHERE username = ? AND version = ?",
-                )?
-                .execute(params![id, expires_at, ts(crate::db::now()), username, version])?)
+                Ok(c.prepare_cached(CART_ROW_UPDATE)?.execute(params![
+                    id,
+                    expires_at,
+                    ts(crate::db::now()),
+                    username,
+                    version
+                ])?)
             })
             .await
             .map_err(store_err)?;
@@ -465,13 +479,7 @@ fn payment(row: &Row<'_>) -> Result<Payment, SqliteError> {
 }
 
 fn payments(c: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<Vec<Payment>, SqliteError> {
-    let mut stmt = c.prepare_cached(sql)?;
-    let mut rows = stmt.query(params)?;
-    let mut found = Vec::new();
-    while let Some(row) = rows.next()? {
-        found.push(payment(row)?);
-    }
-    Ok(found)
+    rows(c, sql, params, payment)
 }
 
 #[async_trait]
@@ -511,34 +519,20 @@ impl PaymentStore for Payments {
     }
 
     async fn summaries(&self) -> ServiceResult<Vec<PaymentSummary>> {
-        let rows = self
+        Ok(self
             .0
             .read
             .run(|c| {
-                let mut stmt = c.prepare_cached("SELECT id, order_id, status, amount FROM payments")?;
-                let rows = stmt
-                    .query_map([], |r| {
-                        Ok((
-                            r.get::<_, i64>(0)?,
-                            r.get::<_, i64>(1)?,
-                            r.get::<_, String>(2)?,
-                            r.get::<_, String>(3)?,
-                        ))
-                    })?
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok(rows)
-            })
-            .await?;
-        rows.into_iter()
-            .map(|(id, order_id, status, amount)| {
-                Ok(PaymentSummary {
-                    id,
-                    order_id,
-                    status: payment_status(&status)?,
-                    amount: decimal(&amount)?,
+                rows(c, "SELECT id, order_id, status, amount FROM payments", [], |r| {
+                    Ok(PaymentSummary {
+                        id: r.get("id")?,
+                        order_id: r.get("order_id")?,
+                        status: payment_status(&r.get::<_, String>("status")?).map_err(decode)?,
+                        amount: money_at(r, "amount")?,
+                    })
                 })
             })
-            .collect()
+            .await?)
     }
 }
 
@@ -764,28 +758,19 @@ impl OrderStore for Orders {
 #[async_trait]
 impl OrderRepo for Orders {
     async fn summaries(&self) -> ServiceResult<Vec<OrderSummary>> {
-        let rows = self
+        Ok(self
             .0
             .read
             .run(|c| {
-                let mut stmt = c.prepare_cached("SELECT id, status, payment_id, total_amount FROM orders")?;
-                let rows = stmt
-                    .query_map([], |r| {
-                        Ok((
-                            r.get::<_, i64>(0)?,
-                            r.get::<_, String>(1)?,
-                            r.get::<_, Option<i64>>(2)?,
-                            r.get::<_, String>(3)?,
-                        ))
-                    })?
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok(rows)
+                rows(c, "SELECT id, status, payment_id, total_amount FROM orders", [], |r| {
+                    Ok(OrderSummary {
+                        id: r.get("id")?,
+                        status: r.get("status")?,
+                        payment_id: r.get("payment_id")?,
+                        total_amount: money_at(r, "total_amount")?,
+                    })
+                })
             })
-            .await?;
-        rows.into_iter()
-            .map(|(id, status, payment_id, total)| {
-                Ok(OrderSummary { id, status, payment_id, total_amount: decimal(&total)? })
-            })
-            .collect()
+            .await?)
     }
 }

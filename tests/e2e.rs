@@ -549,3 +549,41 @@ async fn the_load_tool_drives_the_system_closed_and_open_loop() {
     assert!(commits.operations > 0, "{commits:?}");
     assert!(commits.per_second > 0.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shop_audit_reads_the_databases_and_fails_on_a_broken_invariant() {
+    let t = TestApp::spawn().await;
+    let token = t.user("auditee").await;
+    t.add(&token, MOUSE, 1).await.ok(200);
+    t.checkout(&token).await.ok(201);
+    let audit = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_shop"))
+            .args(["audit", "--data-dir"])
+            .arg(t.dir.path())
+            .env_remove("SHOP_PRODUCT_DATABASE_URL")
+            .env_remove("SHOP_PAYMENT_DATABASE_URL")
+            .env_remove("SHOP_ORDER_DATABASE_URL")
+            .output()
+            .expect("shop audit runs")
+    };
+    let clean = audit();
+    assert!(clean.status.success(), "{clean:?}");
+    let report: Value = serde_json::from_slice(&clean.stdout).expect("a JSON report");
+    assert_eq!((report["orders"].clone(), report["payments"].clone()), (json!(1), json!(1)), "{report}");
+    assert_eq!(report["violations"], json!([]));
+
+    // An order with no payment, left PENDING, as a saga that died half-way would leave it.
+    let new = shop_actors::model::NewOrder {
+        username: "auditee".into(),
+        items: Vec::new(),
+        total_amount: Decimal::new(100, 2),
+        idempotency_key: None,
+        checkout_id: None,
+    };
+    let pending = t.app.databases().order.orders().create(new).await.expect("order stored");
+    let broken = audit();
+    assert!(!broken.status.success(), "the audit must fail: {broken:?}");
+    let report: Value = serde_json::from_slice(&broken.stdout).expect("a JSON report");
+    let violations = report["violations"].to_string();
+    assert!(violations.contains(&format!("order {} is still PENDING", pending.id)), "{report}");
+}

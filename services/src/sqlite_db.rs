@@ -31,6 +31,8 @@ pub enum SqliteError {
     Decode(String),
     #[error("the database connection threads have stopped")]
     Stopped,
+    #[error("starting a database thread: {0}")]
+    Thread(#[from] std::io::Error),
 }
 
 impl Lane {
@@ -43,8 +45,7 @@ impl Lane {
             let queue = queue.clone();
             std::thread::Builder::new()
                 .name(format!("sqlite-{name}-{i}"))
-                .spawn(move || serve(conn, &queue))
-                .map_err(|e| SqliteError::Decode(format!("starting a database thread: {e}")))?;
+                .spawn(move || serve(conn, &queue))?;
         }
         Ok(Self { jobs })
     }
@@ -143,8 +144,7 @@ impl SqliteDb {
         let conn = connect(path)?;
         std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
-            .spawn(move || checkpoint(&conn, &stopped))
-            .map_err(|e| SqliteError::Decode(format!("starting a database thread: {e}")))?;
+            .spawn(move || checkpoint(&conn, &stopped))?;
         Ok(Self {
             path: path.to_owned(),
             write,

@@ -210,8 +210,7 @@ impl<E: Entity> Registry<E> {
         E: Handler<M>,
         E::Context: ToEnvelope<E, M>,
     {
-        let arbiter = self.inner.runtime.index_for(key);
-        self.deliver(key, arbiter, msg).await
+        self.deliver(key, None, msg).await
     }
 
     /// Like [`Registry::send`], but a missing actor is activated on the arbiter `near` hashes to:
@@ -226,14 +225,13 @@ impl<E: Entity> Registry<E> {
         P: Hash + ?Sized,
     {
         let arbiter = self.inner.runtime.index_for(near);
-        self.deliver(key, arbiter, msg).await
+        self.deliver(key, Some(arbiter), msg).await
     }
 
     /// The address of the entity's actor, activating one if none is live: for hosts that talk to
     /// the actor directly (and for the registry-contention benchmark).
     pub fn actor(&self, key: &E::Key) -> Result<Addr<E>, RegistryError> {
-        let arbiter = self.inner.runtime.index_for(key);
-        Ok(self.address(key, arbiter)?.0)
+        Ok(self.address(key, None)?.0)
     }
 
     /// Passivates the entity's actor now if one is live, waiting until it has taken the request
@@ -247,7 +245,9 @@ impl<E: Entity> Registry<E> {
         }
     }
 
-    async fn deliver<M>(&self, key: &E::Key, arbiter: usize, msg: M) -> Result<M::Result, RegistryError>
+    /// `near`: the arbiter a missing actor is activated on; by default the one `key` hashes to
+    /// (worked out only when an actor is activated, not on every send).
+    async fn deliver<M>(&self, key: &E::Key, near: Option<usize>, msg: M) -> Result<M::Result, RegistryError>
     where
         M: Message + Clone + Send + 'static,
         M::Result: Send,
@@ -256,7 +256,7 @@ impl<E: Entity> Registry<E> {
     {
         let timeout = self.inner.config.request_timeout;
         for _ in 0..MAX_DELIVERY_ATTEMPTS {
-            let (addr, generation) = self.address(key, arbiter)?;
+            let (addr, generation) = self.address(key, near)?;
             match addr.send(msg.clone()).timeout(timeout).await {
                 Ok(answer) => return Ok(answer),
                 Err(MailboxError::Timeout) => return Err(RegistryError::Timeout(timeout)),
@@ -266,7 +266,7 @@ impl<E: Entity> Registry<E> {
         Err(RegistryError::Unavailable(format!("{key:?} kept failing")))
     }
 
-    fn address(&self, key: &E::Key, arbiter: usize) -> Result<(Addr<E>, u64), RegistryError> {
+    fn address(&self, key: &E::Key, near: Option<usize>) -> Result<(Addr<E>, u64), RegistryError> {
         if let Some(slot) = self.inner.slots.get(key) {
             return Ok((slot.addr.clone(), slot.generation));
         }
@@ -279,11 +279,11 @@ impl<E: Entity> Registry<E> {
                 r.count, self.inner.config.restart_window
             )));
         }
-        let slot = self.inner.slots.entry(key.clone()).or_insert_with(|| self.start(key, arbiter));
+        let slot = self.inner.slots.entry(key.clone()).or_insert_with(|| self.start(key, near));
         Ok((slot.addr.clone(), slot.generation))
     }
 
-    fn start(&self, key: &E::Key, arbiter: usize) -> Slot<E> {
+    fn start(&self, key: &E::Key, near: Option<usize>) -> Slot<E> {
         let generation = self.inner.next_generation.fetch_add(1, Ordering::Relaxed);
         let activation = Activation {
             key: key.clone(),
@@ -292,6 +292,7 @@ impl<E: Entity> Registry<E> {
             registry: Arc::downgrade(&self.inner),
         };
         let (k, deps) = (key.clone(), self.inner.deps.clone());
+        let arbiter = near.unwrap_or_else(|| self.inner.runtime.index_for(key));
         let arbiter = &self.inner.runtime.arbiters()[arbiter];
         let addr = E::start_in_arbiter(arbiter, move |_ctx| E::new(k, deps, activation));
         self.inner.activations.fetch_add(1, Ordering::Relaxed);

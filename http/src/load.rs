@@ -322,14 +322,13 @@ async fn commits(config: &LoadConfig) -> Result<LoadReport, String> {
 
 /// Users fill their carts and check out, closed or open loop, optionally beside a login flood.
 async fn checkouts(config: &LoadConfig, quiet: bool) -> Result<LoadReport, String> {
-    let config = config.clone();
     if config.users == 0 || config.checkouts == 0 || config.concurrency == 0 {
         return Err("--users, --checkouts and --concurrency must be at least 1".into());
     }
     if config.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
         return Err("--rate must be a positive number of checkouts per second".into());
     }
-    let http = http_client(&config)?;
+    let http = http_client(config)?;
     let rec: Shared = Arc::default();
 
     // Users, registered and logged in a few at a time.
@@ -372,7 +371,7 @@ async fn checkouts(config: &LoadConfig, quiet: bool) -> Result<LoadReport, Strin
         })
         .collect();
 
-    let bar = progress(&config, quiet, config.checkouts);
+    let bar = progress(config, quiet, config.checkouts);
     let start = Instant::now();
     let slots = Arc::new(tokio::sync::Semaphore::new(if config.rate.is_some() {
         usize::MAX >> 4

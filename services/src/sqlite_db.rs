@@ -36,12 +36,19 @@ pub enum SqliteError {
 }
 
 impl Lane {
-    fn start(path: &Path, name: &str, threads: usize) -> Result<Self, SqliteError> {
+    /// `setup` runs on each connection once it is open.
+    fn start(
+        path: &Path,
+        name: &str,
+        threads: usize,
+        setup: fn(&Connection) -> rusqlite::Result<()>,
+    ) -> Result<Self, SqliteError> {
         let (jobs, queue) = channel::<Job>();
         let queue = Arc::new(Mutex::new(queue));
         for i in 0..threads.max(1) {
             // Open here so that a bad path fails the open, not a later query.
             let conn = connect(path)?;
+            setup(&conn)?;
             let queue = queue.clone();
             std::thread::Builder::new()
                 .name(format!("sqlite-{name}-{i}"))
@@ -131,15 +138,9 @@ impl std::fmt::Debug for SqliteDb {
 impl SqliteDb {
     /// Starts the threads on a database file that exists and is migrated.
     pub fn start(path: &Path, readers: usize) -> Result<Self, SqliteError> {
-        let write = Lane::start(path, "write", 1)?;
-        write
-            .jobs
-            .send(Box::new(|conn: &mut Connection| {
-                if let Err(e) = conn.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES) {
-                    tracing::warn!(error = %e, "could not move SQLite checkpoints off the writer");
-                }
-            }))
-            .map_err(|_| SqliteError::Stopped)?;
+        let write = Lane::start(path, "write", 1, |conn| {
+            conn.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)
+        })?;
         let (stop, stopped) = channel();
         let conn = connect(path)?;
         std::thread::Builder::new()
@@ -148,7 +149,7 @@ impl SqliteDb {
         Ok(Self {
             path: path.to_owned(),
             write,
-            read: Lane::start(path, "read", readers)?,
+            read: Lane::start(path, "read", readers, |_| Ok(()))?,
             _checkpointer: Arc::new(stop),
         })
     }

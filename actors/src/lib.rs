@@ -40,10 +40,12 @@
 //!   backing off with jitter after the first), then reports the conflict (HTTP 503).
 //! - **Timeouts and back-pressure.** Every request to an entity waits at most
 //!   `RegistryConfig::request_timeout`, including the wait for room in its bounded mailbox
-//!   (`mailbox_capacity`). A checkout first takes room in the payment pool; if none comes within
-//!   `PaymentPoolConfig::acquire_timeout` it fails as `CheckoutError::Busy` (HTTP 503). Each
-//!   charge waits at most `call_timeout` and is asked again (idempotently) up to
-//!   `SagaConfig::charge_attempts` times.
+//!   (`mailbox_capacity`); each charge waits at most `PaymentPoolConfig::call_timeout` and is
+//!   asked again (idempotently) up to `SagaConfig::charge_attempts` times. Inside a checkout one
+//!   [`deadline::Deadline`] (`SagaConfig::deadline`) bounds all of its forward steps instead, with
+//!   one timer; past it the checkout compensates. A checkout first takes room in the payment
+//!   pool; if none comes within `PaymentPoolConfig::acquire_timeout` it fails as
+//!   `CheckoutError::Busy` (HTTP 503).
 //! - **Passivation.** An entity actor idle for `idle_timeout` stops and leaves the registry; the
 //!   next message activates a fresh one, which reloads from storage.
 //! - **Failure.** A store error drops the actor's cached state, so the next message rebuilds it
@@ -63,6 +65,7 @@
 pub mod bus;
 pub mod cart;
 pub mod core;
+pub mod deadline;
 pub mod memory;
 pub mod model;
 pub mod order;

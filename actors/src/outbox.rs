@@ -20,6 +20,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
+use crate::deadline::Deadline;
 use crate::model::OrderEvent;
 use crate::ports::{BusError, EventBus, OrderStore};
 use crate::runtime::ActorRuntime;
@@ -30,11 +31,14 @@ pub struct OutboxConfig {
     pub poll_interval: Duration,
     /// Events read per query.
     pub batch: usize,
+    /// How long one round may take, one timer for all its publishes ([`Deadline`]); a round
+    /// still running then is abandoned, and what it had not marked sent goes out on a later one.
+    pub round_timeout: Duration,
 }
 
 impl Default for OutboxConfig {
     fn default() -> Self {
-        Self { poll_interval: Duration::from_millis(500), batch: 256 }
+        Self { poll_interval: Duration::from_millis(500), batch: 256, round_timeout: Duration::from_secs(30) }
     }
 }
 
@@ -90,6 +94,10 @@ impl OutboxRelay {
         self.again = false;
         let waiters = std::mem::take(&mut self.waiters);
         let round = relay_round(self.store.clone(), self.bus.clone(), self.config.batch.max(1));
+        let mut deadline = Deadline::after(self.config.round_timeout);
+        let round = async move {
+            deadline.bound(round).await.unwrap_or_else(|e| Err(BusError(format!("outbox relay round: {e}"))))
+        };
         ctx.spawn(round.into_actor(self).map(move |result, act, ctx| {
             if let Err(e) = &result {
                 tracing::warn!(error = %e, "outbox relay paused: the event bus refused an event");

@@ -13,6 +13,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::deadline;
 use crate::model::PaymentReceipt;
 use crate::ports::{ChargeRequest, GatewayError, PaymentGateway};
 use crate::runtime::{ActorRuntime, placement};
@@ -23,7 +24,8 @@ pub struct PaymentPoolConfig {
     pub queue_per_worker: usize,
     /// How long a checkout waits for room in the pool before it is refused as busy.
     pub acquire_timeout: Duration,
-    /// How long one charge may take, queueing included.
+    /// How long one charge may take, queueing included, unless the caller runs under a
+    /// [`crate::deadline::Deadline`], which then bounds it.
     pub call_timeout: Duration,
 }
 
@@ -134,7 +136,11 @@ impl PaymentPool {
         // A worker on the arbiter of the user's cart and checkout, so the charge stays on one thread.
         let local = &self.workers[placement(request.username.as_str(), self.workers.len())];
         let worker = &local[self.next.fetch_add(1, Ordering::Relaxed) % local.len()];
-        match worker.send(Charge(request)).timeout(self.config.call_timeout).await {
+        let sent = worker.send(Charge(request));
+        // Under a deadline (the checkout saga's) that deadline bounds the charge: no timer here.
+        let answer =
+            if deadline::bounded() { sent.await } else { sent.timeout(self.config.call_timeout).await };
+        match answer {
             Ok(answer) => Ok(answer?),
             Err(e) => Err(GatewayError::Unavailable(format!("payment worker: {e}")).into()),
         }

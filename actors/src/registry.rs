@@ -21,13 +21,15 @@ use actix::dev::ToEnvelope;
 use actix::prelude::*;
 use dashmap::DashMap;
 
+use crate::deadline;
 use crate::runtime::ActorRuntime;
 
 #[derive(Debug, Clone)]
 pub struct RegistryConfig {
     /// How long an actor may sit without messages before it passivates.
     pub idle_timeout: Duration,
-    /// How long a caller waits for an answer, including the wait for mailbox room.
+    /// How long a caller waits for an answer, including the wait for mailbox room; a caller
+    /// running under a [`crate::deadline::Deadline`] waits until that deadline instead.
     pub request_timeout: Duration,
     /// Messages an actor's mailbox holds before senders wait (then time out).
     pub mailbox_capacity: usize,
@@ -257,7 +259,10 @@ impl<E: Entity> Registry<E> {
         let timeout = self.inner.config.request_timeout;
         for _ in 0..MAX_DELIVERY_ATTEMPTS {
             let (addr, generation) = self.address(key, near)?;
-            match addr.send(msg.clone()).timeout(timeout).await {
+            let request = addr.send(msg.clone());
+            // Under a deadline (the checkout saga's) that deadline bounds the wait: no timer here.
+            let answer = if deadline::bounded() { request.await } else { request.timeout(timeout).await };
+            match answer {
                 Ok(answer) => return Ok(answer),
                 Err(MailboxError::Timeout) => return Err(RegistryError::Timeout(timeout)),
                 Err(MailboxError::Closed) => self.on_closed(key, generation),

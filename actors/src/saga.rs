@@ -14,6 +14,10 @@
 //!    has published (embedded mode: the cart is already cleared); without, it only kicks the
 //!    relay, so checkouts keep answering while the broker is away.
 //!
+//! Steps 3 to 6 share one deadline (`SagaConfig::deadline`, one timer for all their messages):
+//! a lease or an order that does not come in time ends the checkout (giving the cart back), a
+//! charge that does not come in time cancels the order as unpaid.
+//!
 //! [`CheckoutSaga`] is the supervisor actor: it starts each checkout as its own task, so checkouts
 //! of different carts run concurrently while the pool bounds how many reach payment at once.
 
@@ -24,11 +28,13 @@ use std::time::Duration;
 use actix::prelude::*;
 use rust_decimal::Decimal;
 
+use crate::deadline::{Deadline, Expired};
 use crate::model::{NewOrder, Order, OrderItem, OrderStatus, PaymentStatus};
 use crate::order::{OrderError, Orders};
 use crate::outbox::Outbox;
 use crate::payment_pool::{PaymentPool, PoolError, PoolPermit};
-use crate::ports::{CartPort, CartPortError, ChargeRequest, StoreError};
+use crate::ports::{CartPort, CartPortError, ChargeRequest, GatewayError, StoreError};
+use crate::registry::RegistryError;
 use crate::runtime::{ActorRuntime, placement};
 
 /// The reason an order gets when payment could not be taken at all.
@@ -43,6 +49,10 @@ pub struct SagaConfig {
     pub mailbox_capacity: usize,
     /// How long a caller waits for a whole checkout.
     pub request_timeout: Duration,
+    /// How long a checkout's forward steps (lease, order, charge, outcome) may take in all, one
+    /// timer for all of them ([`Deadline`]); past it the checkout compensates. Keep it below
+    /// `request_timeout`, so that the caller hears how the checkout ended.
+    pub deadline: Duration,
     /// Wait (up to `event_timeout`) for the outcome event to be published before answering.
     pub await_events: bool,
     pub event_timeout: Duration,
@@ -55,6 +65,7 @@ impl Default for SagaConfig {
             retry_backoff: Duration::from_millis(50),
             mailbox_capacity: 1024,
             request_timeout: Duration::from_secs(60),
+            deadline: Duration::from_secs(30),
             await_events: true,
             event_timeout: Duration::from_secs(5),
         }
@@ -160,14 +171,18 @@ async fn existing_order(
 }
 
 async fn run(deps: &SagaDeps, req: Checkout) -> Result<Order, CheckoutError> {
+    // One timer bounds every forward step; compensations run with each message's own timeout,
+    // since they must still run when a step has used the deadline up.
+    let mut deadline = Deadline::after(deps.config.deadline);
     let username = req.username.as_str();
     let key = req.idempotency_key.as_deref();
-    if let Some(order) = existing_order(deps, username, key).await? {
+    if let Some(order) = deadline.bound(existing_order(deps, username, key)).await.map_err(unavailable)?? {
         return Ok(order);
     }
     let permit = deps.pool.permit().await.map_err(|_| CheckoutError::Busy)?;
 
-    let lease = match deps.carts.begin_checkout(username).await {
+    // A lease granted after the deadline has passed is not known here; it lapses after its TTL.
+    let lease = match deadline.bound(deps.carts.begin_checkout(username)).await.map_err(unavailable)? {
         Ok(lease) => lease,
         Err(CartPortError::Empty) => return Err(CheckoutError::EmptyCart),
         Err(CartPortError::CheckoutInProgress) => {
@@ -191,7 +206,14 @@ async fn run(deps: &SagaDeps, req: Checkout) -> Result<Order, CheckoutError> {
         idempotency_key: req.idempotency_key.clone(),
         checkout_id: Some(lease.checkout_id),
     };
-    let order = match deps.orders.create(new).await {
+    let created = match deadline.bound(deps.orders.create(new)).await {
+        Ok(created) => created,
+        Err(expired) => {
+            release().await;
+            return Err(unavailable(expired));
+        }
+    };
+    let order = match created {
         Ok(order) => order,
         Err(e) => {
             release().await;
@@ -206,7 +228,11 @@ async fn run(deps: &SagaDeps, req: Checkout) -> Result<Order, CheckoutError> {
     // Its ORDER_CREATED event goes out with the outcome's (the relay sends oldest first), or on
     // the relay's timer if this checkout never gets that far: no relay round of its own.
 
-    let (status, payment_id, reason) = match charge(deps, &permit, &order).await {
+    let charged = match deadline.bound(charge(deps, &permit, &order)).await {
+        Ok(charged) => charged,
+        Err(expired) => Err(PoolError::Gateway(GatewayError::Unavailable(expired.to_string()))),
+    };
+    let (status, payment_id, reason) = match charged {
         Ok(r) if r.status == PaymentStatus::Success => (OrderStatus::Paid, Some(r.payment_id), None),
         Ok(r) => (
             OrderStatus::Cancelled,
@@ -219,13 +245,20 @@ async fn run(deps: &SagaDeps, req: Checkout) -> Result<Order, CheckoutError> {
         }
     };
     drop(permit);
-    let order =
-        deps.orders.settle(&order, status, payment_id, reason, Some(lease.checkout_id)).await.map_err(
-            |e| {
-                tracing::error!(order_id = order.id, error = %e, "order outcome could not be stored");
-                unavailable(e)
-            },
-        )?;
+    let settle = deps.orders.settle(&order, status, payment_id, reason, Some(lease.checkout_id));
+    // Cancelling because the charge ran out of time is compensation: it gets its own timers.
+    let settled = if deadline.passed() {
+        settle.await
+    } else {
+        deadline
+            .bound(settle)
+            .await
+            .unwrap_or_else(|Expired(after)| Err(RegistryError::Timeout(after).into()))
+    };
+    let order = settled.map_err(|e| {
+        tracing::error!(order_id = order.id, error = %e, "order outcome could not be stored");
+        unavailable(e)
+    })?;
 
     if order.status != OrderStatus::Paid {
         release().await;

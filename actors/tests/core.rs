@@ -10,6 +10,7 @@ use shop_actors::memory::{MemoryCartStore, MemoryOrderStore, MemoryPayments};
 use shop_actors::model::{Cart, OrderEventType, OrderStatus, PaymentReceipt, ProductSnapshot};
 use shop_actors::payment_pool::PaymentPoolConfig;
 use shop_actors::ports::{CartStore, ChargeRequest, GatewayError, PaymentGateway, StoreError};
+use shop_actors::saga::{PAYMENT_UNAVAILABLE, SagaConfig};
 use shop_actors::{CartError, CheckoutError, Core, CoreConfig, Decimal};
 
 fn laptop() -> ProductSnapshot {
@@ -296,4 +297,31 @@ async fn a_full_payment_pool_pushes_back() {
     for h in held {
         h.abort();
     }
+}
+
+#[tokio::test]
+async fn a_checkout_past_its_deadline_cancels_and_gives_the_cart_back() {
+    let config = CoreConfig {
+        saga: SagaConfig {
+            deadline: Duration::from_millis(300),
+            request_timeout: Duration::from_secs(10),
+            ..SagaConfig::default()
+        },
+        // Each charge alone could wait far longer than the caller: the deadline bounds them.
+        payments: PaymentPoolConfig { call_timeout: Duration::from_secs(60), ..PaymentPoolConfig::default() },
+        ..CoreConfig::default()
+    };
+    let (core, log) = core_with(Arc::new(Stuck(tokio::sync::Notify::new())), config);
+    core.carts.add("late", mouse(), 2).await.expect("add");
+
+    let order =
+        core.checkouts.checkout("late", None).await.expect("the saga answers, not the caller's timeout");
+    assert_eq!(order.status, OrderStatus::Cancelled);
+    assert_eq!(order.failure_reason.as_deref(), Some(PAYMENT_UNAVAILABLE));
+    assert_eq!(order.payment_id, None);
+    let cart = core.carts.get("late").await.expect("get");
+    assert_eq!((cart.items.len(), cart.items[0].quantity), (1, 2), "the items stay");
+    assert!(cart.checkout.is_none(), "the cart was given back, not left held until its lease lapses");
+    let kinds: Vec<_> = log.events().into_iter().map(|e| e.event_type).collect();
+    assert_eq!(kinds, vec![OrderEventType::OrderCreated, OrderEventType::OrderCancelled]);
 }

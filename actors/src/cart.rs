@@ -299,7 +299,10 @@ async fn decide(
             if releases {
                 cart.checkout = None;
             }
-            if store.checkout_applied(&cart.username, order_id).await? {
+            // A cart still held by this very checkout has not had it applied: applying clears
+            // the hold in the same write, and a hold's id is never used again. Only otherwise is
+            // the store asked (a stale cache is caught by the version on the write).
+            if !releases && store.checkout_applied(&cart.username, order_id).await? {
                 if releases { hold } else { Change::None }
             } else {
                 cart.subtract(&items);

@@ -205,6 +205,10 @@ pub struct RunConfig {
     /// Arbiter threads for the actors (default: one per core).
     #[arg(long, env = "SHOP_ARBITERS")]
     pub arbiters: Option<usize>,
+    /// Threads serving HTTP (default: one per core). Processes sharing one machine (distributed
+    /// mode on a single host) share its cores: give each fewer, and fewer thread switches follow.
+    #[arg(long, env = "SHOP_WORKER_THREADS")]
+    pub worker_threads: Option<usize>,
     /// Seconds a cart or order actor may sit idle before it is passivated.
     #[arg(long, env = "SHOP_IDLE_TIMEOUT_SECS", default_value_t = 300)]
     pub idle_timeout_secs: u64,

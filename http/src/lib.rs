@@ -18,4 +18,4 @@ pub mod routes;
 pub mod serve;
 
 pub use crate::app::{Application, StartError};
-pub use crate::config::{Cli, Command, RunConfig};
+pub use crate::config::{Cli, Command, RunConfig, ServeConfig};

@@ -15,7 +15,16 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_env("SHOP_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let workers = match &cli.command {
+        None => cli.run.worker_threads,
+        Some(Command::Run(run) | Command::Serve(shop_http::ServeConfig { run, .. })) => run.worker_threads,
+        Some(Command::Load(_) | Command::Audit(_)) => None,
+    };
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = workers {
+        builder.worker_threads(n.max(1));
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("shop: cannot start the async runtime: {e}");

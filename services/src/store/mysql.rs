@@ -307,11 +307,12 @@ fn checkout_hold(row: &MySqlRow) -> ServiceResult<Option<CheckoutHold>> {
 }
 
 /// The cart row's compare-and-set on its version, carrying the hold: part of every cart save, and
-/// the whole of a hold-only one.
+/// the whole of a hold-only one. `id = LAST_INSERT_ID(id)` hands the row's id back in the answer
+/// (`last_insert_id`), so a save needs no query to find its lines' `cart_id`.
 fn cart_row_update(cart: &Cart, now: DateTime<Utc>) -> sqlx::query::Query<'_, MySql, MySqlArguments> {
     sqlx::query(
-        "UPDATE cart SET version = version + 1, checkout_id = ?, checkout_expires_at = ?, updated_at = ? \
-         WHERE username = ? AND version = ?",
+        "UPDATE cart SET version = version + 1, checkout_id = ?, checkout_expires_at = ?, updated_at = ?, \
+         id = LAST_INSERT_ID(id) WHERE username = ? AND version = ?",
     )
     .bind(hold_id(cart))
     .bind(cart.checkout.map(|h| h.expires_at))
@@ -375,10 +376,7 @@ impl CartStore for Carts {
                 if done.rows_affected() == 0 {
                     return Ok(Saved::Stale);
                 }
-                sqlx::query_scalar("SELECT id FROM cart WHERE username = ?")
-                    .bind(&cart.username)
-                    .fetch_one(&mut *tx)
-                    .await?
+                i64::try_from(done.last_insert_id()).unwrap_or(i64::MAX)
             };
             sqlx::query("DELETE FROM cart_items WHERE cart_id = ?").bind(cart_id).execute(&mut *tx).await?;
             if !cart.items.is_empty() {

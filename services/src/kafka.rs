@@ -3,10 +3,11 @@
 //!
 //! Producing: idempotent producer, `acks=all`, records keyed by username (one user's events stay
 //! in order on one partition). Consuming: a consumer group with `enable.auto.offset.store=false`;
-//! the poll loop hands records to one worker per partition and keeps polling; a worker stores an
-//! event's offset (auto-committed later) only after its handler succeeded, so a consumer that dies
-//! mid-event sees it again after a restart. A handler that fails is retried with back-off (its
-//! partition waits, the others go on). A record that is not an order event is logged and skipped. Handlers must tolerate duplicates: the cart applies a
+//! the poll loop hands records to one worker per partition and keeps polling; a worker handles
+//! what has arrived as a batch, each user's events in order and different users concurrently,
+//! and stores the batch's offset (auto-committed later) only after every handler succeeded, so a
+//! consumer that dies mid-batch sees it again after a restart. A handler that fails is retried
+//! with back-off (that user's later events wait; the partition's next batch waits too). A record that is not an order event is logged and skipped. Handlers must tolerate duplicates: the cart applies a
 //! completed order once, by order id.
 
 use std::collections::HashMap;
@@ -189,39 +190,60 @@ async fn consume(consumer: Arc<StreamConsumer>, handler: Arc<dyn EventHandler>) 
     }
 }
 
-/// Handles one partition's records in order; stores each offset only after its record was
-/// handled, so an event whose handler never finished is delivered again after a restart.
+/// Records a partition worker takes at once.
+const BATCH: usize = 256;
+
+/// Handles one partition's records: what has arrived is taken as a batch, each user's events in
+/// the order they were written, different users' concurrently (the order a key-partitioned topic
+/// promises, without one slow cart apply holding up every other user of the partition). The
+/// batch's last offset is stored only once every record of it was handled, so an event whose
+/// handler never finished is delivered again after a restart.
 fn partition_worker(
     consumer: Arc<StreamConsumer>,
     handler: Arc<dyn EventHandler>,
 ) -> mpsc::Sender<OwnedMessage> {
     let (tx, mut rx) = mpsc::channel::<OwnedMessage>(1024);
     tokio::spawn(async move {
-        while let Some(message) = rx.recv().await {
-            match message.payload().map(serde_json::from_slice::<OrderEvent>) {
-                Some(Ok(event)) => {
-                    let mut attempt = 0u32;
-                    while let Err(e) = handler.handle(&event).await {
-                        attempt += 1;
-                        tracing::warn!(order_id = event.order_id, attempt, error = %e, "event handler failed; retrying");
-                        tokio::time::sleep(Duration::from_millis(50u64 << attempt.min(6))).await;
-                    }
+        let mut batch = Vec::with_capacity(BATCH);
+        while rx.recv_many(&mut batch, BATCH).await > 0 {
+            let mut by_user: HashMap<String, Vec<OrderEvent>> = HashMap::new();
+            for message in &batch {
+                match message.payload().map(serde_json::from_slice::<OrderEvent>) {
+                    Some(Ok(event)) => by_user.entry(event.username.clone()).or_default().push(event),
+                    other => tracing::error!(
+                        topic = message.topic(),
+                        offset = message.offset(),
+                        problem = ?other.map(|r| r.err()),
+                        "skipping a record that is not an order event"
+                    ),
                 }
-                other => tracing::error!(
-                    topic = message.topic(),
-                    offset = message.offset(),
-                    problem = ?other.map(|r| r.err()),
-                    "skipping a record that is not an order event"
-                ),
             }
-            if let Err(e) = consumer.store_offset(message.topic(), message.partition(), message.offset()) {
+            let chains = by_user.into_values().map(|events| handle_in_order(&*handler, events));
+            futures::future::join_all(chains).await;
+            if let Some(last) = batch.last()
+                && let Err(e) = consumer.store_offset(last.topic(), last.partition(), last.offset())
+            {
                 // After a rebalance the partition may belong to another instance now; it will
-                // see the record again, and handlers ignore duplicates.
-                tracing::warn!(error = %e, "could not store a consumed offset; the event may be seen again");
+                // see the records again, and handlers ignore duplicates.
+                tracing::warn!(error = %e, "could not store a consumed offset; events may be seen again");
             }
+            batch.clear();
         }
     });
     tx
+}
+
+/// One user's events, one after another; a failing handler is retried with back-off until it
+/// succeeds (the user's later events wait for it).
+async fn handle_in_order(handler: &dyn EventHandler, events: Vec<OrderEvent>) {
+    for event in events {
+        let mut attempt = 0u32;
+        while let Err(e) = handler.handle(&event).await {
+            attempt += 1;
+            tracing::warn!(order_id = event.order_id, attempt, error = %e, "event handler failed; retrying");
+            tokio::time::sleep(Duration::from_millis(50u64 << attempt.min(6))).await;
+        }
+    }
 }
 
 /// The [`EventBus`] of distributed mode: publishes through the bridge actor.

@@ -166,3 +166,58 @@ async fn a_consumer_group_resumes_after_the_last_handled_event_on_a_real_broker(
     runtime.shutdown();
     producer_rt.shutdown();
 }
+
+/// Records every event after a pause, counting how many were being handled at once.
+#[derive(Default)]
+struct Overlap {
+    log: EventLog,
+    in_flight: AtomicU32,
+    most: AtomicU32,
+}
+
+#[async_trait]
+impl EventHandler for Overlap {
+    async fn handle(&self, e: &OrderEvent) -> Result<(), BusError> {
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        self.log.handle(e).await?;
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_partition_handles_different_users_at_once_and_each_user_in_order() {
+    let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
+    for topic in [shop_services::kafka::ORDER_EVENTS, shop_services::kafka::ORDER_CREATED] {
+        cluster.create_topic(topic, 1, 1).expect("topic");
+    }
+    let config = KafkaConfig { create_topics: false, ..KafkaConfig::new(cluster.bootstrap_servers()) };
+    let producer_rt = ActorRuntime::start(1).expect("runtime");
+    let producer = KafkaBus::start(&producer_rt, config.clone(), None).await.expect("producer");
+    // Ten users, three events each, all on the one partition before anyone consumes.
+    for round in 1..=3 {
+        for user in 0..10 {
+            let e = event(&format!("u{user}"), user * 10 + round, OrderEventType::OrderCompleted);
+            producer.publish(e).await.expect("published");
+        }
+    }
+    let runtime = ActorRuntime::start(1).expect("runtime");
+    let overlap = Arc::new(Overlap::default());
+    KafkaBus::start(&runtime, config, Some(("cart-service-overlap", overlap.clone()))).await.expect("bridge");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while overlap.log.events().len() < 30 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let events = overlap.log.events();
+    assert_eq!(events.len(), 30, "every event handled once");
+    for user in 0..10 {
+        let mine: Vec<i64> =
+            events.iter().filter(|e| e.username == format!("u{user}")).map(|e| e.order_id).collect();
+        assert_eq!(mine, vec![user * 10 + 1, user * 10 + 2, user * 10 + 3], "one user's events in order");
+    }
+    assert!(overlap.most.load(Ordering::SeqCst) > 1, "different users' events were handled one at a time");
+    runtime.shutdown();
+    producer_rt.shutdown();
+}

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::Utc;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
 use shop_actors::bus::EventLog;
 use shop_actors::model::{LineQuantity, OrderEvent, OrderEventType};
 use shop_actors::ports::{BusError, EventBus, EventHandler};
@@ -67,14 +69,21 @@ async fn wait_for(log: &EventLog, user: &str, n: usize) -> Vec<OrderEvent> {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_bridge_round_trips_events_through_the_mock_cluster() {
-    let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
+/// librdkafka's in-process mock cluster with both topics, `partitions` each, and a bridge config
+/// for it. The cluster lives as long as the value returned.
+fn mock_cluster(partitions: i32) -> (MockCluster<'static, DefaultProducerContext>, KafkaConfig) {
+    let cluster = MockCluster::new(1).expect("mock cluster");
     // The mock cluster does not answer admin requests: its topics are made directly.
     for topic in [shop_services::kafka::ORDER_EVENTS, shop_services::kafka::ORDER_CREATED] {
-        cluster.create_topic(topic, 2, 1).expect("topic");
+        cluster.create_topic(topic, partitions, 1).expect("topic");
     }
     let config = KafkaConfig { create_topics: false, ..KafkaConfig::new(cluster.bootstrap_servers()) };
+    (cluster, config)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bridge_round_trips_events_through_the_mock_cluster() {
+    let (_cluster, config) = mock_cluster(2);
     let runtime = ActorRuntime::start(1).expect("runtime");
     let log = Arc::new(EventLog::default());
     let consumer = Arc::new(Only("mock".into(), log.clone()));
@@ -189,11 +198,7 @@ impl EventHandler for Overlap {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_partition_handles_different_users_at_once_and_each_user_in_order() {
-    let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
-    for topic in [shop_services::kafka::ORDER_EVENTS, shop_services::kafka::ORDER_CREATED] {
-        cluster.create_topic(topic, 1, 1).expect("topic");
-    }
-    let config = KafkaConfig { create_topics: false, ..KafkaConfig::new(cluster.bootstrap_servers()) };
+    let (_cluster, config) = mock_cluster(1);
     let producer_rt = ActorRuntime::start(1).expect("runtime");
     let producer = KafkaBus::start(&producer_rt, config.clone(), None).await.expect("producer");
     // Ten users, three events each, all on the one partition before anyone consumes.

@@ -1,11 +1,11 @@
 //! One timer for a chain of actor messages.
 //!
 //! Every message to an entity actor or a payment worker is bounded: a caller never waits forever
-//! on an actor that is stuck. Bounding each message with a timer of its own costs a timer wheel
-//! entry per message, and a checkout sends half a dozen (about a fifth of the saga's CPU time in
-//! the benchmark, `docs/PERFORMANCE.md`). A [`Deadline`] bounds a whole chain of steps with one
-//! timer instead: while a step runs under [`Deadline::bound`], the messages it sends carry no
-//! timer of their own, and the deadline cancels whatever step is waiting when it passes.
+//! on an actor that is stuck. Bounded one by one, a checkout's half a dozen messages each get a
+//! timer and a timeout of their own, and together they can outlast the caller who is waiting for
+//! the checkout. A [`Deadline`] bounds a whole chain of steps with one timer instead: while a step
+//! runs under [`Deadline::bound`], the messages it sends carry no timer of their own, and the
+//! deadline cancels whatever step is waiting when it passes.
 //!
 //! A step that awaits a message under a deadline is dropped when the deadline passes. The
 //! message may still be handled afterwards, exactly as when a per-message timeout fires: every

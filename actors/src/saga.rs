@@ -14,9 +14,11 @@
 //!    has published (embedded mode: the cart is already cleared); without, it only kicks the
 //!    relay, so checkouts keep answering while the broker is away.
 //!
-//! Steps 3 to 6 share one deadline (`SagaConfig::deadline`, one timer for all their messages):
-//! a lease or an order that does not come in time ends the checkout (giving the cart back), a
-//! charge that does not come in time cancels the order as unpaid.
+//! Steps 1 and 3 to 6 share one deadline (`SagaConfig::deadline`, one timer for all their
+//! messages). A lease that does not come in time ends the checkout (a lease granted later lapses
+//! after its TTL); an order that does not come in time ends it and gives the cart back; a charge
+//! that does not come in time cancels the order as unpaid and gives the cart back. Compensations
+//! run after the deadline, each message with its own timeout.
 //!
 //! [`CheckoutSaga`] is the supervisor actor: it starts each checkout as its own task, so checkouts
 //! of different carts run concurrently while the pool bounds how many reach payment at once.

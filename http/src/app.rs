@@ -103,6 +103,7 @@ pub(crate) async fn auth_service(
         bcrypt_cost: config.bcrypt_cost,
         hash_concurrency: config.hash_concurrency,
         hash_queue: config.hash_queue,
+        hash_cpu_share: config.hash_cpu_share,
     };
     let auth = AuthService::new(db.users(), keys.clone(), &auth_config).await?;
     if let Some(password) = &config.admin_password {

@@ -188,6 +188,10 @@ pub struct RunConfig {
     /// Logins and registrations waiting for a hashing thread; beyond it they get 503.
     #[arg(long, env = "SHOP_HASH_QUEUE", default_value_t = 256)]
     pub hash_queue: usize,
+    /// The share of its time each hashing thread may spend hashing: it rests after every hash
+    /// so that a login flood cannot keep a CPU busy (above 0, at most 1).
+    #[arg(long, env = "SHOP_HASH_CPU_SHARE", default_value_t = 0.5)]
+    pub hash_cpu_share: f64,
     /// Probability that the mock gateway approves a charge.
     #[arg(long, env = "SHOP_PAYMENT_SUCCESS_RATE", default_value_t = 0.8)]
     pub payment_success_rate: f64,

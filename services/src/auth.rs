@@ -146,11 +146,13 @@ pub struct AuthConfig {
     pub hash_concurrency: usize,
     /// Logins and registrations waiting for a hashing thread; more are refused with 503.
     pub hash_queue: usize,
+    /// The share of its time each hashing thread may spend hashing (above 0, at most 1).
+    pub hash_cpu_share: f64,
 }
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        Self { bcrypt_cost: bcrypt::DEFAULT_COST, hash_concurrency: 1, hash_queue: 256 }
+        Self { bcrypt_cost: bcrypt::DEFAULT_COST, hash_concurrency: 1, hash_queue: 256, hash_cpu_share: 0.5 }
     }
 }
 
@@ -167,7 +169,8 @@ pub struct AuthService {
 
 impl AuthService {
     pub async fn new(users: Arc<dyn UserStore>, keys: JwtKeys, config: &AuthConfig) -> ServiceResult<Self> {
-        let hashing = PasswordHasher::start(config.hash_concurrency, config.hash_queue)?;
+        let hashing =
+            PasswordHasher::start(config.hash_concurrency, config.hash_queue, config.hash_cpu_share)?;
         let cost = config.bcrypt_cost;
         let dummy = hashing.hash("not a real password".into(), cost).await?;
         Ok(Self { users, keys, cost, hashing, dummy_hash: dummy.into() })

@@ -3,11 +3,16 @@
 //! BCrypt is slow on purpose (tens of milliseconds of CPU per hash), so a burst of logins could
 //! take every core away from checkouts. Hashes are therefore computed on a few dedicated threads
 //! that run at the lowest CPU priority (nice 19): they use whatever CPU the request path leaves
-//! idle and yield to it at once. Requests wait in a bounded queue; when it is full the caller is
-//! told to come back later ([`ServiceError::Busy`], 503) instead of queueing without end.
+//! idle and yield to it at once. The scheduler alone does not keep them out of the way on every
+//! machine: a virtual CPU kept busy with hashing still slows its sibling (measured in
+//! docs/PERFORMANCE.md). So each thread also rests after every hash, long enough that hashing
+//! takes at most a set share of its time (`cpu_share`; under contention a hash takes longer, and
+//! its rest with it). Requests wait in a bounded queue; when it is full the caller is told to
+//! come back later ([`ServiceError::Busy`], 503) instead of queueing without end.
 
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
@@ -38,15 +43,21 @@ pub struct PasswordHasher {
 }
 
 impl PasswordHasher {
-    /// Starts `threads` hashing threads (at least one) behind a queue of `queue` waiting requests.
-    pub fn start(threads: usize, queue: usize) -> ServiceResult<Self> {
+    /// Starts `threads` hashing threads (at least one) behind a queue of `queue` waiting requests;
+    /// each spends at most `cpu_share` (above 0, at most 1) of its time hashing.
+    pub fn start(threads: usize, queue: usize, cpu_share: f64) -> ServiceResult<Self> {
+        if !(cpu_share > 0.0 && cpu_share <= 1.0) {
+            return Err(ServiceError::Invalid(format!(
+                "the hashing threads' CPU share must be above 0 and at most 1, not {cpu_share}"
+            )));
+        }
         let (tx, rx) = sync_channel::<Job>(queue.max(1));
         let rx = Arc::new(Mutex::new(rx));
         for i in 0..threads.max(1) {
             let rx = rx.clone();
             std::thread::Builder::new()
                 .name(format!("shop-hashing-{i}"))
-                .spawn(move || work(&rx))
+                .spawn(move || work(&rx, cpu_share))
                 .map_err(|e| ServiceError::Internal(format!("starting a hashing thread: {e}")))?;
         }
         Ok(Self { queue: tx })
@@ -84,7 +95,12 @@ impl PasswordHasher {
     }
 }
 
-fn work(jobs: &Mutex<Receiver<Job>>) {
+/// How long a thread rests after hashing for `busy`, so that hashing is `cpu_share` of its time.
+fn rest_after(busy: Duration, cpu_share: f64) -> Duration {
+    busy.mul_f64((1.0 / cpu_share - 1.0).max(0.0))
+}
+
+fn work(jobs: &Mutex<Receiver<Job>>, cpu_share: f64) {
     if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), HASHING_NICENESS) {
         tracing::warn!(error = %e, "could not lower the priority of a password hashing thread");
     }
@@ -96,6 +112,7 @@ fn work(jobs: &Mutex<Receiver<Job>>) {
         };
         // Every handle is gone: nothing more will come.
         let Ok(Job { work, reply }) = job else { return };
+        let started = Instant::now();
         let answer = match work {
             Work::Hash { password, cost } => {
                 bcrypt::hash(password, cost).map(Answer::Hash).map_err(|e| format!("hashing: {e}"))
@@ -106,6 +123,7 @@ fn work(jobs: &Mutex<Receiver<Job>>) {
         };
         // The caller may have given up waiting; then nobody needs the answer.
         let _ = reply.send(answer);
+        std::thread::sleep(rest_after(started.elapsed(), cpu_share));
     }
 }
 
@@ -115,7 +133,7 @@ mod tests {
 
     #[tokio::test]
     async fn hashes_verify_and_a_full_queue_is_refused() {
-        let hasher = PasswordHasher::start(1, 1).expect("threads");
+        let hasher = PasswordHasher::start(1, 1, 1.0).expect("threads");
         let hash = hasher.hash("correct horse".into(), 4).await.expect("hash");
         assert!(hasher.verify("correct horse".into(), hash.clone()).await.expect("verify"));
         assert!(!hasher.verify("wrong horse".into(), hash).await.expect("verify"));
@@ -128,9 +146,23 @@ mod tests {
         assert!(answers.iter().any(Result::is_ok), "the queued requests must still be answered");
     }
 
+    #[test]
+    fn a_thread_rests_long_enough_to_keep_to_its_share() {
+        let busy = Duration::from_millis(60);
+        assert_eq!(rest_after(busy, 1.0), Duration::ZERO);
+        assert_eq!(rest_after(busy, 0.5), busy);
+        assert_eq!(rest_after(busy, 0.25), Duration::from_millis(180));
+        for share in [0.0, -1.0, 1.5, f64::NAN] {
+            assert!(
+                matches!(PasswordHasher::start(1, 1, share), Err(ServiceError::Invalid(_))),
+                "a share of {share} is refused"
+            );
+        }
+    }
+
     #[tokio::test]
     async fn hashing_threads_run_at_the_lowest_priority() {
-        let hasher = PasswordHasher::start(1, 1).expect("threads");
+        let hasher = PasswordHasher::start(1, 1, 1.0).expect("threads");
         // Once a hash has been answered, the thread has set its priority.
         hasher.hash("x".repeat(8), 4).await.expect("hash");
         let thread = std::fs::read_dir("/proc/self/task")

@@ -303,7 +303,7 @@ async fn decide(
             // the hold in the same write, and a hold's id is never used again. Only otherwise is
             // the store asked (a stale cache is caught by the version on the write).
             if !releases && store.checkout_applied(&cart.username, order_id).await? {
-                if releases { hold } else { Change::None }
+                Change::None
             } else {
                 cart.subtract(&items);
                 Change::Write { applied_order: Some(order_id), hold_only: false }

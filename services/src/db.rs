@@ -71,10 +71,8 @@ impl Service {
     }
 }
 
-/// A service's SQLite database. SQLite admits one writer at a time, so writes go through a
-/// one-connection pool (they queue in the pool, not in SQLite's busy loop, and a transaction never
-/// fails to upgrade from read to write); reads use a pool of their own and, in WAL mode, never
-/// wait for the writer.
+/// A service's SQLite database: one writer thread and a few reader threads
+/// ([`crate::sqlite_db`]).
 pub use crate::sqlite_db::SqliteDb;
 
 #[derive(Debug, Clone)]

@@ -7,8 +7,9 @@
 //! what has arrived as a batch, each user's events in order and different users concurrently,
 //! and stores the batch's offset (auto-committed later) only after every handler succeeded, so a
 //! consumer that dies mid-batch sees it again after a restart. A handler that fails is retried
-//! with back-off (that user's later events wait; the partition's next batch waits too). A record that is not an order event is logged and skipped. Handlers must tolerate duplicates: the cart applies a
-//! completed order once, by order id.
+//! with back-off (that user's later events wait; the partition's next batch waits too). A record
+//! that is not an order event is logged and skipped. Handlers must tolerate duplicates: the cart
+//! applies a completed order once, by order id.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -108,6 +108,14 @@ pub(super) enum Bind<'a> {
 }
 
 /// Orders (with their items) matching `filter`, newest first, in one query; both backends run it.
+/// A cart write refused because the stored cart is no longer at the version it was based on.
+pub(super) fn stale_cart(cart: &shop_actors::model::Cart) -> shop_actors::ports::StoreError {
+    shop_actors::ports::StoreError::Conflict(format!(
+        "cart of {} changed since version {}",
+        cart.username, cart.version
+    ))
+}
+
 pub(super) fn order_select_sql(filter: &str) -> String {
     format!(
         "SELECT o.id, o.username, o.total_amount, o.status, o.payment_id, o.failure_reason, \

@@ -411,10 +411,7 @@ impl CartStore for Carts {
         .map_err(store_err)?;
         match saved {
             Saved::Version(v) => Ok(v),
-            Saved::Stale => Err(StoreError::Conflict(format!(
-                "cart of {} changed since version {}",
-                cart.username, cart.version
-            ))),
+            Saved::Stale => Err(super::stale_cart(cart)),
         }
     }
 
@@ -423,10 +420,7 @@ impl CartStore for Carts {
         let done = retry_transient!(async { cart_row_update(cart, now).execute(&self.0).await })
             .map_err(store_err)?;
         if done.rows_affected() == 0 {
-            return Err(StoreError::Conflict(format!(
-                "cart of {} changed since version {}",
-                cart.username, cart.version
-            )));
+            return Err(super::stale_cart(cart));
         }
         Ok(cart.version + 1)
     }

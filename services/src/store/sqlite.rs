@@ -411,10 +411,7 @@ impl CartStore for Carts {
         let (owned, version) = (cart.clone(), cart.version);
         match self.0.write.run(move |c| save_cart(c, &owned, applied_order)).await.map_err(store_err)? {
             CartWrite::Saved => Ok(version + 1),
-            CartWrite::Stale => Err(StoreError::Conflict(format!(
-                "cart of {} changed since version {version}",
-                cart.username
-            ))),
+            CartWrite::Stale => Err(super::stale_cart(cart)),
         }
     }
 
@@ -437,10 +434,7 @@ impl CartStore for Carts {
             .await
             .map_err(store_err)?;
         if changed == 0 {
-            return Err(StoreError::Conflict(format!(
-                "cart of {} changed since version {version}",
-                cart.username
-            )));
+            return Err(super::stale_cart(cart));
         }
         Ok(version + 1)
     }

@@ -152,6 +152,7 @@ pub(crate) fn pool_config(config: &RunConfig) -> PoolConfig {
         read_connections: config.db_read_connections,
         max_connections: config.db_max_connections,
         acquire_timeout: Duration::from_millis(config.db_acquire_timeout_ms),
+        ..PoolConfig::default()
     }
 }
 

@@ -44,8 +44,11 @@ pub async fn measure(
             s.write.run(|c| Ok(c.execute_batch(&format!("{DROP}; {CREATE};"))?)).await?;
         }
         Database::MySql(m) => {
-            sqlx::query(DROP).execute(m).await?;
-            sqlx::query(CREATE).execute(m).await?;
+            m.run(async |c| {
+                sqlx::query(DROP).execute(&mut *c).await?;
+                sqlx::query(CREATE).execute(&mut *c).await
+            })
+            .await?;
         }
     }
     let next = Arc::new(AtomicU64::new(0));
@@ -66,7 +69,7 @@ pub async fn measure(
                             .await?;
                     }
                     Database::MySql(m) => {
-                        sqlx::query(INSERT).bind(id).bind(PAYLOAD).execute(m).await?;
+                        m.run(async |c| sqlx::query(INSERT).bind(id).bind(PAYLOAD).execute(c).await).await?;
                     }
                 }
             }
@@ -77,14 +80,14 @@ pub async fn measure(
     let seconds = started.elapsed().as_secs_f64();
     let commits = match &db {
         Database::Sqlite(s) => s.read.run(|c| Ok(c.query_row(COUNT, [], |r| r.get::<_, i64>(0))?)).await?,
-        Database::MySql(m) => sqlx::query_scalar::<_, i64>(COUNT).fetch_one(m).await?,
+        Database::MySql(m) => m.run(async |c| sqlx::query_scalar::<_, i64>(COUNT).fetch_one(c).await).await?,
     };
     match &db {
         Database::Sqlite(s) => {
             s.write.run(|c| Ok(c.execute(DROP, [])?)).await?;
         }
         Database::MySql(m) => {
-            sqlx::query(DROP).execute(m).await?;
+            m.run(async |c| sqlx::query(DROP).execute(c).await).await?;
         }
     }
     db.close().await;

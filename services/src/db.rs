@@ -10,10 +10,11 @@ use chrono::{DateTime, SubsecRound, Utc};
 use rust_decimal::Decimal;
 use shop_actors::ports::CartStore;
 use sqlx::migrate::{MigrateDatabase, Migrator};
-use sqlx::mysql::{MySql, MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
+use sqlx::mysql::{MySql, MySqlConnectOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::error::{ServiceError, ServiceResult};
+use crate::mysql_pool::{MySqlDb, OnConnect};
 use crate::store::{self, OrderRepo, PaymentStore, ProductStore, UserStore};
 
 /// The five services, each with its own database.
@@ -83,12 +84,20 @@ pub struct PoolConfig {
     pub max_connections: u32,
     /// How long a query waits for a free connection.
     pub acquire_timeout: Duration,
+    /// MySQL: a connection that has rested in the pool this long is pinged before it is used
+    /// ([`crate::mysql_pool`]).
+    pub ping_after_idle: Duration,
 }
 
 impl Default for PoolConfig {
     /// Sized for a 2-core machine: more connections than that only queue inside the server.
     fn default() -> Self {
-        Self { read_connections: 4, max_connections: 8, acquire_timeout: Duration::from_secs(10) }
+        Self {
+            read_connections: 4,
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(10),
+            ping_after_idle: Duration::from_secs(1),
+        }
     }
 }
 
@@ -96,7 +105,7 @@ impl Default for PoolConfig {
 #[derive(Clone, Debug)]
 pub enum Database {
     Sqlite(SqliteDb),
-    MySql(MySqlPool),
+    MySql(MySqlDb),
 }
 
 impl Database {
@@ -169,7 +178,7 @@ impl Database {
     }
 }
 
-async fn open_mysql(service: Service, url: &str, pool: &PoolConfig) -> ServiceResult<MySqlPool> {
+async fn open_mysql(service: Service, url: &str, pool: &PoolConfig) -> ServiceResult<MySqlDb> {
     let url = url.replacen("mariadb://", "mysql://", 1);
     let unreachable = |e: sqlx::Error| {
         ServiceError::Internal(format!("{} database at {}: {e}", service.name(), redact(&url)))
@@ -183,25 +192,21 @@ async fn open_mysql(service: Service, url: &str, pool: &PoolConfig) -> ServiceRe
         }
     }
     let options: MySqlConnectOptions = url.parse().map_err(unreachable)?;
-    let db = MySqlPoolOptions::new()
-        .max_connections(pool.max_connections.max(1))
-        .acquire_timeout(pool.acquire_timeout)
-        // Every write is fenced by a version or a unique key, so nothing needs REPEATABLE READ's
-        // gap locks, which made concurrent saves of different carts deadlock on the cart_items
-        // index (the distributed load in docs/PERFORMANCE.md). READ COMMITTED locks only the rows
-        // a statement touches.
-        .after_connect(|conn, _meta| {
-            Box::pin(async move {
-                sqlx::Executor::execute(&mut *conn, "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
-                    .await?;
-                Ok(())
-            })
+    // Every write is fenced by a version or a unique key, so nothing needs REPEATABLE READ's gap
+    // locks, which made concurrent saves of different carts deadlock on the cart_items index (the
+    // distributed load in docs/PERFORMANCE.md). READ COMMITTED locks only the rows a statement
+    // touches.
+    let read_committed: OnConnect = Arc::new(|conn| {
+        Box::pin(async move {
+            sqlx::Executor::execute(conn, "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED").await?;
+            Ok(())
         })
-        .connect_with(options)
-        .await
-        .map_err(unreachable)?;
+    });
+    let db = MySqlDb::connect(options, pool, read_committed).await.map_err(unreachable)?;
     // The migrator holds a database lock while it runs, so instances starting together are safe.
-    service.mysql_migrator().run(&db).await?;
+    let mut lease = db.acquire().await.map_err(unreachable)?;
+    service.mysql_migrator().run(&mut *lease).await?;
+    lease.release().await;
     Ok(db)
 }
 

@@ -22,6 +22,7 @@ pub mod error;
 pub mod hashing;
 pub mod kafka;
 pub mod money;
+pub mod mysql_pool;
 pub mod order;
 pub mod payment;
 pub mod product;

@@ -3,6 +3,12 @@
 
 use crate::db::{Database, PoolConfig, Service};
 
+/// What a test that cannot reach MySQL says to do.
+pub const START_MYSQL: &str = "These tests need a MySQL-compatible server. Start MariaDB with \
+     `start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd` \
+     (or `docker compose up -d mysql`), or point SHOP_TEST_MYSQL_URL at one \
+     (a user that may create databases).";
+
 /// The MySQL server tests use: `SHOP_TEST_MYSQL_URL`, or MariaDB/MySQL as root on 127.0.0.1:3306.
 pub fn mysql_server_url() -> String {
     std::env::var("SHOP_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".to_owned())
@@ -18,13 +24,7 @@ pub fn fresh_mysql_url(service: Service) -> String {
 pub async fn open_or_explain(service: Service, url: &str) -> Database {
     match Database::open(service, url, &PoolConfig::default()).await {
         Ok(db) => db,
-        Err(e) => panic!(
-            "cannot open {url}: {e}\n\
-             These tests need a MySQL-compatible server. Start MariaDB with \
-             `start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd` \
-             (or `docker compose up -d mysql`), or point SHOP_TEST_MYSQL_URL at one \
-             (a user that may create databases)."
-        ),
+        Err(e) => panic!("cannot open {url}: {e}\n{START_MYSQL}"),
     }
 }
 

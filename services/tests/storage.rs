@@ -566,9 +566,10 @@ async fn mysql_schema_keeps_the_seed_columns() {
     let f = Fixture::new(Backend::MySql);
     for (service, table, columns) in SEED_SCHEMA {
         let Database::MySql(pool) = f.open(*service).await else { panic!("not MySQL") };
+        let mut conn = pool.acquire().await.expect("a connection");
         let (_, ddl): (String, String) =
             sqlx::query_as(sqlx::AssertSqlSafe(format!("SHOW CREATE TABLE `{table}`")))
-                .fetch_one(&pool)
+                .fetch_one(&mut *conn)
                 .await
                 .unwrap_or_else(|e| panic!("{table}: {e}"));
         let ddl = normalise(&ddl);
@@ -584,10 +585,11 @@ async fn mysql_deadlocks_are_recognised_as_transient() {
     use sqlx::Connection;
     let f = Fixture::new(Backend::MySql);
     let Database::MySql(pool) = f.open(Service::Product).await else { panic!("not MySQL") };
+    let mut conn = pool.acquire().await.expect("a connection");
     for id in [1, 2] {
         sqlx::query("INSERT INTO products (id, name, price, stock, created_at, updated_at) VALUES (?, 'x', 1, 1, NOW(), NOW())")
             .bind(id)
-            .execute(&pool)
+            .execute(&mut *conn)
             .await
             .expect("insert");
     }

@@ -12,7 +12,8 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use shop_actors::model::{Cart, CartItem, CheckoutHold, NewOrder, Order, OrderEvent, OrderItem};
 use shop_actors::ports::{CartStore, OrderStore, StoreError};
-use sqlx::mysql::{MySql, MySqlArguments, MySqlDatabaseError, MySqlPool, MySqlRow};
+use sqlx::Connection;
+use sqlx::mysql::{MySql, MySqlArguments, MySqlConnection, MySqlDatabaseError, MySqlRow};
 use sqlx::{AssertSqlSafe, QueryBuilder, Row};
 use uuid::Uuid;
 
@@ -23,6 +24,7 @@ use super::{
 use crate::auth::User;
 use crate::db::is_unique_violation;
 use crate::error::{ServiceError, ServiceResult};
+use crate::mysql_pool::MySqlDb;
 use crate::payment::Payment;
 use crate::product::{Product, ProductInput};
 
@@ -43,13 +45,13 @@ pub(crate) async fn backoff(attempt: u32) {
     tokio::time::sleep(Duration::from_millis(base + jitter)).await;
 }
 
-/// Evaluates the `async` block `$body` (a transaction) until it succeeds, fails for a reason that
-/// is not transient, or has been tried [`TRANSIENT_ATTEMPTS`] times.
+/// Runs `$body` (a transaction, on the connection `$c` of the pool `$db`) until it succeeds, fails
+/// for a reason that is not transient, or has been tried [`TRANSIENT_ATTEMPTS`] times.
 macro_rules! retry_transient {
-    ($body:expr) => {{
+    ($db:expr, |$c:ident| $body:block) => {{
         let mut attempt = 1u32;
         loop {
-            match $body.await {
+            match $db.run(async |$c: &mut MySqlConnection| $body).await {
                 Err(e) if is_transient(&e) && attempt < TRANSIENT_ATTEMPTS => {
                     tracing::debug!(attempt, error = %e, "transient MySQL error; running the transaction again");
                     backoff(attempt).await;
@@ -75,12 +77,12 @@ fn id(v: u64) -> ServiceResult<i64> {
 
 // ---------------------------------------------------------------------------------------- users
 
-pub struct Users(pub MySqlPool);
+pub struct Users(pub MySqlDb);
 
 #[async_trait]
 impl UserStore for Users {
     async fn insert(&self, u: NewUserRow<'_>) -> ServiceResult<User> {
-        let result = retry_transient!(async {
+        let result = retry_transient!(self.0, |c| {
             sqlx::query(
                 "INSERT INTO users (username, email, password, role, created_at) VALUES (?, ?, ?, ?, ?)",
             )
@@ -89,7 +91,7 @@ impl UserStore for Users {
             .bind(u.password_hash)
             .bind(u.role.as_str())
             .bind(u.created_at)
-            .execute(&self.0)
+            .execute(&mut *c)
             .await
         });
         match result {
@@ -108,20 +110,28 @@ impl UserStore for Users {
     }
 
     async fn credentials(&self, username: &str) -> ServiceResult<Option<(String, crate::auth::Role)>> {
-        let row: Option<(String, String)> =
-            sqlx::query_as("SELECT password, role FROM users WHERE username = ?")
-                .bind(username)
-                .fetch_optional(&self.0)
-                .await?;
+        let row: Option<(String, String)> = self
+            .0
+            .run(async |c| {
+                sqlx::query_as("SELECT password, role FROM users WHERE username = ?")
+                    .bind(username)
+                    .fetch_optional(c)
+                    .await
+            })
+            .await?;
         row.map(|(hash, r)| Ok((hash, role(&r)?))).transpose()
     }
 
     async fn find(&self, username: &str) -> ServiceResult<Option<User>> {
-        let row: Option<(i64, String, String, String, DateTime<Utc>)> =
-            sqlx::query_as("SELECT id, username, email, role, created_at FROM users WHERE username = ?")
-                .bind(username)
-                .fetch_optional(&self.0)
-                .await?;
+        let row: Option<(i64, String, String, String, DateTime<Utc>)> = self
+            .0
+            .run(async |c| {
+                sqlx::query_as("SELECT id, username, email, role, created_at FROM users WHERE username = ?")
+                    .bind(username)
+                    .fetch_optional(c)
+                    .await
+            })
+            .await?;
         row.map(|(id, username, email, r, created_at)| {
             Ok(User { id, username, email, role: role(&r)?, created_at })
         })
@@ -129,11 +139,11 @@ impl UserStore for Users {
     }
 
     async fn make_admin(&self, username: &str, password_hash: &str) -> ServiceResult<bool> {
-        let done = retry_transient!(async {
+        let done = retry_transient!(self.0, |c| {
             sqlx::query("UPDATE users SET password = ?, role = 'ADMIN' WHERE username = ?")
                 .bind(password_hash)
                 .bind(username)
-                .execute(&self.0)
+                .execute(&mut *c)
                 .await
         })?;
         Ok(done.rows_affected() > 0)
@@ -142,7 +152,7 @@ impl UserStore for Users {
 
 // ------------------------------------------------------------------------------------- products
 
-pub struct Products(pub MySqlPool);
+pub struct Products(pub MySqlDb);
 
 const PRODUCT_COLUMNS: &str = "id, name, description, price, stock, created_at, updated_at";
 
@@ -165,23 +175,33 @@ fn stock(p: &ProductInput) -> ServiceResult<i32> {
 #[async_trait]
 impl ProductStore for Products {
     async fn list(&self) -> ServiceResult<Vec<Product>> {
-        let rows = sqlx::query(AssertSqlSafe(format!("SELECT {PRODUCT_COLUMNS} FROM products ORDER BY id")))
-            .fetch_all(&self.0)
+        let rows = self
+            .0
+            .run(async |c| {
+                sqlx::query(AssertSqlSafe(format!("SELECT {PRODUCT_COLUMNS} FROM products ORDER BY id")))
+                    .fetch_all(c)
+                    .await
+            })
             .await?;
         rows.iter().map(product).collect()
     }
 
     async fn get(&self, id: i64) -> ServiceResult<Option<Product>> {
-        let row = sqlx::query(AssertSqlSafe(format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id = ?")))
-            .bind(id)
-            .fetch_optional(&self.0)
+        let row = self
+            .0
+            .run(async |c| {
+                sqlx::query(AssertSqlSafe(format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id = ?")))
+                    .bind(id)
+                    .fetch_optional(c)
+                    .await
+            })
             .await?;
         row.as_ref().map(product).transpose()
     }
 
     async fn create(&self, p: &ProductInput, now: DateTime<Utc>) -> ServiceResult<Product> {
         let stock = stock(p)?;
-        let done = retry_transient!(async {
+        let done = retry_transient!(self.0, |c| {
             sqlx::query(
                 "INSERT INTO products (name, description, price, stock, created_at, updated_at) \
                  VALUES (?, ?, ?, ?, ?, ?)",
@@ -192,7 +212,7 @@ impl ProductStore for Products {
             .bind(stock)
             .bind(now)
             .bind(now)
-            .execute(&self.0)
+            .execute(&mut *c)
             .await
         })?;
         Ok(Product {
@@ -213,7 +233,7 @@ impl ProductStore for Products {
         now: DateTime<Utc>,
     ) -> ServiceResult<Option<Product>> {
         let stock = stock(p)?;
-        let done = retry_transient!(async {
+        let done = retry_transient!(self.0, |c| {
             sqlx::query(
                 "UPDATE products SET name = ?, description = ?, price = ?, stock = ?, updated_at = ? WHERE id = ?",
             )
@@ -223,7 +243,7 @@ impl ProductStore for Products {
             .bind(stock)
             .bind(now)
             .bind(product_id)
-            .execute(&self.0)
+            .execute(&mut *c)
             .await
         })?;
         if done.rows_affected() == 0 {
@@ -233,8 +253,8 @@ impl ProductStore for Products {
     }
 
     async fn delete(&self, id: i64) -> ServiceResult<bool> {
-        let done = retry_transient!(async {
-            sqlx::query("DELETE FROM products WHERE id = ?").bind(id).execute(&self.0).await
+        let done = retry_transient!(self.0, |c| {
+            sqlx::query("DELETE FROM products WHERE id = ?").bind(id).execute(&mut *c).await
         })?;
         Ok(done.rows_affected() > 0)
     }
@@ -247,10 +267,9 @@ impl ProductStore for Products {
         // Two instances starting together both lock the empty table's gap; one of them deadlocks,
         // runs again and then finds the catalog seeded. The gap lock needs REPEATABLE READ, which
         // this transaction asks for (the pool's sessions run READ COMMITTED).
-        Ok(retry_transient!(async {
-            let mut conn = self.0.acquire().await?;
-            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ").execute(&mut *conn).await?;
-            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        Ok(retry_transient!(self.0, |c| {
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ").execute(&mut *c).await?;
+            let mut tx = c.begin().await?;
             let count: i64 =
                 sqlx::query_scalar("SELECT COUNT(*) FROM products FOR UPDATE").fetch_one(&mut *tx).await?;
             if count > 0 {
@@ -274,7 +293,10 @@ impl ProductStore for Products {
     }
 
     async fn negative_stock(&self) -> ServiceResult<Vec<i64>> {
-        Ok(sqlx::query_scalar("SELECT id FROM products WHERE stock < 0").fetch_all(&self.0).await?)
+        Ok(self
+            .0
+            .run(async |c| sqlx::query_scalar("SELECT id FROM products WHERE stock < 0").fetch_all(c).await)
+            .await?)
     }
 }
 
@@ -282,7 +304,7 @@ impl ProductStore for Products {
 
 /// One round trip to read a cart, one transaction to write it; the version column fences
 /// writers in other processes.
-pub struct Carts(pub MySqlPool);
+pub struct Carts(pub MySqlDb);
 
 /// What a cart write transaction found.
 enum Saved {
@@ -324,15 +346,20 @@ fn cart_row_update(cart: &Cart, now: DateTime<Utc>) -> sqlx::query::Query<'_, My
 #[async_trait]
 impl CartStore for Carts {
     async fn load(&self, username: &str) -> Result<Cart, StoreError> {
-        let rows = sqlx::query(
-            "SELECT c.version, c.checkout_id, c.checkout_expires_at, \
+        let rows = self
+            .0
+            .run(async |c| {
+                sqlx::query(
+                    "SELECT c.version, c.checkout_id, c.checkout_expires_at, \
                     i.product_id, i.product_name, i.price, i.quantity \
              FROM cart c LEFT JOIN cart_items i ON i.cart_id = c.id WHERE c.username = ? ORDER BY i.id",
-        )
-        .bind(username)
-        .fetch_all(&self.0)
-        .await
-        .map_err(store_err)?;
+                )
+                .bind(username)
+                .fetch_all(c)
+                .await
+            })
+            .await
+            .map_err(store_err)?;
         let mut cart = Cart::empty(username);
         for row in rows {
             cart.version = row.try_get("version").map_err(store_err)?;
@@ -352,8 +379,8 @@ impl CartStore for Carts {
 
     async fn save(&self, cart: &Cart, applied_order: Option<i64>) -> Result<i64, StoreError> {
         let now = crate::db::now();
-        let saved = retry_transient!(async {
-            let mut tx = self.0.begin().await?;
+        let saved = retry_transient!(self.0, |c| {
+            let mut tx = c.begin().await?;
             let cart_id: i64 = if cart.version == 0 {
                 let inserted = sqlx::query(
                     "INSERT INTO cart (username, version, checkout_id, checkout_expires_at, created_at, updated_at) \
@@ -417,7 +444,7 @@ impl CartStore for Carts {
 
     async fn save_hold(&self, cart: &Cart) -> Result<i64, StoreError> {
         let now = crate::db::now();
-        let done = retry_transient!(async { cart_row_update(cart, now).execute(&self.0).await })
+        let done = retry_transient!(self.0, |c| { cart_row_update(cart, now).execute(&mut *c).await })
             .map_err(store_err)?;
         if done.rows_affected() == 0 {
             return Err(super::stale_cart(cart));
@@ -426,21 +453,26 @@ impl CartStore for Carts {
     }
 
     async fn checkout_applied(&self, username: &str, order_id: i64) -> Result<bool, StoreError> {
-        let found: Option<i64> = sqlx::query_scalar(
-            "SELECT order_id FROM cart_applied_orders WHERE username = ? AND order_id = ?",
-        )
-        .bind(username)
-        .bind(order_id)
-        .fetch_optional(&self.0)
-        .await
-        .map_err(store_err)?;
+        let found: Option<i64> = self
+            .0
+            .run(async |c| {
+                sqlx::query_scalar(
+                    "SELECT order_id FROM cart_applied_orders WHERE username = ? AND order_id = ?",
+                )
+                .bind(username)
+                .bind(order_id)
+                .fetch_optional(c)
+                .await
+            })
+            .await
+            .map_err(store_err)?;
         Ok(found.is_some())
     }
 }
 
 // ------------------------------------------------------------------------------------- payments
 
-pub struct Payments(pub MySqlPool);
+pub struct Payments(pub MySqlDb);
 
 const PAYMENT_COLUMNS: &str =
     "id, order_id, user_id, amount, status, transaction_id, failure_reason, created_at";
@@ -461,16 +493,22 @@ fn payment(row: &MySqlRow) -> ServiceResult<Payment> {
 #[async_trait]
 impl PaymentStore for Payments {
     async fn find_by_order(&self, order_id: i64) -> ServiceResult<Option<Payment>> {
-        let row =
-            sqlx::query(AssertSqlSafe(format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE order_id = ?")))
+        let row = self
+            .0
+            .run(async |c| {
+                sqlx::query(AssertSqlSafe(format!(
+                    "SELECT {PAYMENT_COLUMNS} FROM payments WHERE order_id = ?"
+                )))
                 .bind(order_id)
-                .fetch_optional(&self.0)
-                .await?;
+                .fetch_optional(c)
+                .await
+            })
+            .await?;
         row.as_ref().map(payment).transpose()
     }
 
     async fn insert(&self, p: NewPayment<'_>) -> ServiceResult<Option<Payment>> {
-        let inserted = retry_transient!(async {
+        let inserted = retry_transient!(self.0, |c| {
             sqlx::query(
                 "INSERT INTO payments (order_id, user_id, amount, status, transaction_id, failure_reason, created_at) \
                  VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -482,7 +520,7 @@ impl PaymentStore for Payments {
             .bind(p.transaction_id)
             .bind(p.failure_reason)
             .bind(p.created_at)
-            .execute(&self.0)
+            .execute(&mut *c)
             .await
         });
         match inserted {
@@ -502,8 +540,12 @@ impl PaymentStore for Payments {
     }
 
     async fn summaries(&self) -> ServiceResult<Vec<PaymentSummary>> {
-        let rows: Vec<(i64, i64, String, Decimal)> =
-            sqlx::query_as("SELECT id, order_id, status, amount FROM payments").fetch_all(&self.0).await?;
+        let rows: Vec<(i64, i64, String, Decimal)> = self
+            .0
+            .run(async |c| {
+                sqlx::query_as("SELECT id, order_id, status, amount FROM payments").fetch_all(c).await
+            })
+            .await?;
         rows.into_iter()
             .map(|(id, order_id, status, amount)| {
                 Ok(PaymentSummary { id, order_id, status: payment_status(&status)?, amount })
@@ -514,7 +556,7 @@ impl PaymentStore for Payments {
 
 // --------------------------------------------------------------------------------------- orders
 
-pub struct Orders(pub MySqlPool);
+pub struct Orders(pub MySqlDb);
 
 impl Orders {
     /// Orders (with their items) matching `filter`, newest first, in one query.
@@ -527,7 +569,7 @@ impl Orders {
                 Bind::Text(v) => query.bind(*v),
             };
         }
-        let rows = query.fetch_all(&self.0).await.map_err(store_err)?;
+        let rows = self.0.run(async |c| query.fetch_all(c).await).await.map_err(store_err)?;
         group_orders(&rows).map_err(store_err)
     }
 }
@@ -569,8 +611,8 @@ fn group_orders(rows: &[MySqlRow]) -> ServiceResult<Vec<Order>> {
 impl OrderStore for Orders {
     async fn create(&self, new: NewOrder) -> Result<Order, StoreError> {
         let now = crate::db::now();
-        let created = retry_transient!(async {
-            let mut tx = self.0.begin().await?;
+        let created = retry_transient!(self.0, |c| {
+            let mut tx = c.begin().await?;
             let inserted = sqlx::query(
                 "INSERT INTO orders (username, total_amount, status, idempotency_key, version, created_at, updated_at) \
                  VALUES (?, ?, 'PENDING', ?, 1, ?, ?)",
@@ -624,8 +666,8 @@ impl OrderStore for Orders {
 
     async fn update(&self, order: &Order, event: Option<&OrderEvent>) -> Result<i64, StoreError> {
         let now = crate::db::now();
-        let updated = retry_transient!(async {
-            let mut tx = self.0.begin().await?;
+        let updated = retry_transient!(self.0, |c| {
+            let mut tx = c.begin().await?;
             let done = sqlx::query(
                 "UPDATE orders SET status = ?, payment_id = ?, failure_reason = ?, version = version + 1, \
                  updated_at = ? WHERE id = ? AND version = ?",
@@ -662,12 +704,18 @@ impl OrderStore for Orders {
     }
 
     async fn unsent_events(&self, limit: usize) -> Result<Vec<OrderEvent>, StoreError> {
-        let rows: Vec<String> =
-            sqlx::query_scalar("SELECT payload FROM order_outbox WHERE sent_at IS NULL ORDER BY id LIMIT ?")
+        let rows: Vec<String> = self
+            .0
+            .run(async |c| {
+                sqlx::query_scalar(
+                    "SELECT payload FROM order_outbox WHERE sent_at IS NULL ORDER BY id LIMIT ?",
+                )
                 .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-                .fetch_all(&self.0)
+                .fetch_all(c)
                 .await
-                .map_err(store_err)?;
+            })
+            .await
+            .map_err(store_err)?;
         rows.iter().map(|p| serde_json::from_str(p).map_err(store_err)).collect()
     }
 
@@ -676,7 +724,7 @@ impl OrderStore for Orders {
             return Ok(());
         }
         let now = crate::db::now();
-        retry_transient!(async {
+        retry_transient!(self.0, |c| {
             let mut update = QueryBuilder::new("UPDATE order_outbox SET sent_at = ");
             update.push_bind(now).push(" WHERE event_id IN (");
             let mut ids = update.separated(", ");
@@ -684,7 +732,7 @@ impl OrderStore for Orders {
                 ids.push_bind(id.to_string());
             }
             update.push(")");
-            update.build().execute(&self.0).await
+            update.build().execute(&mut *c).await
         })
         .map_err(store_err)?;
         Ok(())
@@ -710,10 +758,12 @@ async fn push_event(
 #[async_trait]
 impl OrderRepo for Orders {
     async fn summaries(&self) -> ServiceResult<Vec<OrderSummary>> {
-        let rows: Vec<(i64, String, Option<i64>, Decimal)> =
-            sqlx::query_as("SELECT id, status, payment_id, total_amount FROM orders")
-                .fetch_all(&self.0)
-                .await?;
+        let rows: Vec<(i64, String, Option<i64>, Decimal)> = self
+            .0
+            .run(async |c| {
+                sqlx::query_as("SELECT id, status, payment_id, total_amount FROM orders").fetch_all(c).await
+            })
+            .await?;
         Ok(rows
             .into_iter()
             .map(|(id, status, payment_id, total_amount)| OrderSummary {

@@ -1,9 +1,9 @@
 //! The MySQL connection pool the stores use.
 //!
-//! sqlx's `Pool` pings a connection each time one is handed back, to find out whether an
-//! interrupted query left it unusable. Under load that was a round trip to the server for every
-//! store call: 8.4 pings per checkout beside its 22.6 statements (`Com_admin_commands`,
-//! docs/PERFORMANCE.md). This pool learns the same thing from how the work ended instead:
+//! sqlx's `Pool` pings a connection when it hands it out and again when it is given back, to find
+//! out whether an interrupted query left it unusable. Under load that was 17 pings per checkout
+//! beside its 22.6 statements (`Com_admin_commands`, docs/PERFORMANCE.md 12), each a round trip
+//! like a statement. This pool learns the same thing from how the work ended instead:
 //!
 //! - the work finished, or the server answered it with an error (a duplicate key, a deadlock): the
 //!   connection is in step with the server and goes straight back, unpinged (a transaction the
@@ -11,9 +11,9 @@
 //! - the work failed on the connection itself (I/O, protocol), or was dropped half way (a caller
 //!   that gave up): the connection is closed, and a new one is opened when one is next needed.
 //!
-//! A connection that has rested in the pool for `PoolConfig::ping_after_idle` (1 s) or more is pinged before use,
-//! since the server may have closed it meanwhile (`wait_timeout`, a restart); one that fails the
-//! ping is replaced.
+//! A connection that has rested in the pool for [`PoolConfig::ping_after_idle`] (1 s) or more is
+//! pinged before use, since the server may have closed it meanwhile (`wait_timeout`, a restart);
+//! one that fails the ping is replaced.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};

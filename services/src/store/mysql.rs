@@ -1,6 +1,6 @@
 //! The MySQL repositories (production; MariaDB 10.11 and MySQL 8). Money is `DECIMAL(10,2)`.
 //!
-//! Every write runs through [`retry_transient!`]: a deadlock (1213), a lock wait timeout (1205)
+//! Every write runs through `retry_transient!`: a deadlock (1213), a lock wait timeout (1205)
 //! or a snapshot conflict (1020) aborts only the transaction, which is then run again from the
 //! start, a bounded number of times with growing back-off. A write based on a stale version is
 //! not transient: it is reported as a conflict for the caller to reload and decide again.

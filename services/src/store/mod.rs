@@ -107,7 +107,6 @@ pub(super) enum Bind<'a> {
     Text(&'a str),
 }
 
-/// Orders (with their items) matching `filter`, newest first, in one query; both backends run it.
 /// A cart write refused because the stored cart is no longer at the version it was based on.
 pub(super) fn stale_cart(cart: &shop_actors::model::Cart) -> shop_actors::ports::StoreError {
     shop_actors::ports::StoreError::Conflict(format!(
@@ -116,6 +115,7 @@ pub(super) fn stale_cart(cart: &shop_actors::model::Cart) -> shop_actors::ports:
     ))
 }
 
+/// Orders (with their items) matching `filter`, newest first, in one query; both backends run it.
 pub(super) fn order_select_sql(filter: &str) -> String {
     format!(
         "SELECT o.id, o.username, o.total_amount, o.status, o.payment_id, o.failure_reason, \

@@ -31,7 +31,7 @@ fn checkout_saga(c: &mut Criterion) {
         group.throughput(Throughput::Elements(concurrency as u64));
         group.bench_with_input(BenchmarkId::from_parameter(concurrency), &users, |b, users| {
             b.to_async(&rt).iter_custom(|rounds| {
-                let (carts, checkouts) = (core.carts.clone(), core.checkouts.clone());
+                let (carts, checkouts) = (core.cart.carts.clone(), core.order.checkouts.clone());
                 let users = users.clone();
                 async move {
                     let mut timed = Duration::ZERO;
@@ -68,9 +68,9 @@ fn cart_add(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     group.bench_function("round_trip", |b| {
         b.to_async(&rt).iter(|| async {
-            let cart = core.carts.add("bench", mouse(), 1).await.expect("add");
+            let cart = core.cart.carts.add("bench", mouse(), 1).await.expect("add");
             if cart.items[0].quantity >= 1000 {
-                core.carts.clear("bench").await.expect("clear");
+                core.cart.carts.clear("bench").await.expect("clear");
             }
         });
     });

@@ -9,9 +9,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use shop_actors::cart::CartConfig;
+use shop_actors::CartConfig;
 use shop_actors::memory::MemoryPayments;
-use shop_actors::registry::RegistryConfig;
+use shop_actors::RegistryConfig;
 use shop_actors::{Core, CoreConfig};
 
 // The same allocator as the `shop` binary.
@@ -53,7 +53,7 @@ fn main() {
         touch(&core, "burst", carts).await;
         let burst = started.elapsed();
         let peak = rss_mib();
-        let live = core.carts.stats().live;
+        let live = core.cart.carts.stats().live;
 
         let idle = Instant::now();
         wait_passivated(&core).await;
@@ -69,7 +69,7 @@ fn main() {
         // And where it settles.
         tokio::time::sleep(Duration::from_secs(10)).await;
         let settled = rss_mib();
-        let stats = core.carts.stats();
+        let stats = core.cart.carts.stats();
 
         println!(
             "carts touched            {carts} in {:.1} s ({:.0}/s)",
@@ -108,7 +108,7 @@ async fn touch(core: &Core, prefix: &str, n: usize) {
     let names: Vec<usize> = (0..n).collect();
     for chunk in names.chunks(1024) {
         let reads = chunk.iter().map(|i| {
-            let carts = core.carts.clone();
+            let carts = core.cart.carts.clone();
             let user = format!("{prefix}-{i}");
             async move { carts.get(&user).await.expect("cart read") }
         });
@@ -118,8 +118,8 @@ async fn touch(core: &Core, prefix: &str, n: usize) {
 
 async fn wait_passivated(core: &Core) {
     let deadline = Instant::now() + IDLE_TIMEOUT * 30;
-    while core.carts.stats().live > 0 {
-        assert!(Instant::now() < deadline, "carts did not passivate: {:?}", core.carts.stats());
+    while core.cart.carts.stats().live > 0 {
+        assert!(Instant::now() < deadline, "carts did not passivate: {:?}", core.cart.carts.stats());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

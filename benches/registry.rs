@@ -30,11 +30,11 @@ fn activation_passivation(c: &mut Criterion) {
         b.to_async(&rt).iter(|| async {
             let first = next.fetch_add(BATCH as u64, Ordering::Relaxed);
             let cycles = (first..first + BATCH as u64).map(|n| {
-                let carts = core.carts.clone();
+                let carts = core.cart.carts.clone();
                 async move {
                     let user = format!("lifecycle-{n}");
                     carts.get(&user).await.expect("activate");
-                    assert!(carts.registry().passivate(&user).await, "the cart actor was not live");
+                    assert!(carts.passivate(&user).await, "the cart actor was not live");
                 }
             });
             futures::future::join_all(cycles).await;
@@ -56,7 +56,7 @@ fn registry_contention(c: &mut Criterion) {
     let keys: Arc<Vec<String>> = Arc::new((0..10_000).map(|i| format!("contention-{i}")).collect());
     rt.block_on(async {
         for key in keys.iter() {
-            core.carts.get(key).await.expect("activate");
+            core.cart.carts.get(key).await.expect("activate");
         }
     });
     let mut group = c.benchmark_group("registry_lookup");
@@ -65,7 +65,7 @@ fn registry_contention(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::from_parameter(name), &spread, |b, &spread| {
             b.to_async(&rt).iter(|| async {
                 let tasks = (0..TASKS).map(|t| {
-                    let (registry, keys) = (core.carts.registry().clone(), keys.clone());
+                    let (registry, keys) = (core.cart.carts.registry().clone(), keys.clone());
                     tokio::spawn(async move {
                         for i in 0..LOOKUPS_PER_TASK {
                             let key = &keys[(t * 7919 + i * 31) % spread];
@@ -80,7 +80,7 @@ fn registry_contention(c: &mut Criterion) {
         });
     }
     group.finish();
-    let live = core.carts.stats().live;
+    let live = core.cart.carts.stats().live;
     assert_eq!(live, keys.len(), "lookups must find the live actors, not activate new ones");
     core.shutdown();
 }

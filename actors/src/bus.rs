@@ -7,6 +7,7 @@ use async_trait::async_trait;
 
 use crate::model::OrderEvent;
 use crate::ports::{BusError, EventBus, EventHandler};
+use crate::retry::{Backoff, Retry};
 
 /// Delivers each event to every subscriber before `publish` returns, in subscription order, so
 /// that when a checkout answers, the cart has already seen its outcome. A failing handler is
@@ -44,16 +45,11 @@ impl InProcessBus {
 impl EventBus for InProcessBus {
     async fn publish(&self, event: OrderEvent) -> Result<(), BusError> {
         let mut failure = None;
+        let retry = Retry { attempts: DELIVERY_ATTEMPTS, backoff: Backoff::Linear(Duration::from_millis(20)) };
         for handler in self.handlers().iter() {
-            let mut attempt = 1;
-            while let Err(e) = handler.handle(&event).await {
-                if attempt >= DELIVERY_ATTEMPTS {
-                    tracing::error!(order_id = event.order_id, error = %e, "event handler gave up");
-                    failure = Some(e);
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(20) * attempt).await;
-                attempt += 1;
+            if let Err(e) = retry.run("event delivery", |_| true, || handler.handle(&event)).await {
+                tracing::error!(order_id = event.order_id, error = %e, "event handler gave up");
+                failure = Some(e);
             }
         }
         failure.map_or(Ok(()), Err)

@@ -1,9 +1,8 @@
 //! The cart actor: one per username, owning that user's cart.
 //!
-//! Every command runs as an [`AtomicResponse`]: while one command awaits storage, no other command
-//! of the same cart starts, so two adds never read the same old state. The cart is cached in the
-//! actor after the first load and written through to the [`CartStore`] on every change; a store
-//! error drops the cache, so the next command rebuilds it from storage.
+//! Its commands run on the write-through engine ([`crate::entity`]): one at a time, so two adds
+//! never read the same old state; the cart is cached after the first load and written through to
+//! the [`CartStore`] on every change. This file holds only the cart's decisions ([`decide`]).
 //!
 //! A checkout holds the cart ([`crate::model::CheckoutHold`], stored with the cart): it stops a
 //! second checkout of the same cart while one runs, in this process or another, and lapses after
@@ -22,10 +21,8 @@ use crate::model::{
     ProductSnapshot,
 };
 use crate::ports::{BusError, CartPort, CartPortError, CartStore, CheckoutLease, EventHandler, StoreError};
-use crate::registry::{
-    Activation, CONFLICT_ATTEMPTS, Entity, Passivate, Registry, RegistryConfig, RegistryError, RegistryStats,
-    conflict_backoff,
-};
+use crate::entity::{self, Decision, WriteThrough};
+use crate::registry::{Activation, Entity, Passivate, Registry, RegistryConfig, RegistryError, RegistryStats};
 use crate::runtime::ActorRuntime;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -148,92 +145,84 @@ impl Handler<CartCommand> for CartActor {
     type Result = AtomicResponse<Self, Result<CartOutcome, CartError>>;
 
     fn handle(&mut self, cmd: CartCommand, _ctx: &mut Self::Context) -> Self::Result {
-        self.activation.touch();
-        let store = self.deps.store.clone();
-        let ttl = self.deps.lease_ttl;
-        let username = self.activation.key().clone();
-        // Commands run one at a time, so the cache can be lent to this one and put back after.
-        let mut cached = self.cart.take();
-        let work = async move {
-            let mut last_conflict = None;
-            for attempt in 0..CONFLICT_ATTEMPTS {
-                let (mut cart, fresh) = match cached.take() {
-                    Some(cart) => (cart, false),
-                    None => (store.load(&username).await?, true),
-                };
-                let decided = decide(&mut cart, cmd.clone(), &*store, ttl).await;
-                match decided {
-                    Ok((Change::Write { applied_order, hold_only }, checkout_id)) => {
-                        let saved = if hold_only && cart.version > 0 {
-                            store.save_hold(&cart).await
-                        } else {
-                            store.save(&cart, applied_order).await
-                        };
-                        match saved {
-                            Ok(version) => {
-                                cart.version = version;
-                                return Ok((cart, checkout_id));
-                            }
-                            Err(StoreError::Conflict(e)) => {
-                                // The first retry reloads at once (a stale cache is the usual cause);
-                                // later ones back off, since another writer is busy on this cart.
-                                if attempt > 0 {
-                                    conflict_backoff(attempt).await;
-                                }
-                                last_conflict = Some(StoreError::Conflict(e));
-                            }
-                            Err(e) => return Err(e.into()),
-                        }
-                    }
-                    // Reads, no-ops and refusals write nothing, so no version check would catch a
-                    // stale cache (another process may have changed the cart): they are answered
-                    // from freshly loaded state only.
-                    Ok(_)
-                    | Err(CartError::Empty | CartError::CheckoutInProgress | CartError::NotInCart(_))
-                        if !fresh => {}
-                    Ok((Change::None, checkout_id)) => return Ok((cart, checkout_id)),
-                    Err(e) => return Err(e),
-                }
-            }
-            Err(last_conflict.unwrap_or(StoreError::Conflict(username)).into())
-        };
-        AtomicResponse::new(Box::pin(work.into_actor(self).map(|res, act, _ctx| match res {
-            Ok((cart, checkout_id)) => {
-                act.cart = Some(cart.clone());
-                Ok(CartOutcome { cart, checkout_id })
-            }
-            Err(e) => {
-                if matches!(e, CartError::Store(_)) {
-                    act.cart = None;
-                }
-                Err(e)
-            }
-        })))
+        entity::run(self, cmd)
     }
 }
 
-enum Change {
-    None,
-    /// Store the cart; `hold_only` when nothing but the checkout hold changed.
-    Write {
-        applied_order: Option<i64>,
-        hold_only: bool,
-    },
+impl WriteThrough for CartActor {
+    type State = Cart;
+    type Command = CartCommand;
+    type Write = CartWrite;
+    type Extra = Option<Uuid>;
+    type Answer = CartOutcome;
+    type Error = CartError;
+
+    fn cache(&mut self) -> &mut Option<Cart> {
+        &mut self.cart
+    }
+
+    fn deps(&self) -> &CartDeps {
+        &self.deps
+    }
+
+    async fn load(deps: &CartDeps, username: &String) -> Result<Cart, CartError> {
+        Ok(deps.store.load(username).await?)
+    }
+
+    async fn decide(
+        deps: &CartDeps,
+        cart: &mut Cart,
+        cmd: CartCommand,
+    ) -> Result<Decision<CartWrite, Option<Uuid>>, CartError> {
+        decide(cart, cmd, &*deps.store, deps.lease_ttl).await
+    }
+
+    async fn save(deps: &CartDeps, cart: &Cart, write: CartWrite) -> Result<i64, StoreError> {
+        if write.hold_only && cart.version > 0 {
+            deps.store.save_hold(cart).await
+        } else {
+            deps.store.save(cart, write.applied_order).await
+        }
+    }
+
+    fn set_version(cart: &mut Cart, version: i64) {
+        cart.version = version;
+    }
+
+    fn answer(cart: Cart, checkout_id: Option<Uuid>) -> CartOutcome {
+        CartOutcome { cart, checkout_id }
+    }
+
+    fn is_refusal(e: &CartError) -> bool {
+        matches!(e, CartError::Empty | CartError::CheckoutInProgress | CartError::NotInCart(_))
+    }
+
+    fn is_store_error(e: &CartError) -> bool {
+        matches!(e, CartError::Store(_))
+    }
 }
 
-/// Applies one command to `cart`, returning whether it must be stored and the checkout id the
-/// command began.
+/// What a cart save stores beside the cart.
+pub(crate) struct CartWrite {
+    /// The order whose checkout this write takes out of the cart.
+    applied_order: Option<i64>,
+    /// Nothing but the checkout hold changed.
+    hold_only: bool,
+}
+
+/// Applies one command to `cart`: whether it must be stored, and the checkout id the command
+/// began.
 async fn decide(
     cart: &mut Cart,
     cmd: CartCommand,
     store: &dyn CartStore,
     ttl: Duration,
-) -> Result<(Change, Option<Uuid>), CartError> {
-    let write = Change::Write { applied_order: None, hold_only: false };
-    let hold = Change::Write { applied_order: None, hold_only: true };
+) -> Result<Decision<CartWrite, Option<Uuid>>, CartError> {
+    let write = || Decision::Changed(CartWrite { applied_order: None, hold_only: false }, None);
+    let hold = |id| Decision::Changed(CartWrite { applied_order: None, hold_only: true }, id);
     let now = Utc::now();
-    let change = match cmd {
-        CartCommand::Get => Change::None,
+    let decision = match cmd {
+        CartCommand::Get => Decision::Unchanged(None),
         CartCommand::Add { product, quantity } => {
             check_quantity(u64::from(quantity))?;
             match cart.items.iter_mut().find(|i| i.product_id == product.id) {
@@ -250,7 +239,7 @@ async fn decide(
                     quantity,
                 }),
             }
-            write
+            write()
         }
         CartCommand::SetQuantity { product_id, quantity } => {
             let pos = position(cart, product_id)?;
@@ -259,19 +248,19 @@ async fn decide(
             } else {
                 cart.items[pos].quantity = check_quantity(u64::from(quantity))?;
             }
-            write
+            write()
         }
         CartCommand::Remove { product_id } => {
             let pos = position(cart, product_id)?;
             cart.items.remove(pos);
-            write
+            write()
         }
         CartCommand::Clear => {
             if cart.items.is_empty() {
-                Change::None
+                Decision::Unchanged(None)
             } else {
                 cart.items.clear();
-                write
+                write()
             }
         }
         CartCommand::BeginCheckout => {
@@ -284,14 +273,14 @@ async fn decide(
             let id = Uuid::new_v4();
             let ttl = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
             cart.checkout = Some(CheckoutHold { id, expires_at: now.checked_add_signed(ttl).unwrap_or(now) });
-            return Ok((hold, Some(id)));
+            hold(Some(id))
         }
         CartCommand::ReleaseCheckout { checkout_id } => {
             if cart.checkout.is_some_and(|h| h.id == checkout_id) {
                 cart.checkout = None;
-                hold
+                hold(None)
             } else {
-                Change::None
+                Decision::Unchanged(None)
             }
         }
         CartCommand::ApplyCheckout { order_id, items, checkout_id } => {
@@ -303,14 +292,14 @@ async fn decide(
             // the hold in the same write, and a hold's id is never used again. Only otherwise is
             // the store asked (a stale cache is caught by the version on the write).
             if !releases && store.checkout_applied(&cart.username, order_id).await? {
-                Change::None
+                Decision::Unchanged(None)
             } else {
                 cart.subtract(&items);
-                Change::Write { applied_order: Some(order_id), hold_only: false }
+                Decision::Changed(CartWrite { applied_order: Some(order_id), hold_only: false }, None)
             }
         }
     };
-    Ok((change, None))
+    Ok(decision)
 }
 
 fn check_quantity(q: u64) -> Result<u32, CartError> {
@@ -336,7 +325,7 @@ impl Carts {
         Self { registry: Registry::new(runtime, deps, config.registry) }
     }
 
-    pub async fn execute(&self, username: &str, cmd: CartCommand) -> Result<CartOutcome, CartError> {
+    pub(crate) async fn execute(&self, username: &str, cmd: CartCommand) -> Result<CartOutcome, CartError> {
         self.registry.send(&username.to_owned(), cmd).await?
     }
 
@@ -378,7 +367,14 @@ impl Carts {
         self.registry.stats()
     }
 
-    /// The registry of cart actors, for hosts that manage activation themselves.
+    /// Passivates the user's cart actor now if one is live (its state stays in storage; the
+    /// next command reloads it). Answers whether one was live.
+    pub async fn passivate(&self, username: &str) -> bool {
+        self.registry.passivate(&username.to_owned()).await
+    }
+
+    /// The registry of cart actors, for tests and benchmarks that look at activation itself.
+    #[cfg(feature = "test-support")]
     pub fn registry(&self) -> &Registry<CartActor> {
         &self.registry
     }

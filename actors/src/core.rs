@@ -1,4 +1,13 @@
-//! One call that starts the whole core: the runtime, carts, orders, the payment pool and the saga.
+//! The core in two halves a host composes, and [`Core`], the two together.
+//!
+//! - [`CartSide`]: the cart actors, started from a [`CartStore`]. It offers the Order side its
+//!   [`CartPort`] and takes `ORDER_EVENTS` as an [`EventHandler`].
+//! - [`OrderSide`]: the order actors, the payment pool, the outbox relay and the checkout saga,
+//!   started from a [`CartPort`], an [`OrderStore`], a [`PaymentGateway`] and an [`EventBus`].
+//!
+//! In one process ([`Core::start`]) the Order side reaches the carts through the Cart side
+//! itself; a host that runs the two in different processes starts one half in each, with an
+//! [`ActorRuntime`] of its own, and puts a client of the other process behind the port.
 
 use std::io;
 use std::sync::Arc;
@@ -8,20 +17,78 @@ use crate::cart::{CartConfig, Carts};
 use crate::order::Orders;
 use crate::outbox::{Outbox, OutboxConfig};
 use crate::payment_pool::{PaymentPool, PaymentPoolConfig};
-use crate::ports::{CartPort, CartStore, EventBus, OrderStore, PaymentGateway};
+use crate::ports::{CartPort, CartStore, EventBus, EventHandler, OrderStore, PaymentGateway};
 use crate::registry::RegistryConfig;
 use crate::runtime::ActorRuntime;
 use crate::saga::{Checkouts, SagaConfig};
+
+/// The carts of this process.
+#[derive(Clone)]
+pub struct CartSide {
+    pub carts: Carts,
+}
+
+impl CartSide {
+    pub fn start(runtime: Arc<ActorRuntime>, store: Arc<dyn CartStore>, config: CartConfig) -> Self {
+        Self { carts: Carts::new(runtime, store, config) }
+    }
+
+    /// The carts as the Order side leases them.
+    pub fn port(&self) -> Arc<dyn CartPort> {
+        Arc::new(self.carts.clone())
+    }
+
+    /// The carts' side of `ORDER_EVENTS`: subscribe it to the bus that carries them.
+    pub fn handler(&self) -> Arc<dyn EventHandler> {
+        Arc::new(self.carts.clone())
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct OrderSideConfig {
+    pub orders: RegistryConfig,
+    pub payments: PaymentPoolConfig,
+    pub saga: SagaConfig,
+    pub outbox: OutboxConfig,
+}
+
+/// What the Order side is started from.
+pub struct OrderPorts {
+    /// Where carts are leased: [`CartSide::port`] in one process, a client of the Cart service
+    /// otherwise.
+    pub carts: Arc<dyn CartPort>,
+    pub store: Arc<dyn OrderStore>,
+    pub gateway: Arc<dyn PaymentGateway>,
+    /// Where the outbox relay publishes order events.
+    pub bus: Arc<dyn EventBus>,
+}
+
+/// The orders of this process and the checkouts that make them.
+#[derive(Clone)]
+pub struct OrderSide {
+    pub orders: Orders,
+    pub payments: PaymentPool,
+    pub checkouts: Checkouts,
+    pub outbox: Outbox,
+}
+
+impl OrderSide {
+    pub fn start(runtime: &Arc<ActorRuntime>, ports: OrderPorts, config: OrderSideConfig) -> Self {
+        let orders = Orders::new(runtime.clone(), ports.store.clone(), config.orders);
+        let payments = PaymentPool::start(runtime, ports.gateway, config.payments);
+        let outbox = Outbox::start(runtime, ports.store, ports.bus, config.outbox);
+        let checkouts =
+            Checkouts::start(runtime, ports.carts, orders.clone(), payments.clone(), outbox.clone(), config.saga);
+        Self { orders, payments, checkouts, outbox }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct CoreConfig {
     /// Arbiter threads the entity actors are spread over.
     pub arbiters: usize,
     pub carts: CartConfig,
-    pub orders: RegistryConfig,
-    pub payments: PaymentPoolConfig,
-    pub saga: SagaConfig,
-    pub outbox: OutboxConfig,
+    pub order: OrderSideConfig,
 }
 
 impl Default for CoreConfig {
@@ -29,27 +96,21 @@ impl Default for CoreConfig {
         Self {
             arbiters: std::thread::available_parallelism().map_or(2, |n| n.get()),
             carts: CartConfig::default(),
-            orders: RegistryConfig::default(),
-            payments: PaymentPoolConfig::default(),
-            saga: SagaConfig::default(),
-            outbox: OutboxConfig::default(),
+            order: OrderSideConfig::default(),
         }
     }
 }
 
-/// The running core. Dropping it (or [`Core::shutdown`]) stops every actor.
+/// Both halves in one process. Dropping it (or [`Core::shutdown`]) stops every actor.
 pub struct Core {
     pub runtime: Arc<ActorRuntime>,
-    pub carts: Carts,
-    pub orders: Orders,
-    pub payments: PaymentPool,
-    pub checkouts: Checkouts,
-    pub outbox: Outbox,
+    pub cart: CartSide,
+    pub order: OrderSide,
 }
 
 impl Core {
-    /// Starts the core with carts and orders in this process. The saga reaches the carts through
-    /// the [`Carts`] handle itself; events go to `bus`.
+    /// Starts the runtime and both halves; the saga leases carts from the Cart side directly.
+    /// Events go to `bus` (subscribe [`CartSide::handler`] to it to have carts react to them).
     pub fn start(
         config: CoreConfig,
         cart_store: Arc<dyn CartStore>,
@@ -58,20 +119,10 @@ impl Core {
         bus: Arc<dyn EventBus>,
     ) -> io::Result<Self> {
         let runtime = Arc::new(ActorRuntime::start(config.arbiters)?);
-        let carts = Carts::new(runtime.clone(), cart_store, config.carts);
-        let orders = Orders::new(runtime.clone(), order_store.clone(), config.orders);
-        let payments = PaymentPool::start(&runtime, gateway, config.payments);
-        let outbox = Outbox::start(&runtime, order_store, bus, config.outbox);
-        let cart_port: Arc<dyn CartPort> = Arc::new(carts.clone());
-        let checkouts = Checkouts::start(
-            &runtime,
-            cart_port,
-            orders.clone(),
-            payments.clone(),
-            outbox.clone(),
-            config.saga,
-        );
-        Ok(Self { runtime, carts, orders, payments, checkouts, outbox })
+        let cart = CartSide::start(runtime.clone(), cart_store, config.carts);
+        let ports = OrderPorts { carts: cart.port(), store: order_store, gateway, bus };
+        let order = OrderSide::start(&runtime, ports, config.order);
+        Ok(Self { runtime, cart, order })
     }
 
     /// An in-memory core wired to an [`InProcessBus`] on which the carts already listen.
@@ -87,7 +138,7 @@ impl Core {
             gateway,
             bus.clone(),
         )?;
-        bus.subscribe(Arc::new(core.carts.clone()));
+        bus.subscribe(core.cart.handler());
         Ok((core, bus))
     }
 

@@ -12,16 +12,20 @@
 //!                      └──► Orders ──► Registry<OrderActor> ──► OrderActor (one per order) ──► OrderStore
 //! ```
 //!
+//! What a host uses:
 //! - [`model`]: carts, orders, events: plain data.
 //! - [`ports`]: the traits a host implements: [`ports::CartStore`], [`ports::OrderStore`],
 //!   [`ports::PaymentGateway`], [`ports::EventBus`], and the Order → Cart boundary
 //!   [`ports::CartPort`].
-//! - [`runtime`]: the actix system and its arbiters, on their own threads.
-//! - [`registry`]: activation, passivation and rebuilding of entity actors.
-//! - [`cart`], [`order`]: the entity actors and their handles [`Carts`] and [`Orders`].
-//! - [`payment_pool`], [`saga`]: the payment actors and the checkout saga ([`Checkouts`]).
+//! - [`Core`]: the two halves in one process; [`CartSide`] and [`OrderSide`] to run them apart,
+//!   each on an [`runtime::ActorRuntime`] (the actix system and its arbiters, on their own threads).
+//! - The handles: [`Carts`], [`Orders`], [`Checkouts`] (the saga), [`PaymentPool`], [`Outbox`].
 //! - [`bus`], [`memory`]: the in-process event bus and in-memory stores.
-//! - [`Core`]: all of it started with one call.
+//! - [`retry`]: the back-off rule the core uses, for a host's adapters too.
+//!
+//! Inside (not exported): `registry` (activation, passivation, rebuilding), `entity` (the
+//! write-through engine every entity actor runs its commands on), the entity actors in `cart`
+//! and `order`, `payment_pool`, `saga`, `outbox` and `deadline`.
 //!
 //! # Runtime rules
 //!
@@ -37,12 +41,13 @@
 //!   reads, no-ops and refusals are answered from freshly loaded state, since another process may
 //!   share the database and no version check would catch a stale answer that writes nothing. Stores
 //!   refuse writes based on a stale version; the actor reloads and decides again (up to 10 attempts,
-//!   backing off with jitter after the first), then reports the conflict (HTTP 503).
+//!   backing off with jitter after the first), then reports the conflict (HTTP 503). One engine
+//!   runs this loop for every entity (`entity`).
 //! - **Timeouts and back-pressure.** Every request to an entity waits at most
 //!   `RegistryConfig::request_timeout`, including the wait for room in its bounded mailbox
 //!   (`mailbox_capacity`); each charge waits at most `PaymentPoolConfig::call_timeout` and is
 //!   asked again (idempotently) up to `SagaConfig::charge_attempts` times. Inside a checkout one
-//!   [`deadline::Deadline`] (`SagaConfig::deadline`) bounds all of its forward steps instead, with
+//!   deadline (`SagaConfig::deadline`) bounds all of its forward steps instead, with
 //!   one timer; past it the checkout compensates. A checkout first takes room in the payment
 //!   pool; if none comes within `PaymentPoolConfig::acquire_timeout` it fails as
 //!   `CheckoutError::Busy` (HTTP 503).
@@ -63,21 +68,31 @@
 //!   applied order ids) and removes only the quantities bought, never items added later.
 
 pub mod bus;
-pub mod cart;
-pub mod core;
-pub mod deadline;
+mod cart;
+mod core;
+mod deadline;
+mod entity;
 pub mod memory;
 pub mod model;
-pub mod order;
-pub mod outbox;
-pub mod payment_pool;
+mod order;
+mod outbox;
+mod payment_pool;
 pub mod ports;
+#[cfg(feature = "test-support")]
 pub mod registry;
+#[cfg(not(feature = "test-support"))]
+mod registry;
+pub mod retry;
 pub mod runtime;
-pub mod saga;
+mod saga;
 
-pub use crate::cart::{CartError, Carts};
-pub use crate::core::{Core, CoreConfig};
-pub use crate::order::{OrderError, Orders};
-pub use crate::saga::{CheckoutError, Checkouts};
+#[cfg(feature = "test-support")]
+pub use crate::cart::CartActor;
+pub use crate::cart::{CartConfig, CartError, Carts};
+pub use crate::core::{CartSide, Core, CoreConfig, OrderPorts, OrderSide, OrderSideConfig};
+pub use crate::order::{OrderError, Orders, Transition};
+pub use crate::outbox::{Outbox, OutboxConfig};
+pub use crate::payment_pool::{PaymentPool, PaymentPoolConfig};
+pub use crate::registry::{RegistryConfig, RegistryError, RegistryStats};
+pub use crate::saga::{CheckoutError, Checkouts, PAYMENT_UNAVAILABLE, SagaConfig, SagaStats};
 pub use rust_decimal::Decimal;

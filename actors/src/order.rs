@@ -1,6 +1,7 @@
 //! The order actor: one per order id, owning that order's status.
 //!
-//! Status changes run one at a time per order ([`AtomicResponse`]) and are checked against
+//! Status changes run on the write-through engine ([`crate::entity`]), one at a time per order,
+//! and are checked against
 //! [`OrderStatus::can_become`], so the saga's PAID/CANCELLED and an admin's SHIPPED can never
 //! both win from the same state. The store's version check does the same across processes.
 
@@ -12,10 +13,8 @@ use uuid::Uuid;
 
 use crate::model::{NewOrder, Order, OrderEvent, OrderStatus};
 use crate::ports::{OrderStore, StoreError};
-use crate::registry::{
-    Activation, CONFLICT_ATTEMPTS, Entity, Passivate, Registry, RegistryConfig, RegistryError, RegistryStats,
-    conflict_backoff,
-};
+use crate::entity::{self, Decision, WriteThrough};
+use crate::registry::{Activation, Entity, Passivate, Registry, RegistryConfig, RegistryError, RegistryStats};
 use crate::runtime::ActorRuntime;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -34,12 +33,9 @@ pub enum OrderError {
 pub enum OrderCommand {
     Get,
     /// Moves the order on; reaching PAID or CANCELLED also puts its event in the outbox, in the
-    /// same write, carrying `checkout_id`.
+    /// same write.
     Transition {
-        to: OrderStatus,
-        payment_id: Option<i64>,
-        failure_reason: Option<String>,
-        checkout_id: Option<Uuid>,
+        change: Transition,
         /// The order as the sender last saw it: an actor with nothing cached starts from it
         /// instead of loading (the store's version check still refuses it if it is stale).
         known: Option<Box<Order>>,
@@ -47,6 +43,24 @@ pub enum OrderCommand {
         /// which it is rarely touched again, so it should not sit in memory until it idles out.
         passivate: bool,
     },
+}
+
+/// A status change and what comes with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    pub to: OrderStatus,
+    /// The payment that settled the order (PAID or CANCELLED by the gateway).
+    pub payment_id: Option<i64>,
+    pub failure_reason: Option<String>,
+    /// The checkout the outcome event names, so that the cart lets go of exactly its hold.
+    pub checkout_id: Option<Uuid>,
+}
+
+impl Transition {
+    /// A change of status only (an admin shipping an order, say).
+    pub fn to(to: OrderStatus) -> Self {
+        Self { to, payment_id: None, failure_reason: None, checkout_id: None }
+    }
 }
 
 impl Message for OrderCommand {
@@ -96,70 +110,82 @@ impl Handler<OrderCommand> for OrderActor {
     type Result = AtomicResponse<Self, Result<Order, OrderError>>;
 
     fn handle(&mut self, cmd: OrderCommand, _ctx: &mut Self::Context) -> Self::Result {
-        self.activation.touch();
-        let id = *self.activation.key();
-        let store = self.store.clone();
-        let mut cached = self.order.take();
-        let passivate = matches!(cmd, OrderCommand::Transition { passivate: true, .. });
-        if let OrderCommand::Transition { known: Some(known), .. } = &cmd
-            && cached.is_none()
-            && known.id == id
-        {
-            cached = Some((**known).clone());
-        }
-        let work = async move {
-            for attempt in 0..CONFLICT_ATTEMPTS {
-                let (mut order, fresh) = match cached.take() {
-                    Some(order) => (order, false),
-                    None => (store.load(id).await?.ok_or(OrderError::NotFound(id))?, true),
-                };
-                // Reads and refusals write nothing, so no version check would catch a stale cache
-                // (another process may have moved the order on): they use freshly loaded state.
-                let OrderCommand::Transition { to, payment_id, failure_reason, checkout_id, .. } =
-                    cmd.clone()
-                else {
-                    if fresh {
-                        return Ok(order);
-                    }
-                    continue;
-                };
-                if !order.status.can_become(to) {
-                    if fresh {
-                        return Err(OrderError::InvalidTransition { id, from: order.status, to });
-                    }
-                    continue;
-                }
-                order.status = to;
-                order.payment_id = payment_id.or(order.payment_id);
-                order.failure_reason = failure_reason.or(order.failure_reason);
-                let event = OrderEvent::outcome(&order, checkout_id);
-                match store.update(&order, event.as_ref()).await {
-                    Ok(version) => {
-                        order.version = version;
-                        return Ok(order);
-                    }
-                    // Another process changed the order: reload and judge the transition again.
-                    Err(StoreError::Conflict(_)) => {
-                        if attempt > 0 {
-                            conflict_backoff(attempt).await;
-                        }
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            Err(StoreError::Conflict(format!("order {id} kept changing under us")).into())
+        entity::run(self, cmd)
+    }
+}
+
+impl WriteThrough for OrderActor {
+    type State = Order;
+    type Command = OrderCommand;
+    /// The outcome event that goes into the outbox with the change.
+    type Write = Option<OrderEvent>;
+    type Extra = ();
+    type Answer = Order;
+    type Error = OrderError;
+
+    fn cache(&mut self) -> &mut Option<Order> {
+        &mut self.order
+    }
+
+    fn deps(&self) -> &Arc<dyn OrderStore> {
+        &self.store
+    }
+
+    async fn load(store: &Arc<dyn OrderStore>, id: &i64) -> Result<Order, OrderError> {
+        store.load(*id).await?.ok_or(OrderError::NotFound(*id))
+    }
+
+    async fn decide(
+        _store: &Arc<dyn OrderStore>,
+        order: &mut Order,
+        cmd: OrderCommand,
+    ) -> Result<Decision<Option<OrderEvent>, ()>, OrderError> {
+        let OrderCommand::Transition { change, .. } = cmd else {
+            return Ok(Decision::Unchanged(()));
         };
-        AtomicResponse::new(Box::pin(work.into_actor(self).map(move |res, act, ctx| {
-            match &res {
-                Ok(_) if passivate => ctx.stop(),
-                Ok(order) => act.order = Some(order.clone()),
-                // Nothing to own: do not keep an actor alive for an id that does not exist.
-                Err(OrderError::NotFound(_)) => ctx.stop(),
-                Err(OrderError::Store(_)) => act.order = None,
-                Err(_) => {}
-            }
-            res
-        })))
+        let to = change.to;
+        if !order.status.can_become(to) {
+            return Err(OrderError::InvalidTransition { id: order.id, from: order.status, to });
+        }
+        order.status = to;
+        order.payment_id = change.payment_id.or(order.payment_id);
+        order.failure_reason = change.failure_reason.or(order.failure_reason.take());
+        Ok(Decision::Changed(OrderEvent::outcome(order, change.checkout_id), ()))
+    }
+
+    async fn save(store: &Arc<dyn OrderStore>, order: &Order, event: Option<OrderEvent>) -> Result<i64, StoreError> {
+        store.update(order, event.as_ref()).await
+    }
+
+    fn set_version(order: &mut Order, version: i64) {
+        order.version = version;
+    }
+
+    fn answer(order: Order, (): ()) -> Order {
+        order
+    }
+
+    fn is_refusal(e: &OrderError) -> bool {
+        matches!(e, OrderError::InvalidTransition { .. })
+    }
+
+    fn is_store_error(e: &OrderError) -> bool {
+        matches!(e, OrderError::Store(_))
+    }
+
+    fn is_missing(e: &OrderError) -> bool {
+        matches!(e, OrderError::NotFound(_))
+    }
+
+    fn known(cmd: &OrderCommand, id: &i64) -> Option<Order> {
+        match cmd {
+            OrderCommand::Transition { known: Some(known), .. } if known.id == *id => Some((**known).clone()),
+            _ => None,
+        }
+    }
+
+    fn passivates_after(cmd: &OrderCommand) -> bool {
+        matches!(cmd, OrderCommand::Transition { passivate: true, .. })
     }
 }
 
@@ -196,39 +222,17 @@ impl Orders {
         Ok(self.store.list_for_user(username).await?)
     }
 
-    pub async fn transition(
-        &self,
-        id: i64,
-        to: OrderStatus,
-        payment_id: Option<i64>,
-        failure_reason: Option<String>,
-        checkout_id: Option<Uuid>,
-    ) -> Result<Order, OrderError> {
-        let cmd = OrderCommand::Transition {
-            to,
-            payment_id,
-            failure_reason,
-            checkout_id,
-            known: None,
-            passivate: false,
-        };
+    pub async fn transition(&self, id: i64, change: Transition) -> Result<Order, OrderError> {
+        let cmd = OrderCommand::Transition { change, known: None, passivate: false };
         self.registry.send(&id, cmd).await?
     }
 
     /// The saga's transition of the order it created to PAID or CANCELLED. A missing actor is
     /// activated next to the user's cart, starts from `order` instead of loading it, and stops
     /// once the outcome is stored.
-    pub async fn settle(
-        &self,
-        order: &Order,
-        to: OrderStatus,
-        payment_id: Option<i64>,
-        failure_reason: Option<String>,
-        checkout_id: Option<Uuid>,
-    ) -> Result<Order, OrderError> {
+    pub async fn settle(&self, order: &Order, change: Transition) -> Result<Order, OrderError> {
         let known = Some(Box::new(order.clone()));
-        let cmd =
-            OrderCommand::Transition { to, payment_id, failure_reason, checkout_id, known, passivate: true };
+        let cmd = OrderCommand::Transition { change, known, passivate: true };
         self.registry.send_near(&order.id, order.username.as_str(), cmd).await?
     }
 

@@ -344,15 +344,3 @@ impl<E: Entity> Inner<E> {
         tracing::warn!(key = ?key, restarts = r.count, "entity actor died; it will be rebuilt from storage");
     }
 }
-
-/// Stale writes (another process wrote first) are retried this many times, from freshly loaded
-/// state, before the conflict is reported to the caller.
-pub(crate) const CONFLICT_ATTEMPTS: u32 = 10;
-
-/// Waits a little before retrying a stale write: 1, 2, 4 … ms (capped at 64) plus jitter, so
-/// that two processes contending for one entity stop meeting in lockstep.
-pub(crate) async fn conflict_backoff(attempt: u32) {
-    let base = 1u64 << attempt.min(6);
-    let jitter = (uuid::Uuid::new_v4().as_u128() % u128::from(base + 1)) as u64;
-    tokio::time::sleep(Duration::from_millis(base + jitter)).await;
-}

@@ -32,11 +32,12 @@ use rust_decimal::Decimal;
 
 use crate::deadline::{Deadline, Expired};
 use crate::model::{NewOrder, Order, OrderItem, OrderStatus, PaymentStatus};
-use crate::order::{OrderError, Orders};
+use crate::order::{OrderError, Orders, Transition};
 use crate::outbox::Outbox;
 use crate::payment_pool::{PaymentPool, PoolError, PoolPermit};
 use crate::ports::{CartPort, CartPortError, ChargeRequest, GatewayError, StoreError};
 use crate::registry::RegistryError;
+use crate::retry::{Backoff, Retry};
 use crate::runtime::{ActorRuntime, placement};
 
 /// The reason an order gets when payment could not be taken at all.
@@ -234,20 +235,28 @@ async fn run(deps: &SagaDeps, req: Checkout) -> Result<Order, CheckoutError> {
         Ok(charged) => charged,
         Err(expired) => Err(PoolError::Gateway(GatewayError::Unavailable(expired.to_string()))),
     };
-    let (status, payment_id, reason) = match charged {
-        Ok(r) if r.status == PaymentStatus::Success => (OrderStatus::Paid, Some(r.payment_id), None),
-        Ok(r) => (
-            OrderStatus::Cancelled,
-            Some(r.payment_id),
-            Some(r.failure_reason.unwrap_or_else(|| "Payment declined".to_owned())),
-        ),
+    let checkout_id = Some(lease.checkout_id);
+    let outcome = match charged {
+        Ok(r) if r.status == PaymentStatus::Success => {
+            Transition { payment_id: Some(r.payment_id), checkout_id, ..Transition::to(OrderStatus::Paid) }
+        }
+        Ok(r) => Transition {
+            to: OrderStatus::Cancelled,
+            payment_id: Some(r.payment_id),
+            failure_reason: Some(r.failure_reason.unwrap_or_else(|| "Payment declined".to_owned())),
+            checkout_id,
+        },
         Err(e) => {
             tracing::error!(order_id = order.id, error = %e, "payment could not be taken; cancelling");
-            (OrderStatus::Cancelled, None, Some(PAYMENT_UNAVAILABLE.to_owned()))
+            Transition {
+                failure_reason: Some(PAYMENT_UNAVAILABLE.to_owned()),
+                checkout_id,
+                ..Transition::to(OrderStatus::Cancelled)
+            }
         }
     };
     drop(permit);
-    let settle = deps.orders.settle(&order, status, payment_id, reason, Some(lease.checkout_id));
+    let settle = deps.orders.settle(&order, outcome);
     // Cancelling because the charge ran out of time is compensation: it gets its own timers.
     let settled = if deadline.passed() {
         settle.await
@@ -282,18 +291,8 @@ async fn charge(
 ) -> Result<crate::model::PaymentReceipt, PoolError> {
     let request =
         ChargeRequest { order_id: order.id, username: order.username.clone(), amount: order.total_amount };
-    let mut attempt = 1;
-    loop {
-        match deps.pool.charge(permit, request.clone()).await {
-            Ok(receipt) => return Ok(receipt),
-            Err(e) if attempt >= deps.config.charge_attempts => return Err(e),
-            Err(e) => {
-                tracing::warn!(order_id = order.id, attempt, error = %e, "charge failed; asking again");
-                tokio::time::sleep(deps.config.retry_backoff * attempt).await;
-                attempt += 1;
-            }
-        }
-    }
+    let retry = Retry { attempts: deps.config.charge_attempts, backoff: Backoff::Linear(deps.config.retry_backoff) };
+    retry.run("charge", |_| true, || deps.pool.charge(permit, request.clone())).await
 }
 
 /// The handle through which checkouts are started. Cheap to clone.

@@ -8,9 +8,9 @@ use async_trait::async_trait;
 use shop_actors::bus::EventLog;
 use shop_actors::memory::{MemoryCartStore, MemoryOrderStore, MemoryPayments};
 use shop_actors::model::{Cart, OrderEventType, OrderStatus, PaymentReceipt, ProductSnapshot};
-use shop_actors::payment_pool::PaymentPoolConfig;
+use shop_actors::PaymentPoolConfig;
 use shop_actors::ports::{CartStore, ChargeRequest, GatewayError, PaymentGateway, StoreError};
-use shop_actors::saga::{PAYMENT_UNAVAILABLE, SagaConfig};
+use shop_actors::{PAYMENT_UNAVAILABLE, SagaConfig};
 use shop_actors::{CartError, CheckoutError, Core, CoreConfig, Decimal};
 
 fn laptop() -> ProductSnapshot {
@@ -32,23 +32,23 @@ fn core_with(payments: Arc<dyn PaymentGateway>, config: CoreConfig) -> (Core, Ar
 async fn paid_checkout_empties_the_cart_and_declined_one_keeps_it() {
     // Order 2 is declined (every 2nd id), order 1 and 3 are paid.
     let (core, log) = core_with(Arc::new(MemoryPayments::new(2)), CoreConfig::default());
-    core.carts.add("john", laptop(), 1).await.expect("add");
-    core.carts.add("john", mouse(), 3).await.expect("add");
+    core.cart.carts.add("john", laptop(), 1).await.expect("add");
+    core.cart.carts.add("john", mouse(), 3).await.expect("add");
 
-    let paid = core.checkouts.checkout("john", None).await.expect("checkout");
+    let paid = core.order.checkouts.checkout("john", None).await.expect("checkout");
     assert_eq!(paid.status, OrderStatus::Paid);
     assert_eq!(paid.total_amount, Decimal::new(108996, 2));
-    assert!(core.carts.get("john").await.expect("get").items.is_empty());
+    assert!(core.cart.carts.get("john").await.expect("get").items.is_empty());
 
-    core.carts.add("john", mouse(), 1).await.expect("add");
-    let declined = core.checkouts.checkout("john", None).await.expect("checkout");
+    core.cart.carts.add("john", mouse(), 1).await.expect("add");
+    let declined = core.order.checkouts.checkout("john", None).await.expect("checkout");
     assert_eq!(declined.status, OrderStatus::Cancelled);
     assert_eq!(declined.failure_reason.as_deref(), Some("Card declined"));
-    let kept = core.carts.get("john").await.expect("get");
+    let kept = core.cart.carts.get("john").await.expect("get");
     assert_eq!(kept.items.len(), 1);
     assert_eq!(kept.items[0].quantity, 1);
 
-    let retried = core.checkouts.checkout("john", None).await.expect("retry");
+    let retried = core.order.checkouts.checkout("john", None).await.expect("retry");
     assert_eq!(retried.status, OrderStatus::Paid);
 
     let kinds: Vec<_> = log.events().into_iter().map(|e| (e.event_type, e.order_id)).collect();
@@ -63,15 +63,15 @@ async fn paid_checkout_empties_the_cart_and_declined_one_keeps_it() {
             (OrderEventType::OrderCompleted, 3),
         ]
     );
-    assert_eq!(core.checkouts.checkout("john", None).await, Err(CheckoutError::EmptyCart));
+    assert_eq!(core.order.checkouts.checkout("john", None).await, Err(CheckoutError::EmptyCart));
 }
 
 #[tokio::test]
 async fn a_replayed_completion_never_removes_items_added_later() {
     let (core, log) = core_with(Arc::new(MemoryPayments::new(0)), CoreConfig::default());
-    core.carts.add("ann", laptop(), 1).await.expect("add");
-    core.checkouts.checkout("ann", None).await.expect("checkout");
-    core.carts.add("ann", laptop(), 2).await.expect("add after checkout");
+    core.cart.carts.add("ann", laptop(), 1).await.expect("add");
+    core.order.checkouts.checkout("ann", None).await.expect("checkout");
+    core.cart.carts.add("ann", laptop(), 2).await.expect("add after checkout");
 
     let completed = log
         .events()
@@ -79,8 +79,8 @@ async fn a_replayed_completion_never_removes_items_added_later() {
         .find(|e| e.event_type == OrderEventType::OrderCompleted)
         .expect("completion published");
     use shop_actors::ports::EventHandler;
-    core.carts.handle(&completed).await.expect("replay handled");
-    let cart = core.carts.get("ann").await.expect("get");
+    core.cart.carts.handle(&completed).await.expect("replay handled");
+    let cart = core.cart.carts.get("ann").await.expect("get");
     assert_eq!(cart.items.len(), 1);
     assert_eq!(cart.items[0].quantity, 2, "the replay took items added after the checkout");
 }
@@ -89,14 +89,14 @@ async fn a_replayed_completion_never_removes_items_added_later() {
 async fn concurrent_adds_to_one_cart_all_count() {
     let (core, _) = core_with(Arc::new(MemoryPayments::new(0)), CoreConfig::default());
     let adds = (0..200).map(|i| {
-        let carts = core.carts.clone();
+        let carts = core.cart.carts.clone();
         let product = if i % 2 == 0 { laptop() } else { mouse() };
         tokio::spawn(async move { carts.add("eve", product, 1).await })
     });
     for add in futures::future::join_all(adds).await {
         add.expect("task").expect("add");
     }
-    let cart = core.carts.get("eve").await.expect("get");
+    let cart = core.cart.carts.get("eve").await.expect("get");
     assert_eq!(cart.items.iter().map(|i| i.quantity).sum::<u32>(), 200);
     assert_eq!(cart.version, 200);
 }
@@ -105,9 +105,9 @@ async fn concurrent_adds_to_one_cart_all_count() {
 async fn concurrent_checkouts_of_one_cart_pay_once() {
     let payments = Arc::new(MemoryPayments::new(0));
     let (core, _) = core_with(payments.clone(), CoreConfig::default());
-    core.carts.add("max", laptop(), 1).await.expect("add");
+    core.cart.carts.add("max", laptop(), 1).await.expect("add");
     let tries = (0..10).map(|_| {
-        let checkouts = core.checkouts.clone();
+        let checkouts = core.order.checkouts.clone();
         tokio::spawn(async move { checkouts.checkout("max", None).await })
     });
     let results: Vec<_> =
@@ -126,14 +126,14 @@ async fn concurrent_checkouts_of_one_cart_pay_once() {
 async fn the_same_idempotency_key_returns_the_same_order() {
     let payments = Arc::new(MemoryPayments::new(0));
     let (core, _) = core_with(payments.clone(), CoreConfig::default());
-    core.carts.add("kim", laptop(), 1).await.expect("add");
-    let first = core.checkouts.checkout("kim", Some("k-1".into())).await.expect("first");
-    core.carts.add("kim", mouse(), 1).await.expect("add");
-    let again = core.checkouts.checkout("kim", Some("k-1".into())).await.expect("again");
+    core.cart.carts.add("kim", laptop(), 1).await.expect("add");
+    let first = core.order.checkouts.checkout("kim", Some("k-1".into())).await.expect("first");
+    core.cart.carts.add("kim", mouse(), 1).await.expect("add");
+    let again = core.order.checkouts.checkout("kim", Some("k-1".into())).await.expect("again");
     assert_eq!(first.id, again.id);
     assert_eq!(payments.count(), 1);
     assert_eq!(
-        core.carts.get("kim").await.expect("get").items.len(),
+        core.cart.carts.get("kim").await.expect("get").items.len(),
         1,
         "the second call checked nothing out"
     );
@@ -145,56 +145,57 @@ async fn idle_actors_passivate_and_come_back_with_their_state() {
     config.carts.registry.idle_timeout = Duration::from_millis(50);
     let (core, _) = core_with(Arc::new(MemoryPayments::new(0)), config);
     for user in ["a", "b", "c"] {
-        core.carts.add(user, mouse(), 2).await.expect("add");
+        core.cart.carts.add(user, mouse(), 2).await.expect("add");
     }
-    assert_eq!(core.carts.stats().live, 3);
+    assert_eq!(core.cart.carts.stats().live, 3);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while core.carts.stats().live > 0 {
-        assert!(tokio::time::Instant::now() < deadline, "actors never passivated: {:?}", core.carts.stats());
+    while core.cart.carts.stats().live > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "actors never passivated: {:?}", core.cart.carts.stats());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(core.carts.stats().passivations, 3);
-    let cart = core.carts.get("b").await.expect("reactivated");
+    assert_eq!(core.cart.carts.stats().passivations, 3);
+    let cart = core.cart.carts.get("b").await.expect("reactivated");
     assert_eq!(cart.items[0].quantity, 2);
-    assert_eq!(core.carts.stats().activations, 4);
+    assert_eq!(core.cart.carts.stats().activations, 4);
 }
 
 #[tokio::test]
 async fn an_asked_passivation_stops_the_actor_and_the_next_message_reloads_it() {
     let (core, _) = core_with(Arc::new(MemoryPayments::new(0)), CoreConfig::default());
-    core.carts.add("p", mouse(), 3).await.expect("add");
-    let first = core.carts.registry().actor(&"p".to_owned()).expect("live actor");
-    assert!(core.carts.registry().passivate(&"p".to_owned()).await, "the actor was live");
+    core.cart.carts.add("p", mouse(), 3).await.expect("add");
+    let first = core.cart.carts.registry().actor(&"p".to_owned()).expect("live actor");
+    assert!(core.cart.carts.passivate("p").await, "the actor was live");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while core.carts.stats().live > 0 {
-        assert!(tokio::time::Instant::now() < deadline, "the actor never stopped: {:?}", core.carts.stats());
+    while core.cart.carts.stats().live > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the actor never stopped: {:?}", core.cart.carts.stats());
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(!first.connected(), "the old actor must be gone");
-    assert_eq!(core.carts.stats().passivations, 1);
-    assert!(!core.carts.registry().passivate(&"p".to_owned()).await, "nothing live to passivate");
-    assert_eq!(core.carts.get("p").await.expect("reactivated").items[0].quantity, 3);
-    assert_eq!(core.carts.stats().activations, 2);
+    assert_eq!(core.cart.carts.stats().passivations, 1);
+    assert!(!core.cart.carts.passivate("p").await, "nothing live to passivate");
+    assert_eq!(core.cart.carts.get("p").await.expect("reactivated").items[0].quantity, 3);
+    assert_eq!(core.cart.carts.stats().activations, 2);
 }
 
 #[tokio::test]
 async fn settled_orders_leave_memory_and_reload_for_later_transitions() {
     let (core, _) = core_with(Arc::new(MemoryPayments::new(0)), CoreConfig::default());
-    core.carts.add("s", mouse(), 1).await.expect("add");
-    let order = core.checkouts.checkout("s", None).await.expect("checkout");
+    core.cart.carts.add("s", mouse(), 1).await.expect("add");
+    let order = core.order.checkouts.checkout("s", None).await.expect("checkout");
     assert_eq!(order.status, shop_actors::model::OrderStatus::Paid);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while core.orders.stats().live > 0 {
+    while core.order.orders.stats().live > 0 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the settled order stayed live: {:?}",
-            core.orders.stats()
+            core.order.orders.stats()
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let shipped = core
+        .order
         .orders
-        .transition(order.id, shop_actors::model::OrderStatus::Shipped, None, None, None)
+        .transition(order.id, shop_actors::Transition::to(shop_actors::model::OrderStatus::Shipped))
         .await
         .expect("ship");
     assert_eq!(shipped.status, shop_actors::model::OrderStatus::Shipped);
@@ -234,23 +235,23 @@ async fn a_crashed_cart_actor_is_rebuilt_from_storage() {
         Arc::new(shop_actors::bus::InProcessBus::new()),
     )
     .expect("core");
-    core.carts.add("zed", mouse(), 1).await.expect("add");
+    core.cart.carts.add("zed", mouse(), 1).await.expect("add");
     store.armed.store(true, Ordering::SeqCst);
     // The actor dies mid-command; the registry rebuilds it and the command is delivered again.
-    let cart = core.carts.add("zed", mouse(), 1).await.expect("delivered to a rebuilt actor");
+    let cart = core.cart.carts.add("zed", mouse(), 1).await.expect("delivered to a rebuilt actor");
     assert_eq!(cart.items[0].quantity, 2);
-    assert_eq!(core.carts.stats().restarts, 1);
-    assert_eq!(core.carts.get("zed").await.expect("get").items[0].quantity, 2);
+    assert_eq!(core.cart.carts.stats().restarts, 1);
+    assert_eq!(core.cart.carts.get("zed").await.expect("get").items[0].quantity, 2);
 }
 
 #[tokio::test]
 async fn bad_quantities_change_nothing() {
     let (core, _) = core_with(Arc::new(MemoryPayments::new(0)), CoreConfig::default());
-    core.carts.add("q", mouse(), 999).await.expect("add");
-    assert_eq!(core.carts.add("q", mouse(), 2).await, Err(CartError::QuantityOutOfRange(1001)));
-    assert_eq!(core.carts.add("q", laptop(), 0).await, Err(CartError::QuantityOutOfRange(0)));
-    assert_eq!(core.carts.set_quantity("q", 7, 1).await, Err(CartError::NotInCart(7)));
-    let cart = core.carts.get("q").await.expect("get");
+    core.cart.carts.add("q", mouse(), 999).await.expect("add");
+    assert_eq!(core.cart.carts.add("q", mouse(), 2).await, Err(CartError::QuantityOutOfRange(1001)));
+    assert_eq!(core.cart.carts.add("q", laptop(), 0).await, Err(CartError::QuantityOutOfRange(0)));
+    assert_eq!(core.cart.carts.set_quantity("q", 7, 1).await, Err(CartError::NotInCart(7)));
+    let cart = core.cart.carts.get("q").await.expect("get");
     assert_eq!((cart.items.len(), cart.items[0].quantity, cart.version), (1, 999, 1));
 }
 
@@ -267,33 +268,31 @@ impl PaymentGateway for Stuck {
 
 #[tokio::test]
 async fn a_full_payment_pool_pushes_back() {
-    let config = CoreConfig {
-        payments: PaymentPoolConfig {
-            workers: 1,
-            queue_per_worker: 1,
-            acquire_timeout: Duration::from_millis(100),
-            call_timeout: Duration::from_secs(30),
-        },
-        ..CoreConfig::default()
+    let mut config = CoreConfig::default();
+    config.order.payments = PaymentPoolConfig {
+        workers: 1,
+        queue_per_worker: 1,
+        acquire_timeout: Duration::from_millis(100),
+        call_timeout: Duration::from_secs(30),
     };
     let (core, _) = core_with(Arc::new(Stuck(tokio::sync::Notify::new())), config);
     for user in ["u1", "u2", "u3"] {
-        core.carts.add(user, mouse(), 1).await.expect("add");
+        core.cart.carts.add(user, mouse(), 1).await.expect("add");
     }
     let held: Vec<_> = ["u1", "u2"]
         .into_iter()
         .map(|u| {
-            let c = core.checkouts.clone();
+            let c = core.order.checkouts.clone();
             tokio::spawn(async move { c.checkout(u, None).await })
         })
         .collect();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while core.payments.available() > 0 {
+    while core.order.payments.available() > 0 {
         assert!(tokio::time::Instant::now() < deadline, "the two checkouts never took the pool");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(core.checkouts.checkout("u3", None).await, Err(CheckoutError::Busy));
-    assert_eq!(core.carts.get("u3").await.expect("get").items.len(), 1, "a refused checkout touches nothing");
+    assert_eq!(core.order.checkouts.checkout("u3", None).await, Err(CheckoutError::Busy));
+    assert_eq!(core.cart.carts.get("u3").await.expect("get").items.len(), 1, "a refused checkout touches nothing");
     for h in held {
         h.abort();
     }
@@ -301,25 +300,20 @@ async fn a_full_payment_pool_pushes_back() {
 
 #[tokio::test]
 async fn a_checkout_past_its_deadline_cancels_and_gives_the_cart_back() {
-    let config = CoreConfig {
-        saga: SagaConfig {
-            deadline: Duration::from_millis(300),
-            request_timeout: Duration::from_secs(10),
-            ..SagaConfig::default()
-        },
-        // Each charge alone could wait far longer than the caller: the deadline bounds them.
-        payments: PaymentPoolConfig { call_timeout: Duration::from_secs(60), ..PaymentPoolConfig::default() },
-        ..CoreConfig::default()
-    };
+    let mut config = CoreConfig::default();
+    config.order.saga =
+        SagaConfig { deadline: Duration::from_millis(300), request_timeout: Duration::from_secs(10), ..SagaConfig::default() };
+    // Each charge alone could wait far longer than the caller: the deadline bounds them.
+    config.order.payments = PaymentPoolConfig { call_timeout: Duration::from_secs(60), ..PaymentPoolConfig::default() };
     let (core, log) = core_with(Arc::new(Stuck(tokio::sync::Notify::new())), config);
-    core.carts.add("late", mouse(), 2).await.expect("add");
+    core.cart.carts.add("late", mouse(), 2).await.expect("add");
 
     let order =
-        core.checkouts.checkout("late", None).await.expect("the saga answers, not the caller's timeout");
+        core.order.checkouts.checkout("late", None).await.expect("the saga answers, not the caller's timeout");
     assert_eq!(order.status, OrderStatus::Cancelled);
     assert_eq!(order.failure_reason.as_deref(), Some(PAYMENT_UNAVAILABLE));
     assert_eq!(order.payment_id, None);
-    let cart = core.carts.get("late").await.expect("get");
+    let cart = core.cart.carts.get("late").await.expect("get");
     assert_eq!((cart.items.len(), cart.items[0].quantity), (1, 2), "the items stay");
     assert!(cart.checkout.is_none(), "the cart was given back, not left held until its lease lapses");
     let kinds: Vec<_> = log.events().into_iter().map(|e| e.event_type).collect();

@@ -1,83 +1,155 @@
-//! The command line and its environment fallbacks: one typed struct per command.
+//! The settings of `shop run` and `shop serve`, with their environment fallbacks: one typed
+//! struct per command. Settings every service has (its port, its database) are keyed by
+//! [`Service`]: `--<service>-port` / `SHOP_<SERVICE>_PORT`, `--<service>-database-url` /
+//! `SHOP_<SERVICE>_DATABASE_URL`.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Arg, ArgMatches, Args, FromArgMatches};
+use shop_services::Service;
 use shop_services::auth::Secret;
-use shop_services::db::Service;
 
-#[derive(Parser, Debug)]
-#[command(name = "shop", version, about = "An actor-based e-commerce checkout system")]
-#[command(args_conflicts_with_subcommands = true)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Option<Command>,
-    /// With no command, `shop` runs the embedded system (same as `shop run`).
-    #[command(flatten)]
-    pub run: RunConfig,
-}
-
-#[derive(Subcommand, Debug)]
-pub enum Command {
-    /// Runs all five services in one process: SQLite under the data dir, in-process events.
-    Run(RunConfig),
-    /// Runs one service in this process (distributed mode): REST to the other services, events
-    /// through Kafka. Needs SHOP_JWT_SECRET.
-    Serve(ServeConfig),
-    /// Drives a running system (either mode) over HTTP: registers users, places checkouts at a
-    /// concurrency or a fixed arrival rate, reports throughput and latency percentiles.
-    Load(crate::load::LoadConfig),
-    /// Checks the invariants across the service databases (orders against payments, nothing
-    /// left PENDING, no negative stock); exits non-zero when one is broken.
-    Audit(AuditConfig),
-}
-
-/// Where `shop audit` (and `shop load --audit`) finds the Product, Payment and Order databases:
-/// the same settings the services use (SQLite under the data dir unless a URL is given).
+/// Where the services keep their data: a data dir for SQLite files and the generated secret, and
+/// a database URL per service (by default its SQLite file in the data dir).
 #[derive(Args, Debug, Clone)]
-pub struct AuditConfig {
+pub struct StorageConfig {
+    /// Where the SQLite databases (one per service) and the generated JWT secret live.
     #[arg(long, env = "SHOP_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
-    #[arg(long, env = "SHOP_PRODUCT_DATABASE_URL", hide_env_values = true)]
-    pub product_database_url: Option<String>,
-    #[arg(long, env = "SHOP_PAYMENT_DATABASE_URL", hide_env_values = true)]
-    pub payment_database_url: Option<String>,
-    #[arg(long, env = "SHOP_ORDER_DATABASE_URL", hide_env_values = true)]
-    pub order_database_url: Option<String>,
+    #[command(flatten)]
+    pub database_urls: DatabaseUrls,
 }
 
-impl AuditConfig {
+impl StorageConfig {
     /// The service's database URL: as configured, or its SQLite file under the data dir.
     pub fn database_url(&self, service: Service) -> String {
-        let configured = match service {
-            Service::Product => self.product_database_url.as_deref(),
-            Service::Payment => self.payment_database_url.as_deref(),
-            Service::Order => self.order_database_url.as_deref(),
-            Service::Auth | Service::Cart => None,
-        };
-        configured.map_or_else(|| sqlite_url_in(&self.data_dir, service), str::to_owned)
+        self.database_urls.0[service.index()].clone().unwrap_or_else(|| {
+            format!("sqlite://{}", self.data_dir.join(format!("{}.db", service.name())).display())
+        })
     }
 
-    /// Opens the three databases and audits them.
-    pub async fn audit(&self) -> Result<shop_services::audit::AuditReport, shop_services::ServiceError> {
-        use shop_services::db::{Database, PoolConfig};
-        let pool = PoolConfig::default();
-        let open = |s: Service| {
-            let url = self.database_url(s);
-            let pool = pool.clone();
-            async move { Database::open(s, &url, &pool).await }
-        };
-        let (products, payments, orders) =
-            (open(Service::Product).await?, open(Service::Payment).await?, open(Service::Order).await?);
-        let report =
-            shop_services::audit::audit(&*products.products(), &*payments.payments(), &*orders.orders())
-                .await;
-        for db in [products, payments, orders] {
-            db.close().await;
+    pub fn set_database_url(&mut self, service: Service, url: impl Into<String>) {
+        self.database_urls.0[service.index()] = Some(url.into());
+    }
+
+    /// Creates the data dir if a service keeps its database there.
+    pub fn ensure_data_dir(&self, services: &[Service]) -> Result<(), String> {
+        if services.iter().all(|s| self.database_urls.0[s.index()].is_some()) {
+            return Ok(());
         }
-        report
+        std::fs::create_dir_all(&self.data_dir)
+            .map_err(|e| format!("cannot create data dir {}: {e}", self.data_dir.display()))
+    }
+}
+
+/// `--<service>-port`, `SHOP_<SERVICE>_PORT`: 8080 (auth) … 8084 (order); 0 picks a free one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ports(pub [u16; 5]);
+
+/// `--<service>-database-url`, `SHOP_<SERVICE>_DATABASE_URL`: `sqlite://path` or
+/// `mysql://user:pass@host:3306/<service>_db` (created and migrated at start-up if missing).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DatabaseUrls(pub [Option<String>; 5]);
+
+/// One argument per service: `--<service>-<setting>`, with `SHOP_<SERVICE>_<SETTING>`.
+fn per_service(
+    cmd: clap::Command,
+    setting: &str,
+    help: &str,
+    default: impl Fn(Service) -> Option<String>,
+    parser: clap::builder::ValueParser,
+    secret: bool,
+) -> clap::Command {
+    Service::ALL.iter().fold(cmd, |cmd, &service| {
+        let id = format!("{}-{setting}", service.name());
+        let env = format!("SHOP_{}", id.to_uppercase().replace('-', "_"));
+        let arg = Arg::new(id.clone())
+            .long(id)
+            .env(env)
+            .help(format!("{help} of the {} service", service.name()))
+            .value_parser(parser.clone())
+            .hide_env_values(secret);
+        cmd.arg(match default(service) {
+            Some(d) => arg.default_value(d),
+            None => arg,
+        })
+    })
+}
+
+/// The values of one per-service setting, as parsed.
+fn values<T: Clone + Send + Sync + 'static>(
+    m: &ArgMatches,
+    setting: &str,
+) -> Result<[Option<T>; 5], clap::Error> {
+    let mut out: [Option<T>; 5] = Default::default();
+    for service in Service::ALL {
+        let id = format!("{}-{setting}", service.name());
+        out[service.index()] = m
+            .try_get_one::<T>(&id)
+            .map_err(|e| clap::Error::raw(clap::error::ErrorKind::ArgumentConflict, e))?
+            .cloned();
+    }
+    Ok(out)
+}
+
+const PORT: &str = "port";
+const DATABASE_URL: &str = "database-url";
+
+impl FromArgMatches for Ports {
+    fn from_arg_matches(m: &ArgMatches) -> Result<Self, clap::Error> {
+        let mut ports = Self([0; 5]);
+        ports.update_from_arg_matches(m)?;
+        Ok(ports)
+    }
+
+    fn update_from_arg_matches(&mut self, m: &ArgMatches) -> Result<(), clap::Error> {
+        for (slot, value) in self.0.iter_mut().zip(values::<u16>(m, PORT)?) {
+            if let Some(v) = value {
+                *slot = v;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Args for Ports {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        let default = |s: Service| Some((8080 + s.index()).to_string());
+        per_service(cmd, PORT, "Port", default, clap::value_parser!(u16).into(), false)
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
+impl FromArgMatches for DatabaseUrls {
+    fn from_arg_matches(m: &ArgMatches) -> Result<Self, clap::Error> {
+        let mut urls = Self::default();
+        urls.update_from_arg_matches(m)?;
+        Ok(urls)
+    }
+
+    fn update_from_arg_matches(&mut self, m: &ArgMatches) -> Result<(), clap::Error> {
+        for (slot, value) in self.0.iter_mut().zip(values::<String>(m, DATABASE_URL)?) {
+            if value.is_some() {
+                *slot = value;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Args for DatabaseUrls {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        let parser = clap::builder::NonEmptyStringValueParser::new().into();
+        per_service(cmd, DATABASE_URL, "Database URL (sqlite://path or mysql://…)", |_| None, parser, true)
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
     }
 }
 
@@ -132,45 +204,20 @@ pub struct ServeConfig {
     pub payment_url: Option<String>,
 }
 
-/// The embedded default: the service's SQLite file in the data dir.
-pub fn sqlite_url_in(data_dir: &std::path::Path, service: Service) -> String {
-    format!("sqlite://{}", data_dir.join(format!("{}.db", service.name())).display())
-}
-
 fn secret(s: &str) -> Result<Secret, String> {
     if s.is_empty() { Err("must not be empty".into()) } else { Ok(Secret::new(s)) }
 }
 
 #[derive(Args, Debug, Clone)]
 pub struct RunConfig {
-    /// Where the SQLite databases (one per service) and the generated JWT secret live.
-    #[arg(long, env = "SHOP_DATA_DIR", default_value = "./data")]
-    pub data_dir: PathBuf,
+    /// Where each service's database is.
+    #[command(flatten)]
+    pub storage: StorageConfig,
     /// The address the five services listen on.
     #[arg(long, env = "SHOP_HOST", default_value = "127.0.0.1")]
     pub host: IpAddr,
-    #[arg(long, env = "SHOP_AUTH_PORT", default_value_t = 8080)]
-    pub auth_port: u16,
-    #[arg(long, env = "SHOP_PRODUCT_PORT", default_value_t = 8081)]
-    pub product_port: u16,
-    #[arg(long, env = "SHOP_CART_PORT", default_value_t = 8082)]
-    pub cart_port: u16,
-    #[arg(long, env = "SHOP_PAYMENT_PORT", default_value_t = 8083)]
-    pub payment_port: u16,
-    #[arg(long, env = "SHOP_ORDER_PORT", default_value_t = 8084)]
-    pub order_port: u16,
-    /// Database URLs (`sqlite://path` or `mysql://user:pass@host:3306/auth_db`); by default
-    /// `sqlite://<data dir>/<service>.db`. A MySQL database is created if it does not exist.
-    #[arg(long, env = "SHOP_AUTH_DATABASE_URL")]
-    pub auth_database_url: Option<String>,
-    #[arg(long, env = "SHOP_PRODUCT_DATABASE_URL")]
-    pub product_database_url: Option<String>,
-    #[arg(long, env = "SHOP_CART_DATABASE_URL")]
-    pub cart_database_url: Option<String>,
-    #[arg(long, env = "SHOP_PAYMENT_DATABASE_URL")]
-    pub payment_database_url: Option<String>,
-    #[arg(long, env = "SHOP_ORDER_DATABASE_URL")]
-    pub order_database_url: Option<String>,
+    #[command(flatten)]
+    pub ports: Ports,
     /// Secret for HS256 tokens. Embedded mode makes one (kept in the data dir) when unset.
     #[arg(long, env = "SHOP_JWT_SECRET", hide_env_values = true, value_parser = secret)]
     pub jwt_secret: Option<Secret>,
@@ -233,37 +280,16 @@ pub struct RunConfig {
 impl RunConfig {
     /// The defaults, as `shop run` with no flags and no environment would have them.
     pub fn defaults() -> Self {
-        Cli::parse_from(["shop"]).run
+        let matches = Self::augment_args(clap::Command::new("shop")).get_matches_from(["shop"]);
+        Self::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
     }
 
     pub fn port(&self, service: Service) -> u16 {
-        match service {
-            Service::Auth => self.auth_port,
-            Service::Product => self.product_port,
-            Service::Cart => self.cart_port,
-            Service::Payment => self.payment_port,
-            Service::Order => self.order_port,
-        }
+        self.ports.0[service.index()]
     }
 
     pub fn set_port(&mut self, service: Service, port: u16) {
-        match service {
-            Service::Auth => self.auth_port = port,
-            Service::Product => self.product_port = port,
-            Service::Cart => self.cart_port = port,
-            Service::Payment => self.payment_port = port,
-            Service::Order => self.order_port = port,
-        }
-    }
-
-    pub fn database_url(&self, service: Service) -> Option<&str> {
-        match service {
-            Service::Auth => self.auth_database_url.as_deref(),
-            Service::Product => self.product_database_url.as_deref(),
-            Service::Cart => self.cart_database_url.as_deref(),
-            Service::Payment => self.payment_database_url.as_deref(),
-            Service::Order => self.order_database_url.as_deref(),
-        }
+        self.ports.0[service.index()] = port;
     }
 
     pub fn idle_timeout(&self) -> Duration {

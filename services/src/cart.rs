@@ -9,6 +9,7 @@ use shop_actors::Carts;
 use shop_actors::model::{Cart, MAX_LINE_QUANTITY};
 
 use crate::error::{ServiceError, ServiceResult};
+use crate::money::two_places;
 use crate::product::{Product, ProductService};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -28,11 +29,6 @@ pub struct CartView {
     pub username: String,
     pub items: Vec<CartItemView>,
     pub total_amount: Decimal,
-}
-
-fn two_places(mut d: Decimal) -> Decimal {
-    d.rescale(2);
-    d
 }
 
 impl From<Cart> for CartView {

@@ -1,33 +1,36 @@
 //! The five services of **shop**: domain rules and storage, with no HTTP in them.
 //!
 //! ```text
-//!  auth     users, BCrypt, HS256 JWTs                      ── auth database
-//!  product  the catalog                                    ── product database
-//!  cart     CartService ─► shop_actors::Carts (actors) ─► SqliteCartStore ── cart database
-//!  payment  PaymentService: mock gateway, one payment per order ── payment database
-//!  order    OrderService ─► shop_actors::Checkouts (saga) ─► Orders ─► SqliteOrderStore ── order database
-//!                              │ charges through PaymentService (a PaymentGateway)
-//!                              └ leases carts through Carts (a CartPort)
+//!  auth/      AuthService: users, BCrypt (hashing.rs), HS256 tokens (token.rs); UserStore
+//!  product    ProductService: the catalog; ProductStore
+//!  cart       CartService ─► shop_actors::Carts (cart actors) ─► CartStore; Catalog (Cart → Product)
+//!  payment/   PaymentService: one payment per order, the mock gateway (gateway.rs); PaymentStore
+//!  order      OrderService ─► shop_actors::Checkouts (saga) and Orders (order actors); OrderRepo
+//!  storage/   Database: each service's database on SQLite or MySQL, one file per repository
+//!  kafka      the Kafka adapter: the actor core's EventBus, and the Cart side's consumer
+//!  tools/     audit (the cross-database invariants), ceiling (the commit ceiling)
+//!  testing    fresh MySQL databases for tests (feature `test-support`)
 //! ```
 //!
-//! The HTTP layer turns [`error::ServiceError`] into problem+json; [`audit`] checks the
-//! cross-database invariants.
+//! Each domain module owns its row types and its store trait; [`storage`] implements them per
+//! backend, so storage depends on the domain and never the reverse. The HTTP layer turns
+//! [`ServiceError`] into problem+json.
 
-pub mod audit;
 pub mod auth;
 pub mod cart;
-pub mod ceiling;
-pub mod db;
 pub mod error;
-pub mod hashing;
 pub mod kafka;
 pub mod money;
-pub mod mysql_pool;
 pub mod order;
 pub mod payment;
 pub mod product;
-pub mod sqlite_db;
-pub mod store;
+mod service;
+pub mod storage;
+pub mod time;
+pub mod tools;
+
+#[cfg(feature = "test-support")]
 pub mod testing;
 
 pub use crate::error::{ServiceError, ServiceResult};
+pub use crate::service::Service;

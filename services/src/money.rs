@@ -9,6 +9,13 @@ pub fn max_amount() -> Decimal {
     Decimal::new(9_999_999_999, 2)
 }
 
+/// `amount` with exactly two places, as the REST contract shows money and the stores keep it.
+pub fn two_places(amount: Decimal) -> Decimal {
+    let mut a = amount;
+    a.rescale(2);
+    a
+}
+
 /// Checks that `value` is a positive amount with at most two decimal places that fits
 /// `DECIMAL(10,2)`, and returns it with exactly two places.
 pub fn positive_amount(field: &str, value: Decimal) -> ServiceResult<Decimal> {
@@ -23,9 +30,7 @@ pub fn positive_amount(field: &str, value: Decimal) -> ServiceResult<Decimal> {
             max_amount()
         )));
     }
-    let mut v = value;
-    v.rescale(2);
-    Ok(v)
+    Ok(two_places(value))
 }
 
 #[cfg(test)]

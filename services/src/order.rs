@@ -1,12 +1,15 @@
 //! Order: the order database, and placing orders through the checkout saga.
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
 use shop_actors::model::{Order, OrderStatus};
+use shop_actors::ports::OrderStore;
 use shop_actors::{Checkouts, Orders};
 
 use crate::error::{ServiceError, ServiceResult};
+use crate::money::two_places;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -31,11 +34,6 @@ pub struct OrderView {
     pub created_at: DateTime<Utc>,
 }
 
-fn two_places(mut d: Decimal) -> Decimal {
-    d.rescale(2);
-    d
-}
-
 impl From<Order> for OrderView {
     fn from(o: Order) -> Self {
         Self {
@@ -58,6 +56,21 @@ impl From<Order> for OrderView {
             created_at: o.created_at,
         }
     }
+}
+
+/// What the audit needs of an order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderSummary {
+    pub id: i64,
+    pub status: String,
+    pub payment_id: Option<i64>,
+    pub total_amount: Decimal,
+}
+
+/// The order database: the actor core's [`OrderStore`] plus what the audit reads.
+#[async_trait]
+pub trait OrderRepo: OrderStore {
+    async fn summaries(&self) -> ServiceResult<Vec<OrderSummary>>;
 }
 
 /// The Order service: places orders through the saga and shows each user their own.

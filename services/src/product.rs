@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -9,7 +10,6 @@ use shop_actors::model::ProductSnapshot;
 
 use crate::error::{ServiceError, ServiceResult};
 use crate::money::positive_amount;
-use crate::store::ProductStore;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -75,6 +75,25 @@ pub fn seed_catalog() -> Vec<ProductInput> {
     ]
 }
 
+/// Where the catalog lives (the product database).
+#[async_trait]
+pub trait ProductStore: Send + Sync + 'static {
+    async fn list(&self) -> ServiceResult<Vec<Product>>;
+    async fn get(&self, id: i64) -> ServiceResult<Option<Product>>;
+    async fn create(&self, product: &ProductInput, now: DateTime<Utc>) -> ServiceResult<Product>;
+    async fn update(
+        &self,
+        id: i64,
+        product: &ProductInput,
+        now: DateTime<Utc>,
+    ) -> ServiceResult<Option<Product>>;
+    async fn delete(&self, id: i64) -> ServiceResult<bool>;
+    /// Inserts `products` if the catalog is empty, in one transaction; returns how many.
+    async fn seed_if_empty(&self, products: &[ProductInput], now: DateTime<Utc>) -> ServiceResult<usize>;
+    /// Ids of products whose stock is below zero (there must be none).
+    async fn negative_stock(&self) -> ServiceResult<Vec<i64>>;
+}
+
 #[derive(Clone)]
 pub struct ProductService {
     store: Arc<dyn ProductStore>,
@@ -98,11 +117,11 @@ impl ProductService {
     }
 
     pub async fn create(&self, input: ProductInput) -> ServiceResult<Product> {
-        self.store.create(&input.validated()?, crate::db::now()).await
+        self.store.create(&input.validated()?, crate::time::now()).await
     }
 
     pub async fn update(&self, id: i64, input: ProductInput) -> ServiceResult<Product> {
-        self.store.update(id, &input.validated()?, crate::db::now()).await?.ok_or_else(|| not_found(id))
+        self.store.update(id, &input.validated()?, crate::time::now()).await?.ok_or_else(|| not_found(id))
     }
 
     pub async fn delete(&self, id: i64) -> ServiceResult<()> {
@@ -111,6 +130,6 @@ impl ProductService {
 
     /// Fills an empty catalog with [`seed_catalog`]; a catalog with any product is left alone.
     pub async fn seed_if_empty(&self) -> ServiceResult<usize> {
-        self.store.seed_if_empty(&seed_catalog(), crate::db::now()).await
+        self.store.seed_if_empty(&seed_catalog(), crate::time::now()).await
     }
 }

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::db::{Database, PoolConfig, Service};
+use crate::Service;
+use crate::storage::{Database, PoolConfig};
 use crate::error::{ServiceError, ServiceResult};
 
 #[derive(Debug, Clone, Serialize)]

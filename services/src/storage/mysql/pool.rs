@@ -23,7 +23,7 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
 use sqlx::{ConnectOptions, Connection};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::db::PoolConfig;
+use crate::storage::common::PoolConfig;
 
 /// Runs on every new connection before its first use.
 pub type OnConnect =

@@ -6,7 +6,9 @@ use serde::Serialize;
 use shop_actors::model::PaymentStatus;
 
 use crate::error::ServiceResult;
-use crate::store::{OrderRepo, PaymentStore, ProductStore};
+use crate::order::OrderRepo;
+use crate::payment::PaymentStore;
+use crate::product::ProductStore;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -1,15 +1,18 @@
 //! Auth: users, BCrypt passwords and HS256 JWTs.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use crate::hashing::PasswordHasher;
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ServiceError, ServiceResult};
-use crate::store::{NewUserRow, UserStore};
+
+pub mod hashing;
+mod token;
+
+use self::hashing::PasswordHasher;
+pub use self::token::{Claims, JwtKeys, Secret, load_or_create_secret};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -30,87 +33,6 @@ impl Role {
     }
 }
 
-/// What a token says about its bearer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Claims {
-    /// The username.
-    pub sub: String,
-    pub role: Role,
-    pub iat: i64,
-    pub exp: i64,
-}
-
-/// A secret that does not print.
-#[derive(Clone)]
-pub struct Secret(Arc<str>);
-
-impl Secret {
-    pub fn new(s: impl Into<Arc<str>>) -> Self {
-        Self(s.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-/// Signs and checks HS256 tokens.
-#[derive(Clone)]
-pub struct JwtKeys {
-    encoding: EncodingKey,
-    decoding: DecodingKey,
-    validation: Validation,
-    ttl: Duration,
-}
-
-impl JwtKeys {
-    pub fn new(secret: &Secret, ttl: Duration) -> Self {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 5;
-        validation.set_required_spec_claims(&["exp", "sub"]);
-        Self {
-            encoding: EncodingKey::from_secret(secret.expose().as_bytes()),
-            decoding: DecodingKey::from_secret(secret.expose().as_bytes()),
-            validation,
-            ttl,
-        }
-    }
-
-    pub fn ttl(&self) -> Duration {
-        self.ttl
-    }
-
-    pub fn issue(&self, username: &str, role: Role) -> ServiceResult<String> {
-        let now = Utc::now().timestamp();
-        let ttl = i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX / 2);
-        self.sign(&Claims { sub: username.to_owned(), role, iat: now, exp: now.saturating_add(ttl) })
-    }
-
-    pub fn sign(&self, claims: &Claims) -> ServiceResult<String> {
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
-            .map_err(|e| ServiceError::Internal(format!("signing a token: {e}")))
-    }
-
-    pub fn verify(&self, token: &str) -> ServiceResult<Claims> {
-        use jsonwebtoken::errors::ErrorKind;
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map(|d| d.claims).map_err(
-            |e| {
-                ServiceError::Unauthorized(match e.kind() {
-                    ErrorKind::ExpiredSignature => "the token has expired".to_owned(),
-                    ErrorKind::InvalidSignature => "the token's signature is not valid".to_owned(),
-                    _ => format!("the token is not valid: {e}"),
-                })
-            },
-        )
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct User {
@@ -119,6 +41,28 @@ pub struct User {
     pub email: String,
     pub role: Role,
     pub created_at: DateTime<Utc>,
+}
+
+/// A user row about to be inserted.
+#[derive(Debug, Clone)]
+pub struct NewUserRow<'a> {
+    pub username: &'a str,
+    pub email: &'a str,
+    pub password_hash: &'a str,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Where users live (the auth database).
+#[async_trait]
+pub trait UserStore: Send + Sync + 'static {
+    /// `ServiceError::Conflict` when the username or email is taken.
+    async fn insert(&self, user: NewUserRow<'_>) -> ServiceResult<User>;
+    /// The password hash and role of `username`.
+    async fn credentials(&self, username: &str) -> ServiceResult<Option<(String, Role)>>;
+    async fn find(&self, username: &str) -> ServiceResult<Option<User>>;
+    /// Sets the user's password hash and makes it ADMIN; false when there is no such user.
+    async fn make_admin(&self, username: &str, password_hash: &str) -> ServiceResult<bool>;
 }
 
 #[derive(Debug, Clone)]
@@ -142,7 +86,7 @@ pub struct LoginResponse {
 #[derive(Debug, Clone)]
 pub struct AuthConfig {
     pub bcrypt_cost: u32,
-    /// Threads computing password hashes, at the lowest CPU priority ([`crate::hashing`]).
+    /// Threads computing password hashes, at the lowest CPU priority ([`hashing`]).
     pub hash_concurrency: usize,
     /// Logins and registrations waiting for a hashing thread; more are refused with 503.
     pub hash_queue: usize,
@@ -188,7 +132,7 @@ impl AuthService {
             email: &new.email,
             password_hash: &hash,
             role: Role::User,
-            created_at: crate::db::now(),
+            created_at: crate::time::now(),
         };
         self.users.insert(row).await
     }
@@ -231,7 +175,7 @@ impl AuthService {
             email: "admin@shop.local",
             password_hash: &hash,
             role: Role::Admin,
-            created_at: crate::db::now(),
+            created_at: crate::time::now(),
         };
         match self.users.insert(row).await {
             // Another instance created it meanwhile: make sure it has this password.
@@ -262,22 +206,4 @@ fn validate_new_user(u: &NewUser) -> ServiceResult<()> {
         return Err(ServiceError::Invalid("password must be 8 to 72 bytes long".into()));
     }
     Ok(())
-}
-
-/// The JWT secret of embedded mode when none is configured: made once, kept in `path`, so that
-/// tokens stay valid across restarts.
-pub fn load_or_create_secret(path: &std::path::Path) -> ServiceResult<Secret> {
-    use rand::Rng;
-    match std::fs::read_to_string(path) {
-        Ok(s) if s.trim().len() >= 32 => return Ok(Secret::new(s.trim())),
-        Ok(_) => return Err(ServiceError::Invalid(format!("{} holds too short a secret", path.display()))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(ServiceError::Internal(format!("reading {}: {e}", path.display()))),
-    }
-    let mut bytes = [0u8; 32];
-    rand::rng().fill(&mut bytes);
-    let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    std::fs::write(path, &secret)
-        .map_err(|e| ServiceError::Internal(format!("writing {}: {e}", path.display())))?;
-    Ok(Secret::new(secret))
 }

@@ -1,0 +1,109 @@
+//! The mock payment gateway: approves with a fixed probability after a fixed latency,
+//! reproducibly when seeded.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::error::{ServiceError, ServiceResult};
+
+/// The reasons the mock gateway gives when it declines.
+pub const FAILURE_REASONS: [&str; 5] = [
+    "Insufficient funds",
+    "Card declined",
+    "Invalid card details",
+    "Transaction limit exceeded",
+    "Gateway timeout",
+];
+
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Probability that a charge succeeds, in [0, 1].
+    pub success_rate: f64,
+    /// Makes the sequence of outcomes reproducible.
+    pub seed: Option<u64>,
+    pub latency: Duration,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self { success_rate: 0.8, seed: None, latency: Duration::ZERO }
+    }
+}
+
+/// The outcome the mock gateway decides for one charge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GatewayDecision {
+    Approved { transaction_id: String },
+    Declined { reason: &'static str },
+}
+
+/// A payment gateway that approves with a fixed probability after a fixed latency.
+pub struct MockGateway {
+    success_rate: f64,
+    latency: Duration,
+    rng: Mutex<StdRng>,
+}
+
+impl MockGateway {
+    pub fn new(config: &GatewayConfig) -> ServiceResult<Self> {
+        if !(0.0..=1.0).contains(&config.success_rate) {
+            return Err(ServiceError::Invalid(format!(
+                "payment success rate must be between 0 and 1 (got {})",
+                config.success_rate
+            )));
+        }
+        let rng = match config.seed {
+            Some(seed) => StdRng::seed_from_u64(seed),
+            None => StdRng::from_os_rng(),
+        };
+        Ok(Self { success_rate: config.success_rate, latency: config.latency, rng: Mutex::new(rng) })
+    }
+
+    pub async fn decide(&self) -> GatewayDecision {
+        if !self.latency.is_zero() {
+            tokio::time::sleep(self.latency).await;
+        }
+        let mut rng = match self.rng.lock() {
+            Ok(rng) => rng,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if rng.random_bool(self.success_rate) {
+            const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+            let code: String = (0..10).map(|_| char::from(CHARS[rng.random_range(0..CHARS.len())])).collect();
+            GatewayDecision::Approved { transaction_id: format!("TXN_{code}") }
+        } else {
+            GatewayDecision::Declined { reason: FAILURE_REASONS[rng.random_range(0..FAILURE_REASONS.len())] }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_seeded_gateway_repeats_itself_and_keeps_its_rate() {
+        let config = GatewayConfig { success_rate: 0.8, seed: Some(42), latency: Duration::ZERO };
+        let (a, b) = (MockGateway::new(&config).expect("gw"), MockGateway::new(&config).expect("gw"));
+        let mut approved = 0;
+        for _ in 0..1000 {
+            let (x, y) = (a.decide().await, b.decide().await);
+            assert_eq!(x, y);
+            match x {
+                GatewayDecision::Approved { transaction_id } => {
+                    approved += 1;
+                    assert!(
+                        transaction_id.starts_with("TXN_") && transaction_id.len() == 14,
+                        "{transaction_id}"
+                    );
+                }
+                GatewayDecision::Declined { reason } => assert!(FAILURE_REASONS.contains(&reason)),
+            }
+        }
+        assert!((750..=850).contains(&approved), "{approved} of 1000 approved at rate 0.8");
+        assert!(MockGateway::new(&GatewayConfig { success_rate: 1.5, ..config }).is_err());
+    }
+}

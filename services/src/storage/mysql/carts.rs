@@ -1,0 +1,188 @@
+//! MySQL: Carts: one row per user, its items, and the orders already taken out of it.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use shop_actors::model::{Cart, CartItem, CheckoutHold, NewOrder, Order, OrderEvent, OrderItem};
+use shop_actors::ports::{CartStore, OrderStore, StoreError};
+use sqlx::Connection;
+use sqlx::mysql::{MySql, MySqlArguments, MySqlConnection, MySqlRow};
+use sqlx::{AssertSqlSafe, QueryBuilder, Row};
+use uuid::Uuid;
+
+use super::pool::MySqlDb;
+use super::support::{id, quantity, store_err};
+use crate::auth::{NewUserRow, User, UserStore};
+use crate::error::{ServiceError, ServiceResult};
+use crate::order::{OrderRepo, OrderSummary};
+use crate::payment::{NewPayment, Payment, PaymentStore, PaymentSummary};
+use crate::product::{Product, ProductInput, ProductStore};
+use crate::storage::common::{Bind, is_unique_violation, order_select_sql, payment_status, payment_status_str, role, stale_cart};
+
+/// One round trip to read a cart, one transaction to write it; the version column fences
+/// writers in other processes.
+pub struct Carts(pub MySqlDb);
+
+/// What a cart write transaction found.
+enum Saved {
+    Version(i64),
+    Stale,
+}
+
+fn hold_id(cart: &Cart) -> Option<String> {
+    cart.checkout.map(|h| h.id.to_string())
+}
+
+fn checkout_hold(row: &MySqlRow) -> ServiceResult<Option<CheckoutHold>> {
+    let id: Option<String> = row.try_get("checkout_id")?;
+    let expires_at: Option<DateTime<Utc>> = row.try_get("checkout_expires_at")?;
+    Ok(match (id, expires_at) {
+        (Some(id), Some(expires_at)) => Some(CheckoutHold {
+            id: id.parse().map_err(|e| ServiceError::Internal(format!("stored checkout id {id:?}: {e}")))?,
+            expires_at,
+        }),
+        _ => None,
+    })
+}
+
+/// The cart row's compare-and-set on its version, carrying the hold: part of every cart save, and
+/// the whole of a hold-only one. `id = LAST_INSERT_ID(id)` hands the row's id back in the answer
+/// (`last_insert_id`), so a save needs no query to find its lines' `cart_id`.
+fn cart_row_update(cart: &Cart, now: DateTime<Utc>) -> sqlx::query::Query<'_, MySql, MySqlArguments> {
+    sqlx::query(
+        "UPDATE cart SET version = version + 1, checkout_id = ?, checkout_expires_at = ?, updated_at = ?, \
+         id = LAST_INSERT_ID(id) WHERE username = ? AND version = ?",
+    )
+    .bind(hold_id(cart))
+    .bind(cart.checkout.map(|h| h.expires_at))
+    .bind(now)
+    .bind(&cart.username)
+    .bind(cart.version)
+}
+
+#[async_trait]
+impl CartStore for Carts {
+    async fn load(&self, username: &str) -> Result<Cart, StoreError> {
+        let rows = self
+            .0
+            .run(async |c| {
+                sqlx::query(
+                    "SELECT c.version, c.checkout_id, c.checkout_expires_at, \
+                    i.product_id, i.product_name, i.price, i.quantity \
+             FROM cart c LEFT JOIN cart_items i ON i.cart_id = c.id WHERE c.username = ? ORDER BY i.id",
+                )
+                .bind(username)
+                .fetch_all(c)
+                .await
+            })
+            .await
+            .map_err(store_err)?;
+        let mut cart = Cart::empty(username);
+        for row in rows {
+            cart.version = row.try_get("version").map_err(store_err)?;
+            cart.checkout = checkout_hold(&row).map_err(store_err)?;
+            let Some(product_id) = row.try_get::<Option<i64>, _>("product_id").map_err(store_err)? else {
+                continue;
+            };
+            cart.items.push(CartItem {
+                product_id,
+                product_name: row.try_get("product_name").map_err(store_err)?,
+                price: row.try_get::<Decimal, _>("price").map_err(store_err)?,
+                quantity: quantity(row.try_get("quantity").map_err(store_err)?).map_err(store_err)?,
+            });
+        }
+        Ok(cart)
+    }
+
+    async fn save(&self, cart: &Cart, applied_order: Option<i64>) -> Result<i64, StoreError> {
+        let now = crate::time::now();
+        let saved = retry_transient!(self.0, |c| {
+            let mut tx = c.begin().await?;
+            let cart_id: i64 = if cart.version == 0 {
+                let inserted = sqlx::query(
+                    "INSERT INTO cart (username, version, checkout_id, checkout_expires_at, created_at, updated_at) \
+                     VALUES (?, 1, ?, ?, ?, ?)",
+                )
+                .bind(&cart.username)
+                .bind(hold_id(cart))
+                .bind(cart.checkout.map(|h| h.expires_at))
+                .bind(now)
+                .bind(now)
+                .execute(&mut *tx)
+                .await;
+                match inserted {
+                    Ok(done) => i64::try_from(done.last_insert_id()).unwrap_or(i64::MAX),
+                    Err(e) if is_unique_violation(&e) => return Ok(Saved::Stale),
+                    Err(e) => return Err(e),
+                }
+            } else {
+                let done = cart_row_update(cart, now).execute(&mut *tx).await?;
+                if done.rows_affected() == 0 {
+                    return Ok(Saved::Stale);
+                }
+                i64::try_from(done.last_insert_id()).unwrap_or(i64::MAX)
+            };
+            sqlx::query("DELETE FROM cart_items WHERE cart_id = ?").bind(cart_id).execute(&mut *tx).await?;
+            if !cart.items.is_empty() {
+                let mut insert =
+                    QueryBuilder::new("INSERT INTO cart_items (cart_id, product_id, product_name, price, quantity) ");
+                insert.push_values(&cart.items, |mut b, i| {
+                    b.push_bind(cart_id)
+                        .push_bind(i.product_id)
+                        .push_bind(&i.product_name)
+                        .push_bind(i.price)
+                        .push_bind(i64::from(i.quantity));
+                });
+                insert.build().execute(&mut *tx).await?;
+            }
+            if let Some(order_id) = applied_order {
+                let applied =
+                    sqlx::query("INSERT INTO cart_applied_orders (username, order_id, applied_at) VALUES (?, ?, ?)")
+                        .bind(&cart.username)
+                        .bind(order_id)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await;
+                match applied {
+                    Ok(_) => {}
+                    Err(e) if is_unique_violation(&e) => return Ok(Saved::Stale),
+                    Err(e) => return Err(e),
+                }
+            }
+            tx.commit().await?;
+            Ok(Saved::Version(cart.version + 1))
+        })
+        .map_err(store_err)?;
+        match saved {
+            Saved::Version(v) => Ok(v),
+            Saved::Stale => Err(stale_cart(cart)),
+        }
+    }
+
+    async fn save_hold(&self, cart: &Cart) -> Result<i64, StoreError> {
+        let now = crate::time::now();
+        let done = retry_transient!(self.0, |c| { cart_row_update(cart, now).execute(&mut *c).await })
+            .map_err(store_err)?;
+        if done.rows_affected() == 0 {
+            return Err(stale_cart(cart));
+        }
+        Ok(cart.version + 1)
+    }
+
+    async fn checkout_applied(&self, username: &str, order_id: i64) -> Result<bool, StoreError> {
+        let found: Option<i64> = self
+            .0
+            .run(async |c| {
+                sqlx::query_scalar(
+                    "SELECT order_id FROM cart_applied_orders WHERE username = ? AND order_id = ?",
+                )
+                .bind(username)
+                .bind(order_id)
+                .fetch_optional(c)
+                .await
+            })
+            .await
+            .map_err(store_err)?;
+        Ok(found.is_some())
+    }
+}

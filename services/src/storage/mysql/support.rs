@@ -1,0 +1,37 @@
+//! What the MySQL repositories share: transient-error retries and value conversions.
+
+use std::time::Duration;
+
+use shop_actors::ports::StoreError;
+use sqlx::mysql::MySqlDatabaseError;
+
+use crate::error::{ServiceError, ServiceResult};
+
+/// Attempts of one transaction that keeps failing transiently.
+pub const TRANSIENT_ATTEMPTS: u32 = 6;
+
+/// Whether MySQL aborted the statement for a reason that running it again can cure.
+pub fn is_transient(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.try_downcast_ref::<MySqlDatabaseError>())
+        .is_some_and(|m| matches!(m.number(), 1213 | 1205 | 1020))
+}
+
+pub(crate) async fn backoff(attempt: u32) {
+    // 5, 10, 20, 40 … ms, with jitter so that the two sides of a deadlock do not meet again.
+    let base = 5u64 << attempt.min(6);
+    let jitter = u64::from(rand::random::<u8>()) % (base + 1);
+    tokio::time::sleep(Duration::from_millis(base + jitter)).await;
+}
+
+pub(super) fn store_err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+pub(super) fn quantity(q: i32) -> ServiceResult<u32> {
+    u32::try_from(q).map_err(|_| ServiceError::Internal(format!("stored quantity {q}")))
+}
+
+pub(super) fn id(v: u64) -> ServiceResult<i64> {
+    i64::try_from(v).map_err(|_| ServiceError::Internal(format!("insert id {v} out of range")))
+}

@@ -5,7 +5,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use shop_services::db::Service;
+use shop_services::Service;
 
 const SECRET: &str = "distributed-test-secret-0123456789";
 
@@ -210,7 +210,7 @@ impl Cluster {
     }
 
     /// The five databases, opened from the test, for the audit.
-    async fn audit(&self) -> shop_services::audit::AuditReport {
+    async fn audit(&self) -> shop_services::tools::audit::AuditReport {
         let open = |s: Service| {
             let url =
                 self.databases.iter().find(|(x, _)| *x == s).map(|(_, u)| u.clone()).unwrap_or_default();
@@ -218,7 +218,7 @@ impl Cluster {
         };
         let (product, payment, order) =
             (open(Service::Product).await, open(Service::Payment).await, open(Service::Order).await);
-        shop_services::audit::audit(&*product.products(), &*payment.payments(), &*order.orders())
+        shop_services::tools::audit::audit(&*product.products(), &*payment.payments(), &*order.orders())
             .await
             .expect("audit")
     }

@@ -9,9 +9,9 @@ use reqwest::Method;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use shop_actors::model::OrderEventType;
-use shop_http::load::Scenario;
+use shop_http::tools::load::Scenario;
 use shop_services::auth::{Claims, JwtKeys, Role, Secret};
-use shop_services::db::Service;
+use shop_services::Service;
 use shop_services::payment::FAILURE_REASONS;
 
 const LAPTOP: i64 = 1;
@@ -470,13 +470,13 @@ async fn the_shop_binary_serves_all_five_and_stops_on_sigterm() {
 async fn the_load_tool_drives_the_system_closed_and_open_loop() {
     let t = TestApp::spawn().await;
     let url = |s: Service| format!("http://{}", t.app.addr(s));
-    let databases = shop_http::config::AuditConfig {
-        data_dir: t.dir.path().to_path_buf(),
-        product_database_url: None,
-        payment_database_url: None,
-        order_database_url: None,
+    let databases = shop_http::tools::audit::AuditConfig {
+        storage: shop_http::StorageConfig {
+            data_dir: t.dir.path().to_path_buf(),
+            database_urls: shop_http::config::DatabaseUrls::default(),
+        },
     };
-    let config = shop_http::load::LoadConfig {
+    let config = shop_http::tools::load::LoadConfig {
         auth_url: url(Service::Auth),
         cart_url: url(Service::Cart),
         order_url: url(Service::Order),
@@ -495,7 +495,7 @@ async fn the_load_tool_drives_the_system_closed_and_open_loop() {
         audit: true,
         databases,
     };
-    let closed = shop_http::load::run(config.clone(), true).await.expect("load runs");
+    let closed = shop_http::tools::load::run(config.clone(), true).await.expect("load runs");
     assert_eq!(closed.paid + closed.cancelled, 40, "{closed:?}");
     assert_eq!(closed.checkout_errors(), 0, "{:?}", closed.errors);
     assert_eq!(closed.endpoints["checkout"].requests, 40);
@@ -508,8 +508,8 @@ async fn the_load_tool_drives_the_system_closed_and_open_loop() {
     assert!(audit.is_clean(), "{:?}", audit.violations);
     assert_eq!(audit.orders, 40);
 
-    let open = shop_http::load::run(
-        shop_http::load::LoadConfig { rate: Some(100.0), checkouts: 20, login_flood: 0, ..config.clone() },
+    let open = shop_http::tools::load::run(
+        shop_http::tools::load::LoadConfig { rate: Some(100.0), checkouts: 20, login_flood: 0, ..config.clone() },
         true,
     )
     .await
@@ -518,8 +518,8 @@ async fn the_load_tool_drives_the_system_closed_and_open_loop() {
     assert!(open.seconds >= 0.19, "20 checkouts at 100/s take at least 0.19 s: {open:?}");
     assert_eq!(open.audit.as_ref().map(|a| a.orders), Some(60));
 
-    let health = shop_http::load::run(
-        shop_http::load::LoadConfig {
+    let health = shop_http::tools::load::run(
+        shop_http::tools::load::LoadConfig {
             scenario: Scenario::Health,
             requests: 200,
             health_url: t.url(Service::Cart, "/health"),
@@ -534,8 +534,8 @@ async fn the_load_tool_drives_the_system_closed_and_open_loop() {
     assert!(health.per_second > 0.0);
 
     let probe = t.dir.path().join("probe.db");
-    let commits = shop_http::load::run(
-        shop_http::load::LoadConfig {
+    let commits = shop_http::tools::load::run(
+        shop_http::tools::load::LoadConfig {
             scenario: Scenario::Commits,
             database_url: Some(format!("sqlite://{}", probe.display())),
             seconds: 0.3,

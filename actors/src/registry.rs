@@ -230,8 +230,9 @@ impl<E: Entity> Registry<E> {
         self.deliver(key, Some(arbiter), msg).await
     }
 
-    /// The address of the entity's actor, activating one if none is live: for hosts that talk to
-    /// the actor directly (and for the registry-contention benchmark).
+    /// The address of the entity's actor, activating one if none is live: for tests that look
+    /// at the actor itself, and the registry-contention benchmark.
+    #[cfg(feature = "test-support")]
     pub fn actor(&self, key: &E::Key) -> Result<Addr<E>, RegistryError> {
         Ok(self.address(key, None)?.0)
     }

@@ -56,7 +56,7 @@ impl Retry {
         loop {
             match op().await {
                 Err(e) if attempt < self.attempts && retryable(&e) => {
-                    tracing::warn!(attempt, error = %e, "{what} failed; asking again");
+                    tracing::debug!(attempt, error = %e, "{what} failed; asking again");
                     self.backoff.wait(attempt).await;
                     attempt += 1;
                 }

@@ -12,10 +12,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use reqwest::{Method, StatusCode};
-use rust_decimal::Decimal;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
-use shop_actors::model::{CartItem, PaymentReceipt};
+use shop_actors::model::PaymentReceipt;
 use shop_actors::ports::{
     CartPort, CartPortError, ChargeRequest, CheckoutLease, GatewayError, PaymentGateway,
 };
@@ -24,8 +23,11 @@ use shop_services::cart::Catalog;
 use shop_services::payment::Payment;
 use shop_services::product::Product;
 use shop_services::{ServiceError, ServiceResult};
+use shop_actors::retry::{Backoff, Retry};
 use tokio::sync::Semaphore;
 use uuid::Uuid;
+
+use crate::lease::{self, LeaseBody};
 
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -118,27 +120,23 @@ impl ServiceClient {
         }
     }
 
-    /// `call`, repeated with back-off while the peer cannot be reached or answers 5xx.
+    /// `call`, repeated with back-off (100, 200 … ms) while the peer cannot be reached or
+    /// answers 502, 503 or 504.
     async fn call_idempotent(
         &self,
         method: Method,
         path: &str,
         body: Option<&serde_json::Value>,
     ) -> Result<Vec<u8>, CallError> {
-        let mut attempt = 1;
-        loop {
-            match self.call(method.clone(), path, body).await {
-                Err(e @ (CallError::Transport(_) | CallError::Status(StatusCode::BAD_GATEWAY, _)))
-                | Err(
-                    e @ CallError::Status(StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT, _),
-                ) if attempt < self.config.attempts => {
-                    tracing::warn!(peer = %self.base, path, attempt, error = %e, "call failed; asking again");
-                    tokio::time::sleep(Duration::from_millis(100) * attempt).await;
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
+        let retry = Retry { attempts: self.config.attempts, backoff: Backoff::Linear(Duration::from_millis(100)) };
+        let retryable = |e: &CallError| match e {
+            CallError::Transport(_) => true,
+            CallError::Status(status, _) => matches!(
+                *status,
+                StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT
+            ),
+        };
+        retry.run(path, retryable, || self.call(method.clone(), path, body)).await
     }
 }
 
@@ -163,75 +161,22 @@ impl PaymentGateway for HttpPaymentGateway {
     }
 }
 
-/// What the Cart service answers when it hands a cart to a checkout.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CheckoutHoldView {
-    pub checkout_id: Uuid,
-    pub items: Vec<HeldItem>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct HeldItem {
-    pub product_id: i64,
-    pub product_name: String,
-    pub price: Decimal,
-    pub quantity: u32,
-}
-
-impl From<CheckoutLease> for CheckoutHoldView {
-    fn from(l: CheckoutLease) -> Self {
-        Self {
-            checkout_id: l.checkout_id,
-            items: l
-                .items
-                .into_iter()
-                .map(|i| HeldItem {
-                    product_id: i.product_id,
-                    product_name: i.product_name,
-                    price: i.price,
-                    quantity: i.quantity,
-                })
-                .collect(),
-        }
-    }
-}
-
 /// Order → Cart.
 pub struct HttpCartPort(pub ServiceClient);
 
 #[async_trait]
 impl CartPort for HttpCartPort {
     async fn begin_checkout(&self, username: &str) -> Result<CheckoutLease, CartPortError> {
-        let path = format!("/internal/carts/{username}/checkout");
-        match self.0.call(Method::POST, &path, None).await {
-            Ok(bytes) => {
-                let hold: CheckoutHoldView = parse(&bytes).map_err(CartPortError::Unavailable)?;
-                Ok(CheckoutLease {
-                    checkout_id: hold.checkout_id,
-                    items: hold
-                        .items
-                        .into_iter()
-                        .map(|i| CartItem {
-                            product_id: i.product_id,
-                            product_name: i.product_name,
-                            price: i.price,
-                            quantity: i.quantity,
-                        })
-                        .collect(),
-                })
-            }
-            Err(CallError::Status(StatusCode::BAD_REQUEST, _)) => Err(CartPortError::Empty),
-            Err(CallError::Status(StatusCode::CONFLICT, _)) => Err(CartPortError::CheckoutInProgress),
+        match self.0.call(Method::POST, &lease::begin_path(username), None).await {
+            Ok(bytes) => Ok(parse::<LeaseBody>(&bytes).map_err(CartPortError::Unavailable)?.into()),
+            Err(CallError::Status(status, detail)) => Err(lease::refusal(status, detail)),
             Err(e) => Err(CartPortError::Unavailable(e.to_string())),
         }
     }
 
     async fn release_checkout(&self, username: &str, checkout_id: Uuid) -> Result<(), CartPortError> {
-        let path = format!("/internal/carts/{username}/checkout/{checkout_id}");
         self.0
-            .call_idempotent(Method::DELETE, &path, None)
+            .call_idempotent(Method::DELETE, &lease::release_path(username, checkout_id), None)
             .await
             .map(|_| ())
             .map_err(|e| CartPortError::Unavailable(e.to_string()))

@@ -4,6 +4,7 @@ use axum::extract::{FromRef, FromRequest, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use shop_services::auth::{Claims, JwtKeys, Role};
+use shop_services::order::IdempotencyKey;
 
 use crate::error::ApiError;
 
@@ -57,5 +58,20 @@ where
             .filter(|t| !t.is_empty())
             .ok_or_else(|| ApiError::unauthorized("the Authorization header must be 'Bearer <token>'"))?;
         Ok(Caller(JwtKeys::from_ref(state).verify(token)?))
+    }
+}
+
+/// The optional `Idempotency-Key` header, checked by [`IdempotencyKey::parse`] (400 otherwise).
+#[derive(Debug, Clone)]
+pub struct IdempotencyKeyHeader(pub Option<IdempotencyKey>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKeyHeader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        match parts.headers.get("idempotency-key") {
+            Some(value) => Ok(Self(Some(IdempotencyKey::parse(value.as_bytes())?))),
+            None => Ok(Self(None)),
+        }
     }
 }

@@ -43,7 +43,7 @@ fn main() -> ExitCode {
                 Ok::<(), Box<dyn std::error::Error>>(())
             }
             Command::Load(config) => {
-                let report = shop_http::load::run(config, false).await?;
+                let report = shop_http::tools::load::run(config, false).await?;
                 match report.audit {
                     Some(audit) if !audit.is_clean() => {
                         Err("the audit after the load found violations".into())

@@ -7,6 +7,8 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 use shop_actors::Carts;
 use shop_actors::model::{Cart, MAX_LINE_QUANTITY};
+use shop_actors::ports::{CartPort, CheckoutLease};
+use uuid::Uuid;
 
 use crate::error::{ServiceError, ServiceResult};
 use crate::money::two_places;
@@ -88,10 +90,6 @@ impl CartService {
         Self { carts, catalog }
     }
 
-    pub fn carts(&self) -> &Carts {
-        &self.carts
-    }
-
     pub async fn get(&self, username: &str) -> ServiceResult<CartView> {
         Ok(self.carts.get(username).await?.into())
     }
@@ -120,5 +118,16 @@ impl CartService {
     pub async fn clear(&self, username: &str) -> ServiceResult<()> {
         self.carts.clear(username).await?;
         Ok(())
+    }
+
+    /// Hands the user's cart to a checkout (the Order service's side door): 400 when it is
+    /// empty, 409 while another checkout holds it.
+    pub async fn begin_checkout(&self, username: &str) -> ServiceResult<CheckoutLease> {
+        Ok(self.carts.begin_checkout(username).await?)
+    }
+
+    /// Gives a held cart back untouched after a failed checkout.
+    pub async fn release_checkout(&self, username: &str, checkout_id: Uuid) -> ServiceResult<()> {
+        Ok(self.carts.release_checkout(username, checkout_id).await?)
     }
 }

@@ -1,8 +1,7 @@
 //! The services' one error type. The HTTP layer maps each variant to a status code once.
 
-use shop_actors::ports::StoreError;
-use shop_actors::registry::RegistryError;
-use shop_actors::{CartError, CheckoutError, OrderError};
+use shop_actors::ports::{CartPortError, StoreError};
+use shop_actors::{CartError, CheckoutError, OrderError, RegistryError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -66,6 +65,17 @@ impl From<CartError> for ServiceError {
             CartError::CheckoutInProgress => ServiceError::Conflict(e.to_string()),
             CartError::Store(s) => s.into(),
             CartError::Registry(r) => r.into(),
+        }
+    }
+}
+
+/// A cart lease refused or not granted, as the Cart service answers the Order service.
+impl From<CartPortError> for ServiceError {
+    fn from(e: CartPortError) -> Self {
+        match e {
+            CartPortError::Empty => ServiceError::Invalid(e.to_string()),
+            CartPortError::CheckoutInProgress => ServiceError::Conflict(e.to_string()),
+            CartPortError::Unavailable(m) => ServiceError::Busy(m),
         }
     }
 }

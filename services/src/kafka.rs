@@ -27,6 +27,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use shop_actors::model::OrderEvent;
 use shop_actors::ports::{BusError, EventBus, EventHandler};
+use shop_actors::retry::{Backoff, Retry};
 use shop_actors::runtime::ActorRuntime;
 use tokio::sync::mpsc;
 
@@ -237,13 +238,14 @@ fn partition_worker(
 /// One user's events, one after another; a failing handler is retried with back-off until it
 /// succeeds (the user's later events wait for it).
 async fn handle_in_order(handler: &dyn EventHandler, events: Vec<OrderEvent>) {
+    // 100 ms, 200 ms … 3.2 s (each with jitter), for as long as it takes.
+    let retry = Retry {
+        attempts: u32::MAX,
+        backoff: Backoff::Exponential { base: Duration::from_millis(50), max_doublings: 6 },
+    };
     for event in events {
-        let mut attempt = 0u32;
-        while let Err(e) = handler.handle(&event).await {
-            attempt += 1;
-            tracing::warn!(order_id = event.order_id, attempt, error = %e, "event handler failed; retrying");
-            tokio::time::sleep(Duration::from_millis(50u64 << attempt.min(6))).await;
-        }
+        // Never gives up, so it never answers an error.
+        let _ = retry.run("event handler", |_| true, || handler.handle(&event)).await;
     }
 }
 

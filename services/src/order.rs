@@ -6,7 +6,7 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 use shop_actors::model::{Order, OrderStatus};
 use shop_actors::ports::OrderStore;
-use shop_actors::{Checkouts, Orders};
+use shop_actors::{Checkouts, OrderSide, Orders, Transition};
 
 use crate::error::{ServiceError, ServiceResult};
 use crate::money::two_places;
@@ -80,26 +80,31 @@ pub struct OrderService {
     checkouts: Checkouts,
 }
 
-impl OrderService {
-    pub fn new(orders: Orders, checkouts: Checkouts) -> Self {
-        Self { orders, checkouts }
-    }
+/// A client's `Idempotency-Key`: 1 to 100 visible ASCII characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey(String);
 
-    pub fn checkouts(&self) -> &Checkouts {
-        &self.checkouts
+impl IdempotencyKey {
+    /// The key as the header carried it, or 400.
+    pub fn parse(bytes: &[u8]) -> ServiceResult<Self> {
+        match std::str::from_utf8(bytes) {
+            Ok(key) if (1..=100).contains(&key.len()) && key.chars().all(|c| c.is_ascii_graphic()) => {
+                Ok(Self(key.to_owned()))
+            }
+            _ => Err(ServiceError::Invalid("Idempotency-Key must be 1 to 100 visible ASCII characters".into())),
+        }
+    }
+}
+
+impl OrderService {
+    pub fn new(side: &OrderSide) -> Self {
+        Self { orders: side.orders.clone(), checkouts: side.checkouts.clone() }
     }
 
     /// Runs the checkout saga for the user's cart. With an idempotency key, the same key returns
     /// the same order and never pays twice.
-    pub async fn place(&self, username: &str, idempotency_key: Option<String>) -> ServiceResult<OrderView> {
-        if let Some(key) = &idempotency_key
-            && (key.is_empty() || key.len() > 100 || !key.chars().all(|c| c.is_ascii_graphic()))
-        {
-            return Err(ServiceError::Invalid(
-                "Idempotency-Key must be 1 to 100 visible ASCII characters".into(),
-            ));
-        }
-        Ok(self.checkouts.checkout(username, idempotency_key).await?.into())
+    pub async fn place(&self, username: &str, key: Option<IdempotencyKey>) -> ServiceResult<OrderView> {
+        Ok(self.checkouts.checkout(username, key.map(|k| k.0)).await?.into())
     }
 
     pub async fn list(&self, username: &str) -> ServiceResult<Vec<OrderView>> {
@@ -130,6 +135,6 @@ impl OrderService {
                 current.status
             )));
         }
-        Ok(self.orders.transition(id, to, None, None, None).await?.into())
+        Ok(self.orders.transition(id, Transition::to(to)).await?.into())
     }
 }

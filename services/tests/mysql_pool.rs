@@ -4,8 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use shop_services::db::{PoolConfig, Service};
-use shop_services::mysql_pool::{MySqlDb, OnConnect};
+use shop_services::Service;
+use shop_services::storage::PoolConfig;
+use shop_services::storage::{MySqlDb, OnConnect};
 use shop_services::testing::{START_MYSQL, drop_mysql, fresh_mysql_url, mysql_server_url};
 use sqlx::Connection;
 use sqlx::migrate::MigrateDatabase;

@@ -6,19 +6,21 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use rust_decimal::Decimal;
-use shop_actors::cart::CartConfig;
+use shop_actors::CartConfig;
 use shop_actors::model::{
     Cart, CartItem, CheckoutHold, NewOrder, OrderEvent, OrderEventType, OrderItem, OrderStatus,
     PaymentStatus, ProductSnapshot,
 };
 use shop_actors::ports::StoreError;
 use shop_actors::runtime::ActorRuntime;
-use shop_actors::{CartError, Carts, OrderError, Orders};
+use shop_actors::{CartError, Carts, OrderError, Orders, Transition};
 use shop_services::ServiceError;
 use shop_services::auth::Role;
-use shop_services::db::{Database, Service};
+use shop_services::Service;
+use shop_services::storage::Database;
 use shop_services::product::ProductInput;
-use shop_services::store::{NewPayment, NewUserRow};
+use shop_services::auth::NewUserRow;
+use shop_services::payment::NewPayment;
 use shop_services::testing::{drop_mysql, fresh_mysql_url, open_or_explain};
 
 #[derive(Clone, Copy, Debug)]
@@ -111,7 +113,7 @@ async fn users_are_unique_and_promotable(f: Fixture) {
         email,
         password_hash: "$2b$04$hash",
         role: Role::User,
-        created_at: shop_services::db::now(),
+        created_at: shop_services::time::now(),
     };
     let ann = users.insert(row("ann", "ann@example.com")).await.expect("insert");
     assert!(matches!(users.insert(row("ann", "other@example.com")).await, Err(ServiceError::Conflict(_))));
@@ -129,7 +131,7 @@ async fn products_keep_money_exact_and_seed_once(f: Fixture) {
     let a = f.open(Service::Product).await.products();
     let b = f.open(Service::Product).await.products();
     let seed = shop_services::product::seed_catalog();
-    let now = shop_services::db::now();
+    let now = shop_services::time::now();
     let (x, y) = tokio::join!(a.seed_if_empty(&seed, now), b.seed_if_empty(&seed, now));
     assert_eq!(x.expect("seed") + y.expect("seed"), seed.len(), "two instances seeded once between them");
     assert_eq!(a.seed_if_empty(&seed, now).await.expect("seed"), 0);
@@ -190,7 +192,7 @@ async fn a_hold_only_write_keeps_the_items_and_is_fenced(f: Fixture) {
     let mut held = carts.load("hy").await.expect("load");
     let hold = CheckoutHold {
         id: uuid::Uuid::new_v4(),
-        expires_at: shop_services::db::now() + chrono::Duration::seconds(60),
+        expires_at: shop_services::time::now() + chrono::Duration::seconds(60),
     };
     held.checkout = Some(hold);
     // The items passed along are not written: only the row's hold and version.
@@ -231,7 +233,7 @@ async fn payments_are_one_per_order(f: Fixture) {
         status: if reason.is_some() { PaymentStatus::Failed } else { PaymentStatus::Success },
         transaction_id: if reason.is_some() { None } else { Some("TXN_ABC123") },
         failure_reason: reason,
-        created_at: shop_services::db::now(),
+        created_at: shop_services::time::now(),
     };
     let (x, y) = tokio::join!(a.insert(new(None)), b.insert(new(Some("Card declined"))));
     let (x, y) = (x.expect("insert"), y.expect("insert"));
@@ -385,8 +387,11 @@ async fn two_runtimes_racing_paid_and_cancelled_end_in_one_state(f: Fixture) {
         let (a, b) = (instances[0].0.clone(), instances[1].0.clone());
         async move {
             let (paid, cancelled) = tokio::join!(
-                a.transition(id, OrderStatus::Paid, Some(id), None, None),
-                b.transition(id, OrderStatus::Cancelled, None, Some("Card declined".into()), None),
+                a.transition(id, Transition { payment_id: Some(id), ..Transition::to(OrderStatus::Paid) }),
+                b.transition(
+                    id,
+                    Transition { failure_reason: Some("Card declined".into()), ..Transition::to(OrderStatus::Cancelled) },
+                ),
             );
             (id, paid, cancelled)
         }
@@ -608,8 +613,8 @@ async fn mysql_deadlocks_are_recognised_as_transient() {
         (Err(e), Ok(_)) | (Ok(_), Err(e)) => e,
         other => panic!("expected exactly one deadlock victim, got {other:?}"),
     };
-    assert!(shop_services::store::mysql::is_transient(&error), "{error}");
-    assert!(!shop_services::store::mysql::is_transient(&sqlx::Error::RowNotFound));
+    assert!(shop_services::storage::mysql::is_transient(&error), "{error}");
+    assert!(!shop_services::storage::mysql::is_transient(&sqlx::Error::RowNotFound));
     // Both transactions end (and their connections go back) before the database is dropped,
     // which would otherwise wait for their metadata locks.
     let _ = ta.rollback().await;

@@ -12,7 +12,8 @@ use shop_actors::bus::EventLog;
 use shop_actors::model::{OrderEvent, OrderEventType};
 use shop_http::{Application, RunConfig};
 use shop_services::auth::Secret;
-use shop_services::db::Service;
+use shop_services::Service;
+use shop_services::testing::MySqlDatabases;
 use tempfile::TempDir;
 
 pub const JWT_SECRET: &str = "end-to-end-test-secret-that-is-long-enough";
@@ -34,6 +35,8 @@ pub struct TestApp {
     pub config: RunConfig,
     pub client: reqwest::Client,
     pub events: Arc<EventLog>,
+    /// The MySQL databases of a test on that backend, dropped after the app (declared last).
+    mysql: MySqlDatabases,
 }
 
 /// What a response carried: status, content type and body as JSON (Null when empty).
@@ -63,7 +66,7 @@ impl Reply {
 
 pub fn test_config(dir: &TempDir) -> RunConfig {
     let mut config = RunConfig::defaults();
-    config.data_dir = dir.path().to_path_buf();
+    config.storage.data_dir = dir.path().to_path_buf();
     for service in Service::ALL {
         config.set_port(service, 0);
     }
@@ -88,30 +91,29 @@ impl TestApp {
     pub async fn on(backend: Backend, adjust: impl FnOnce(&mut RunConfig)) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = test_config(&dir);
+        let mut mysql = MySqlDatabases::default();
         if backend == Backend::MySql {
-            config.auth_database_url = Some(mysql_database(Service::Auth).await);
-            config.product_database_url = Some(mysql_database(Service::Product).await);
-            config.cart_database_url = Some(mysql_database(Service::Cart).await);
-            config.payment_database_url = Some(mysql_database(Service::Payment).await);
-            config.order_database_url = Some(mysql_database(Service::Order).await);
+            for service in Service::ALL {
+                config.storage.set_database_url(service, mysql.create(service).await);
+            }
         }
         adjust(&mut config);
-        Self::start(dir, config).await
+        Self::start(dir, config, mysql).await
     }
 
-    async fn start(dir: TempDir, config: RunConfig) -> Self {
+    async fn start(dir: TempDir, config: RunConfig, mysql: MySqlDatabases) -> Self {
         let app = Application::build(config.clone()).await.expect("the application starts");
         let events = Arc::new(EventLog::default());
         app.bus().subscribe(events.clone());
         let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("client");
-        Self { app, dir, config, client, events }
+        Self { app, dir, config, client, events, mysql }
     }
 
-    /// Stops the system and starts it again on the same data dir (ports are new).
+    /// Stops the system and starts it again on the same data dir and databases (ports are new).
     pub async fn restart(self) -> Self {
-        let Self { app, dir, config, .. } = self;
+        let Self { app, dir, config, mysql, .. } = self;
         app.stop().await;
-        Self::start(dir, config).await
+        Self::start(dir, config, mysql).await
     }
 
     pub fn url(&self, service: Service, path: &str) -> String {
@@ -220,14 +222,6 @@ impl TestApp {
             .filter(|t| *t != OrderEventType::OrderCreated)
             .collect()
     }
-}
-
-/// A fresh MySQL database URL for `service`, checked to be reachable (the test fails with what to
-/// start if it is not).
-async fn mysql_database(service: Service) -> String {
-    let url = shop_services::testing::fresh_mysql_url(service);
-    shop_services::testing::open_or_explain(service, &url).await.close().await;
-    url
 }
 
 /// Quantity of `product_id` in a cart reply.

@@ -3,13 +3,12 @@ use axum::http::StatusCode;
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
-use shop_actors::ports::{CartPort, CartPortError};
 use shop_services::auth::{JwtKeys, Role};
 use shop_services::cart::{CartService, CartView};
 use uuid::Uuid;
 
-use crate::clients::CheckoutHoldView;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
+use crate::lease::{self, LeaseBody};
 use crate::extract::{ApiJson, ApiPath, Caller};
 
 #[derive(Clone, FromRef)]
@@ -38,8 +37,8 @@ pub fn router(state: CartState) -> Router {
         .route("/api/cart/items/{product_id}", put(set_quantity))
         .route("/api/cart/items/{product_id}", delete(remove))
         // The Order service's side door (SERVICE tokens only): hand a cart to a checkout, give it back.
-        .route("/internal/carts/{username}/checkout", post(begin_checkout))
-        .route("/internal/carts/{username}/checkout/{checkout_id}", delete(release_checkout));
+        .route(lease::BEGIN_ROUTE, post(begin_checkout))
+        .route(lease::RELEASE_ROUTE, delete(release_checkout));
     super::finish("cart", routes, state)
 }
 
@@ -81,14 +80,9 @@ async fn begin_checkout(
     State(carts): State<CartService>,
     caller: Caller,
     ApiPath(username): ApiPath<String>,
-) -> ApiResult<Json<CheckoutHoldView>> {
+) -> ApiResult<Json<LeaseBody>> {
     caller.require(&[Role::Service])?;
-    match carts.carts().begin_checkout(&username).await {
-        Ok(lease) => Ok(Json(lease.into())),
-        Err(CartPortError::Empty) => Err(ApiError::bad_request("the cart is empty")),
-        Err(e @ CartPortError::CheckoutInProgress) => Err(ApiError::new(StatusCode::CONFLICT, e.to_string())),
-        Err(CartPortError::Unavailable(e)) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e)),
-    }
+    Ok(Json(carts.begin_checkout(&username).await?.into()))
 }
 
 async fn release_checkout(
@@ -97,8 +91,6 @@ async fn release_checkout(
     ApiPath((username, checkout_id)): ApiPath<(String, Uuid)>,
 ) -> ApiResult<StatusCode> {
     caller.require(&[Role::Service])?;
-    match carts.carts().release_checkout(&username, checkout_id).await {
-        Ok(()) => Ok(StatusCode::NO_CONTENT),
-        Err(e) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
-    }
+    carts.release_checkout(&username, checkout_id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -1,13 +1,13 @@
 use axum::extract::{FromRef, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::routing::{get, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use shop_services::auth::{JwtKeys, Role};
 use shop_services::order::{OrderService, OrderView};
 
-use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, ApiPath, Caller};
+use crate::error::ApiResult;
+use crate::extract::{ApiJson, ApiPath, Caller, IdempotencyKeyHeader};
 
 #[derive(Clone, FromRef)]
 pub struct OrderState {
@@ -32,16 +32,8 @@ pub fn router(state: OrderState) -> Router {
 async fn place(
     State(orders): State<OrderService>,
     caller: Caller,
-    headers: HeaderMap,
+    IdempotencyKeyHeader(key): IdempotencyKeyHeader,
 ) -> ApiResult<(StatusCode, Json<OrderView>)> {
-    let key = match headers.get("idempotency-key") {
-        Some(v) => Some(
-            v.to_str()
-                .map_err(|_| ApiError::bad_request("Idempotency-Key must be visible ASCII"))?
-                .to_owned(),
-        ),
-        None => None,
-    };
     Ok((StatusCode::CREATED, Json(orders.place(caller.username(), key).await?)))
 }
 

@@ -18,11 +18,10 @@
 //! `--seconds` on `--database-url`, opened as a service opens it (`scripts/ceilings`).
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use hdrhistogram::Histogram;
 use serde::Serialize;
 use serde_json::json;
 use crate::tools::audit::AuditConfig;
@@ -30,7 +29,7 @@ use crate::tools::audit::AuditConfig;
 mod report;
 
 pub use self::report::{EndpointReport, LoadReport};
-use self::report::{Recorder, Shared, endpoint_reports, lock, print_report};
+use self::report::{Shared, endpoint_reports, lock, print_report};
 
 /// What the load tool drives.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Serialize)]

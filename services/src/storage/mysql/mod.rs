@@ -9,24 +9,19 @@
 //! repository.
 
 /// Runs `$body` (a transaction, on the connection `$c` of the pool `$db`) until it succeeds, fails
-/// for a reason that is not transient, or has been tried [`TRANSIENT_ATTEMPTS`] times.
+/// for a reason that is not transient, or has been tried `support::TRANSIENT.attempts` times.
 macro_rules! retry_transient {
-    ($db:expr, |$c:ident| $body:block) => {{
-        let mut attempt = 1u32;
-        loop {
-            match $db.run(async |$c: &mut sqlx::mysql::MySqlConnection| $body).await {
-                Err(e) if $crate::storage::mysql::support::is_transient(&e) && attempt < $crate::storage::mysql::support::TRANSIENT_ATTEMPTS => {
-                    tracing::debug!(attempt, error = %e, "transient MySQL error; running the transaction again");
-                    $crate::storage::mysql::support::backoff(attempt).await;
-                    attempt += 1;
-                }
-                result => break result,
-            }
-        }
-    }};
+    ($db:expr, |$c:ident| $body:block) => {
+        $crate::storage::mysql::support::TRANSIENT
+            .run("MySQL transaction", $crate::storage::mysql::support::is_transient, || {
+                $db.run(async |$c: &mut sqlx::mysql::MySqlConnection| $body)
+            })
+            .await
+    };
 }
 
 pub mod pool;
+pub use self::support::is_transient;
 mod support;
 
 mod carts;

@@ -1,23 +1,15 @@
 //! MySQL: Payments: one per order.
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
-use shop_actors::model::{Cart, CartItem, CheckoutHold, NewOrder, Order, OrderEvent, OrderItem};
-use shop_actors::ports::{CartStore, OrderStore, StoreError};
-use sqlx::Connection;
-use sqlx::mysql::{MySql, MySqlArguments, MySqlConnection, MySqlRow};
-use sqlx::{AssertSqlSafe, QueryBuilder, Row};
-use uuid::Uuid;
+use sqlx::mysql::MySqlRow;
+use sqlx::{AssertSqlSafe, Row};
 
 use super::pool::MySqlDb;
-use super::support::{id, quantity, store_err};
-use crate::auth::{NewUserRow, User, UserStore};
-use crate::error::{ServiceError, ServiceResult};
-use crate::order::{OrderRepo, OrderSummary};
+use super::support::id;
+use crate::error::ServiceResult;
 use crate::payment::{NewPayment, Payment, PaymentStore, PaymentSummary};
-use crate::product::{Product, ProductInput, ProductStore};
-use crate::storage::common::{Bind, is_unique_violation, order_select_sql, payment_status, payment_status_str, role, stale_cart};
+use crate::storage::common::{is_unique_violation, payment_status, payment_status_str};
 
 pub struct Payments(pub MySqlDb);
 

@@ -3,12 +3,17 @@
 use std::time::Duration;
 
 use shop_actors::ports::StoreError;
+use shop_actors::retry::{Backoff, Retry};
 use sqlx::mysql::MySqlDatabaseError;
 
 use crate::error::{ServiceError, ServiceResult};
 
-/// Attempts of one transaction that keeps failing transiently.
-pub const TRANSIENT_ATTEMPTS: u32 = 6;
+/// A transaction that keeps failing transiently runs at most 6 times, waiting 10, 20, 40 … ms
+/// (with jitter, so that the two sides of a deadlock do not meet again).
+pub(crate) const TRANSIENT: Retry = Retry {
+    attempts: 6,
+    backoff: Backoff::Exponential { base: Duration::from_millis(5), max_doublings: 6 },
+};
 
 /// Whether MySQL aborted the statement for a reason that running it again can cure.
 pub fn is_transient(e: &sqlx::Error) -> bool {
@@ -17,12 +22,6 @@ pub fn is_transient(e: &sqlx::Error) -> bool {
         .is_some_and(|m| matches!(m.number(), 1213 | 1205 | 1020))
 }
 
-pub(crate) async fn backoff(attempt: u32) {
-    // 5, 10, 20, 40 … ms, with jitter so that the two sides of a deadlock do not meet again.
-    let base = 5u64 << attempt.min(6);
-    let jitter = u64::from(rand::random::<u8>()) % (base + 1);
-    tokio::time::sleep(Duration::from_millis(base + jitter)).await;
-}
 
 pub(super) fn store_err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())

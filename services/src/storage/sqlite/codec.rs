@@ -1,12 +1,9 @@
 //! Values as the SQLite repositories store them: money as canonical decimal text, times as
 //! RFC 3339 text.
 
-use async_trait::async_trait;
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
-use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
-use shop_actors::model::{Cart, CartItem, CheckoutHold, NewOrder, Order, OrderEvent, OrderItem};
-use shop_actors::ports::{CartStore, OrderStore, StoreError};
-use uuid::Uuid;
+use rusqlite::{Connection, Row};
+use shop_actors::ports::StoreError;
 
 use crate::error::ServiceError;
 use crate::storage::common::decimal;
@@ -51,4 +48,20 @@ pub(super) fn money_at(row: &Row<'_>, column: &str) -> Result<rust_decimal::Deci
 pub(super) fn quantity_at(row: &Row<'_>, column: &str) -> Result<u32, SqliteError> {
     let q: i64 = row.get(column)?;
     u32::try_from(q).map_err(|_| SqliteError::Decode(format!("stored quantity {q}")))
+}
+
+/// The rows `sql` answers with `params`, each decoded by `decode`.
+pub(super) fn rows<T>(
+    c: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    decode: impl Fn(&Row<'_>) -> Result<T, SqliteError>,
+) -> Result<Vec<T>, SqliteError> {
+    let mut stmt = c.prepare_cached(sql)?;
+    let mut rows = stmt.query(params)?;
+    let mut found = Vec::new();
+    while let Some(row) = rows.next()? {
+        found.push(decode(row)?);
+    }
+    Ok(found)
 }

@@ -1,20 +1,16 @@
 //! SQLite: Orders, their items and their outbox.
 
 use async_trait::async_trait;
-use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
-use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
-use shop_actors::model::{Cart, CartItem, CheckoutHold, NewOrder, Order, OrderEvent, OrderItem};
-use shop_actors::ports::{CartStore, OrderStore, StoreError};
+use rusqlite::{Connection, TransactionBehavior, params};
+use shop_actors::model::{NewOrder, Order, OrderEvent, OrderItem};
+use shop_actors::ports::{OrderStore, StoreError};
 use uuid::Uuid;
 
-use super::codec::{decode, money_at, parse_ts, quantity_at, store_err, time_at, ts};
+use super::codec::{decode, rows, money_at, quantity_at, store_err, time_at, ts};
 use super::db::{SqliteDb, SqliteError, is_unique_violation};
-use crate::auth::{NewUserRow, User, UserStore};
-use crate::error::{ServiceError, ServiceResult};
+use crate::error::ServiceResult;
 use crate::order::{OrderRepo, OrderSummary};
-use crate::payment::{NewPayment, Payment, PaymentStore, PaymentSummary};
-use crate::product::{Product, ProductInput, ProductStore};
-use crate::storage::common::{Bind, decimal, money_text, order_select_sql, payment_status, payment_status_str, role, stale_cart};
+use crate::storage::common::{Bind, money_text, order_select_sql};
 
 pub struct Orders(pub SqliteDb);
 

@@ -1,20 +1,14 @@
 //! SQLite: Products: the catalog.
 
 use async_trait::async_trait;
-use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
-use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
-use shop_actors::model::{Cart, CartItem, CheckoutHold, NewOrder, Order, OrderEvent, OrderItem};
-use shop_actors::ports::{CartStore, OrderStore, StoreError};
-use uuid::Uuid;
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, Row, TransactionBehavior, params};
 
-use super::codec::{decode, money_at, parse_ts, quantity_at, store_err, time_at, ts};
-use super::db::{SqliteDb, SqliteError, is_unique_violation};
-use crate::auth::{NewUserRow, User, UserStore};
+use super::codec::{rows, money_at, time_at, ts};
+use super::db::{SqliteDb, SqliteError};
 use crate::error::{ServiceError, ServiceResult};
-use crate::order::{OrderRepo, OrderSummary};
-use crate::payment::{NewPayment, Payment, PaymentStore, PaymentSummary};
 use crate::product::{Product, ProductInput, ProductStore};
-use crate::storage::common::{Bind, decimal, money_text, order_select_sql, payment_status, payment_status_str, role, stale_cart};
+use crate::storage::common::money_text;
 
 pub struct Products(pub SqliteDb);
 
@@ -35,22 +29,6 @@ fn product(row: &Row<'_>) -> Result<Product, SqliteError> {
 /// The rows `sql` answers with `params`, each turned into a product.
 fn products(c: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<Vec<Product>, SqliteError> {
     rows(c, sql, params, product)
-}
-
-/// The rows `sql` answers with `params`, each decoded by `decode`.
-fn rows<T>(
-    c: &Connection,
-    sql: &str,
-    params: impl rusqlite::Params,
-    decode: impl Fn(&Row<'_>) -> Result<T, SqliteError>,
-) -> Result<Vec<T>, SqliteError> {
-    let mut stmt = c.prepare_cached(sql)?;
-    let mut rows = stmt.query(params)?;
-    let mut found = Vec::new();
-    while let Some(row) = rows.next()? {
-        found.push(decode(row)?);
-    }
-    Ok(found)
 }
 
 #[async_trait]

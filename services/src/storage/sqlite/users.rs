@@ -1,20 +1,13 @@
 //! SQLite: Users: the auth database.
 
 use async_trait::async_trait;
-use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
-use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
-use shop_actors::model::{Cart, CartItem, CheckoutHold, NewOrder, Order, OrderEvent, OrderItem};
-use shop_actors::ports::{CartStore, OrderStore, StoreError};
-use uuid::Uuid;
+use rusqlite::{OptionalExtension, params};
 
-use super::codec::{decode, money_at, parse_ts, quantity_at, store_err, time_at, ts};
-use super::db::{SqliteDb, SqliteError, is_unique_violation};
+use super::codec::{time_at, ts};
+use super::db::{SqliteDb, is_unique_violation};
 use crate::auth::{NewUserRow, User, UserStore};
 use crate::error::{ServiceError, ServiceResult};
-use crate::order::{OrderRepo, OrderSummary};
-use crate::payment::{NewPayment, Payment, PaymentStore, PaymentSummary};
-use crate::product::{Product, ProductInput, ProductStore};
-use crate::storage::common::{Bind, decimal, money_text, order_select_sql, payment_status, payment_status_str, role, stale_cart};
+use crate::storage::common::role;
 
 pub struct Users(pub SqliteDb);
 

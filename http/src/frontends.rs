@@ -1,0 +1,204 @@
+//! Each service's frontend and its server, built in one place for both modes: `shop run`
+//! ([`crate::app`]) builds all five in one process, `shop serve` ([`crate::serve`]) one.
+//!
+//! What differs between the modes is only what a service is handed: in one process the Cart
+//! service looks products up in the Product service itself and the Order side leases carts from
+//! the Cart side; apart, both go through the HTTP clients in [`crate::clients`].
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use axum::Router;
+use shop_actors::{CoreConfig, PaymentPoolConfig};
+use shop_services::auth::{AuthConfig, AuthService, JwtKeys};
+use shop_services::cart::CartService;
+use shop_services::order::OrderService;
+use shop_services::payment::{GatewayConfig, MockGateway, PaymentService};
+use shop_services::product::ProductService;
+use shop_services::storage::{Database, PoolConfig};
+use shop_services::{Service, ServiceError};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::RunConfig;
+use crate::routes;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Config(String),
+    #[error("cannot listen on {addr} for the {service} service: {source}")]
+    Bind { service: &'static str, addr: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    #[error("starting the actor runtime: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// One service, ready to serve.
+pub(crate) enum Frontend {
+    Auth(AuthService),
+    Product(ProductService),
+    Cart(CartService),
+    Payment(PaymentService),
+    Order(OrderService),
+}
+
+impl Frontend {
+    /// The service's router: its routes, `/health`, problem+json for everything else.
+    pub(crate) fn router(self, keys: JwtKeys) -> Router {
+        match self {
+            Frontend::Auth(auth) => routes::auth::router(routes::auth::AuthState { auth, keys }),
+            Frontend::Product(products) => {
+                routes::product::router(routes::product::ProductState { products, keys })
+            }
+            Frontend::Cart(carts) => routes::cart::router(routes::cart::CartState { carts, keys }),
+            Frontend::Payment(payments) => {
+                routes::payment::router(routes::payment::PaymentState { payments, keys })
+            }
+            Frontend::Order(orders) => routes::order::router(routes::order::OrderState { orders, keys }),
+        }
+    }
+}
+
+/// The Auth service, with user `admin` made when `SHOP_ADMIN_PASSWORD` is set.
+pub(crate) async fn auth(config: &RunConfig, db: &Database, keys: &JwtKeys) -> Result<AuthService, StartError> {
+    let auth_config = AuthConfig {
+        bcrypt_cost: config.bcrypt_cost,
+        hash_concurrency: config.hash_concurrency,
+        hash_queue: config.hash_queue,
+        hash_cpu_share: config.hash_cpu_share,
+    };
+    let auth = AuthService::new(db.users(), keys.clone(), &auth_config).await?;
+    if let Some(password) = &config.admin_password {
+        auth.ensure_admin(password.expose()).await?;
+    }
+    Ok(auth)
+}
+
+/// The Product service, its catalog seeded when empty.
+pub(crate) async fn product(db: &Database) -> Result<ProductService, StartError> {
+    let products = ProductService::new(db.products());
+    let seeded = products.seed_if_empty().await?;
+    if seeded > 0 {
+        tracing::info!(products = seeded, "seeded an empty catalog");
+    }
+    Ok(products)
+}
+
+/// The Payment service and its mock gateway.
+pub(crate) fn payment(config: &RunConfig, db: &Database) -> Result<PaymentService, StartError> {
+    let gateway = MockGateway::new(&GatewayConfig {
+        success_rate: config.payment_success_rate,
+        seed: config.payment_seed,
+        latency: Duration::from_millis(config.payment_latency_ms),
+    })?;
+    Ok(PaymentService::new(db.payments(), gateway))
+}
+
+/// Opens (creating and migrating) the service's database where the configuration says.
+pub(crate) async fn open_database(config: &RunConfig, service: Service) -> Result<Database, StartError> {
+    config.storage.ensure_data_dir(&[service]).map_err(StartError::Config)?;
+    let pool = PoolConfig {
+        read_connections: config.db_read_connections,
+        max_connections: config.db_max_connections,
+        acquire_timeout: Duration::from_millis(config.db_acquire_timeout_ms),
+        ..PoolConfig::default()
+    };
+    Ok(Database::open(service, &config.storage.database_url(service), &pool).await?)
+}
+
+/// The actor core's settings from the command line.
+pub(crate) fn core_config(config: &RunConfig) -> CoreConfig {
+    let mut core = CoreConfig::default();
+    if let Some(n) = config.arbiters {
+        core.arbiters = n;
+    }
+    for registry in [&mut core.carts.registry, &mut core.order.orders] {
+        registry.idle_timeout = config.idle_timeout();
+        registry.request_timeout = config.request_timeout();
+    }
+    core.order.payments = PaymentPoolConfig {
+        workers: config.payment_workers,
+        queue_per_worker: config.payment_queue,
+        ..PaymentPoolConfig::default()
+    };
+    core
+}
+
+/// Binds the service's port: done before anything else starts, since a taken port is the most
+/// common start-up failure and the cheapest to report.
+pub(crate) async fn bind(host: IpAddr, service: Service, port: u16) -> Result<TcpListener, StartError> {
+    let addr = SocketAddr::new(host, port);
+    TcpListener::bind(addr).await.map_err(|source| StartError::Bind { service: service.name(), addr, source })
+}
+
+/// The HTTP servers of this process, stopped together.
+pub(crate) struct Servers {
+    running: Vec<(Service, SocketAddr, JoinHandle<std::io::Result<()>>)>,
+    /// Set once to stop them all: each stops accepting and lets in-flight requests finish.
+    shutdown: watch::Sender<bool>,
+}
+
+impl Servers {
+    pub(crate) fn new() -> Self {
+        Self { running: Vec::new(), shutdown: watch::channel(false).0 }
+    }
+
+    /// Serves `frontend` on `listener` until [`Servers::stop`].
+    pub(crate) fn spawn(
+        &mut self,
+        service: Service,
+        listener: TcpListener,
+        frontend: Frontend,
+        keys: &JwtKeys,
+    ) -> std::io::Result<()> {
+        let addr = listener.local_addr()?;
+        let router = frontend.router(keys.clone());
+        let mut stop = self.shutdown.subscribe();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|stop| *stop).await;
+                })
+                .await
+        });
+        self.running.push((service, addr, server));
+        Ok(())
+    }
+
+    pub(crate) fn addrs(&self) -> Vec<(Service, SocketAddr)> {
+        self.running.iter().map(|(s, a, _)| (*s, *a)).collect()
+    }
+
+    /// Serves until `signal` resolves or a server fails (answering its error), then stops.
+    pub(crate) async fn run_until(&mut self, signal: impl Future<Output = ()>) -> std::io::Result<()> {
+        let first_exit = async {
+            if self.running.is_empty() {
+                return std::future::pending().await;
+            }
+            let servers = self.running.iter_mut().map(|(_, _, server)| server);
+            let (done, _, _) = futures::future::select_all(servers).await;
+            done.unwrap_or_else(|e| Err(std::io::Error::other(e)))
+        };
+        let result = tokio::select! {
+            () = signal => Ok(()),
+            r = first_exit => r,
+        };
+        self.stop().await;
+        result
+    }
+
+    /// Stops accepting requests and waits for the in-flight ones to finish.
+    pub(crate) async fn stop(&mut self) {
+        let _ = self.shutdown.send(true);
+        for (_, _, server) in self.running.drain(..) {
+            // One that already ended was awaited by `run_until`; a handle is awaited once.
+            if !server.is_finished() {
+                let _ = server.await;
+            }
+        }
+    }
+}

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shop_actors::CartConfig;
-use shop_actors::memory::MemoryPayments;
 use shop_actors::RegistryConfig;
+use shop_actors::memory::MemoryPayments;
 use shop_actors::{Core, CoreConfig};
 
 // The same allocator as the `shop` binary.

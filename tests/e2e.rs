@@ -10,8 +10,8 @@ use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use shop_actors::model::OrderEventType;
 use shop_http::tools::load::Scenario;
-use shop_services::auth::{Claims, JwtKeys, Role, Secret};
 use shop_services::Service;
+use shop_services::auth::{Claims, JwtKeys, Role, Secret};
 use shop_services::payment::FAILURE_REASONS;
 
 const LAPTOP: i64 = 1;
@@ -36,6 +36,9 @@ on_both_backends!(
     two_hundred_checkouts_pay_about_eighty_percent_and_keep_the_invariants,
     a_hundred_concurrent_adds_all_count,
     ten_concurrent_checkouts_of_one_cart_pay_once,
+    a_user_reads_their_profile_and_edits_the_cart_line_by_line,
+    the_same_idempotency_key_returns_the_same_order,
+    concurrent_checkouts_with_one_idempotency_key_make_one_order,
 );
 
 fn money(v: &Value) -> Decimal {
@@ -184,9 +187,8 @@ async fn ten_concurrent_checkouts_of_one_cart_pay_once(backend: Backend) {
 
 use common::Reply;
 
-#[tokio::test]
-async fn the_same_idempotency_key_returns_the_same_order() {
-    let t = TestApp::spawn_with(|c| c.payment_success_rate = 1.0).await;
+async fn the_same_idempotency_key_returns_the_same_order(backend: Backend) {
+    let t = TestApp::on(backend, |c| c.payment_success_rate = 1.0).await;
     let kim = t.user("kim").await;
     t.add(&kim, MOUSE, 1).await.ok(200);
     let place = || async {
@@ -210,6 +212,91 @@ async fn the_same_idempotency_key_returns_the_same_order() {
         dbs.audit().await.expect("audit")
     };
     assert_eq!(report.payments, 1);
+}
+
+/// Eight checkouts sent at once with one key: one order, one payment; every checkout that is
+/// answered 201 answers that order, the others 409 (the first still holds the cart), and the key
+/// asked again later answers the same order.
+async fn concurrent_checkouts_with_one_idempotency_key_make_one_order(backend: Backend) {
+    let t = TestApp::on(backend, |c| c.payment_success_rate = 1.0).await;
+    let lee = t.user("lee").await;
+    t.add(&lee, MOUSE, 2).await.ok(200);
+    let place = || async {
+        let resp = t
+            .client
+            .post(t.url(Service::Order, "/api/orders"))
+            .bearer_auth(&lee)
+            .header("Idempotency-Key", "lee-once")
+            .send()
+            .await
+            .expect("sent");
+        TestApp::reply(resp).await
+    };
+    let replies = futures::future::join_all((0..8).map(|_| place())).await;
+    let mut ids = Vec::new();
+    for reply in &replies {
+        match reply.status.as_u16() {
+            201 => ids.push(id_of(&reply.body)),
+            409 => {
+                reply.problem(409);
+            }
+            other => panic!("unexpected answer {other}: {reply:?}"),
+        }
+    }
+    assert!(!ids.is_empty(), "no checkout was answered with the order: {replies:?}");
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "one key, one order: {ids:?}");
+    let again = place().await.ok(201).clone();
+    assert_eq!(id_of(&again), ids[0], "the key asked again answers the same order");
+    assert_eq!(again["status"], "PAID");
+    let report = t.app.databases().audit().await.expect("audit");
+    assert_eq!((report.orders, report.payments), (1, 1), "one order and one payment");
+    assert!(report.is_clean(), "{:?}", report.violations);
+    assert!(t.cart(&lee).await["items"].as_array().is_some_and(Vec::is_empty), "the paid cart is empty");
+}
+
+/// The success paths of the profile and the cart's line edits: read oneself, set a quantity,
+/// remove a line by setting 0 and by DELETE, empty the whole cart.
+async fn a_user_reads_their_profile_and_edits_the_cart_line_by_line(backend: Backend) {
+    let t = TestApp::on(backend, |_| {}).await;
+    let ann = t.user("ann").await;
+    let me = t.call(Service::Auth, Method::GET, "/api/auth/me", Some(&ann), None).await;
+    let me = me.ok(200);
+    assert_eq!((me["username"].clone(), me["email"].clone()), (json!("ann"), json!("ann@example.com")));
+    assert_eq!(me["role"], "USER");
+    assert!(me["id"].is_i64() && me["createdAt"].is_string(), "{me}");
+    assert!(me.get("password").is_none() && me.get("passwordHash").is_none(), "no secret shown: {me}");
+
+    t.add(&ann, LAPTOP, 1).await.ok(200);
+    t.add(&ann, MOUSE, 3).await.ok(200);
+    let (t, ann) = (&t, ann.as_str());
+    let put = |id: i64, q: i64| async move {
+        let path = format!("/api/cart/items/{id}");
+        t.call(Service::Cart, Method::PUT, &path, Some(ann), Some(json!({ "quantity": q }))).await
+    };
+    let cart = put(MOUSE, 5).await.ok(200).clone();
+    assert_eq!((quantity_of(&cart, MOUSE), quantity_of(&cart, LAPTOP)), (5, 1), "{cart}");
+    assert_eq!(money(&cart["totalAmount"]), Decimal::from_str("1149.94").expect("dec"), "999.99 + 5 × 29.99");
+    let cart = put(MOUSE, 0).await.ok(200).clone();
+    assert_eq!(cart["items"].as_array().map(Vec::len), Some(1), "0 removes the line: {cart}");
+    assert_eq!(quantity_of(&cart, MOUSE), 0);
+
+    t.add(ann, MOUSE, 2).await.ok(200);
+    let cart =
+        t.call(Service::Cart, Method::DELETE, "/api/cart/items/1", Some(ann), None).await.ok(200).clone();
+    assert_eq!(
+        (quantity_of(&cart, LAPTOP), quantity_of(&cart, MOUSE)),
+        (0, 2),
+        "only the mouse left: {cart}"
+    );
+    assert_eq!(t.cart(ann).await, cart, "the change is stored");
+
+    let cleared = t.call(Service::Cart, Method::DELETE, "/api/cart", Some(ann), None).await;
+    assert_eq!(cleared.status.as_u16(), 204, "{cleared:?}");
+    assert_eq!(cleared.body, Value::Null, "204 has no body");
+    let cart = t.cart(ann).await;
+    assert_eq!(cart["items"], json!([]));
+    assert_eq!(money(&cart["totalAmount"]), Decimal::ZERO);
 }
 
 #[tokio::test]
@@ -509,7 +596,12 @@ async fn the_load_tool_drives_the_system_closed_and_open_loop() {
     assert_eq!(audit.orders, 40);
 
     let open = shop_http::tools::load::run(
-        shop_http::tools::load::LoadConfig { rate: Some(100.0), checkouts: 20, login_flood: 0, ..config.clone() },
+        shop_http::tools::load::LoadConfig {
+            rate: Some(100.0),
+            checkouts: 20,
+            login_flood: 0,
+            ..config.clone()
+        },
         true,
     )
     .await

@@ -42,10 +42,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             order.failure_reason,
             cart.items.len()
         );
-        check(order.total_amount == Decimal::new(105997, 2), format!("{user}'s total: {}", order.total_amount))?;
-        let (status, lines) = if user == "carol" { (OrderStatus::Cancelled, 2) } else { (OrderStatus::Paid, 0) };
+        check(
+            order.total_amount == Decimal::new(105997, 2),
+            format!("{user}'s total: {}", order.total_amount),
+        )?;
+        let (status, lines) =
+            if user == "carol" { (OrderStatus::Cancelled, 2) } else { (OrderStatus::Paid, 0) };
         check(order.status == status, format!("{user}'s order is {}, not {status}", order.status))?;
-        check(cart.items.len() == lines, format!("{user}'s cart holds {} lines, not {lines}", cart.items.len()))?;
+        check(
+            cart.items.len() == lines,
+            format!("{user}'s cart holds {} lines, not {lines}", cart.items.len()),
+        )?;
         check(
             order.failure_reason.is_some() == (status == OrderStatus::Cancelled),
             format!("{user}'s failure reason: {:?}", order.failure_reason),
@@ -57,8 +64,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let count = |t: OrderEventType| events.iter().filter(|e| e.event_type == t).count();
     check(
-        (count(OrderEventType::OrderCreated), count(OrderEventType::OrderCompleted), count(OrderEventType::OrderCancelled))
-            == (3, 2, 1),
+        (
+            count(OrderEventType::OrderCreated),
+            count(OrderEventType::OrderCompleted),
+            count(OrderEventType::OrderCancelled),
+        ) == (3, 2, 1),
         format!("events: {events:?}"),
     )?;
     let stats = core.order.checkouts.stats();

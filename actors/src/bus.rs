@@ -45,7 +45,8 @@ impl InProcessBus {
 impl EventBus for InProcessBus {
     async fn publish(&self, event: OrderEvent) -> Result<(), BusError> {
         let mut failure = None;
-        let retry = Retry { attempts: DELIVERY_ATTEMPTS, backoff: Backoff::Linear(Duration::from_millis(20)) };
+        let retry =
+            Retry { attempts: DELIVERY_ATTEMPTS, backoff: Backoff::Linear(Duration::from_millis(20)) };
         for handler in self.handlers().iter() {
             if let Err(e) = retry.run("event delivery", |_| true, || handler.handle(&event)).await {
                 tracing::error!(order_id = event.order_id, error = %e, "event handler gave up");

@@ -16,13 +16,15 @@ use async_trait::async_trait;
 use chrono::Utc;
 use uuid::Uuid;
 
+use crate::entity::{self, Decision, WriteThrough};
 use crate::model::{
     Cart, CartItem, CheckoutHold, LineQuantity, MAX_LINE_QUANTITY, OrderEvent, OrderEventType,
     ProductSnapshot,
 };
 use crate::ports::{BusError, CartPort, CartPortError, CartStore, CheckoutLease, EventHandler, StoreError};
-use crate::entity::{self, Decision, WriteThrough};
-use crate::registry::{Activation, Entity, Passivate, Registry, RegistryConfig, RegistryError, RegistryStats};
+use crate::registry::{
+    Activation, Entity, Passivate, Registry, RegistryConfig, RegistryError, RegistryStats,
+};
 use crate::runtime::ActorRuntime;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -77,8 +77,14 @@ impl OrderSide {
         let orders = Orders::new(runtime.clone(), ports.store.clone(), config.orders);
         let payments = PaymentPool::start(runtime, ports.gateway, config.payments);
         let outbox = Outbox::start(runtime, ports.store, ports.bus, config.outbox);
-        let checkouts =
-            Checkouts::start(runtime, ports.carts, orders.clone(), payments.clone(), outbox.clone(), config.saga);
+        let checkouts = Checkouts::start(
+            runtime,
+            ports.carts,
+            orders.clone(),
+            payments.clone(),
+            outbox.clone(),
+            config.saga,
+        );
         Self { orders, payments, checkouts, outbox }
     }
 }

@@ -124,7 +124,8 @@ pub(crate) fn run<E: WriteThrough>(actor: &mut E, cmd: E::Command) -> AtomicResp
                 Ok(Decision::Unchanged(_)) | Err(_) => {}
             }
         }
-        let conflict = last_conflict.unwrap_or_else(|| StoreError::Conflict(format!("{key:?} kept changing")));
+        let conflict =
+            last_conflict.unwrap_or_else(|| StoreError::Conflict(format!("{key:?} kept changing")));
         Err(conflict.into())
     };
     AtomicResponse::new(Box::pin(work.into_actor(actor).map(move |result, act, ctx| {

@@ -11,10 +11,12 @@ use actix::prelude::*;
 
 use uuid::Uuid;
 
+use crate::entity::{self, Decision, WriteThrough};
 use crate::model::{NewOrder, Order, OrderEvent, OrderStatus};
 use crate::ports::{OrderStore, StoreError};
-use crate::entity::{self, Decision, WriteThrough};
-use crate::registry::{Activation, Entity, Passivate, Registry, RegistryConfig, RegistryError, RegistryStats};
+use crate::registry::{
+    Activation, Entity, Passivate, Registry, RegistryConfig, RegistryError, RegistryStats,
+};
 use crate::runtime::ActorRuntime;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -153,7 +155,11 @@ impl WriteThrough for OrderActor {
         Ok(Decision::Changed(OrderEvent::outcome(order, change.checkout_id), ()))
     }
 
-    async fn save(store: &Arc<dyn OrderStore>, order: &Order, event: Option<OrderEvent>) -> Result<i64, StoreError> {
+    async fn save(
+        store: &Arc<dyn OrderStore>,
+        order: &Order,
+        event: Option<OrderEvent>,
+    ) -> Result<i64, StoreError> {
         store.update(order, event.as_ref()).await
     }
 

@@ -93,26 +93,38 @@ mod tests {
             calls.get()
         };
         let out: Result<u32, String> = retry
-            .run("test", |_| true, || {
-                let n = count();
-                async move { if n < 2 { Err("again".to_owned()) } else { Ok(n) } }
-            })
+            .run(
+                "test",
+                |_| true,
+                || {
+                    let n = count();
+                    async move { if n < 2 { Err("again".to_owned()) } else { Ok(n) } }
+                },
+            )
             .await;
         assert_eq!(out, Ok(2));
         calls.set(0);
         let out: Result<(), String> = retry
-            .run("test", |_| true, || {
-                let n = count();
-                async move { Err(format!("failure {n}")) }
-            })
+            .run(
+                "test",
+                |_| true,
+                || {
+                    let n = count();
+                    async move { Err(format!("failure {n}")) }
+                },
+            )
             .await;
         assert_eq!(out, Err("failure 3".to_owned()), "three calls in all");
         calls.set(0);
         let out: Result<(), String> = retry
-            .run("test", |e: &String| e != "final", || {
-                count();
-                async { Err("final".to_owned()) }
-            })
+            .run(
+                "test",
+                |e: &String| e != "final",
+                || {
+                    count();
+                    async { Err("final".to_owned()) }
+                },
+            )
             .await;
         assert_eq!((out, calls.get()), (Err("final".to_owned()), 1), "a final error is not retried");
     }

@@ -291,7 +291,8 @@ async fn charge(
 ) -> Result<crate::model::PaymentReceipt, PoolError> {
     let request =
         ChargeRequest { order_id: order.id, username: order.username.clone(), amount: order.total_amount };
-    let retry = Retry { attempts: deps.config.charge_attempts, backoff: Backoff::Linear(deps.config.retry_backoff) };
+    let retry =
+        Retry { attempts: deps.config.charge_attempts, backoff: Backoff::Linear(deps.config.retry_backoff) };
     retry.run("charge", |_| true, || deps.pool.charge(permit, request.clone())).await
 }
 

@@ -5,13 +5,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use shop_actors::PaymentPoolConfig;
 use shop_actors::bus::EventLog;
 use shop_actors::memory::{MemoryCartStore, MemoryOrderStore, MemoryPayments};
 use shop_actors::model::{Cart, OrderEventType, OrderStatus, PaymentReceipt, ProductSnapshot};
-use shop_actors::PaymentPoolConfig;
 use shop_actors::ports::{CartStore, ChargeRequest, GatewayError, PaymentGateway, StoreError};
-use shop_actors::{PAYMENT_UNAVAILABLE, SagaConfig};
 use shop_actors::{CartError, CheckoutError, Core, CoreConfig, Decimal};
+use shop_actors::{PAYMENT_UNAVAILABLE, SagaConfig};
 
 fn laptop() -> ProductSnapshot {
     ProductSnapshot { id: 1, name: "Laptop".into(), price: Decimal::new(99999, 2) }
@@ -150,7 +150,11 @@ async fn idle_actors_passivate_and_come_back_with_their_state() {
     assert_eq!(core.cart.carts.stats().live, 3);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while core.cart.carts.stats().live > 0 {
-        assert!(tokio::time::Instant::now() < deadline, "actors never passivated: {:?}", core.cart.carts.stats());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "actors never passivated: {:?}",
+            core.cart.carts.stats()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(core.cart.carts.stats().passivations, 3);
@@ -167,7 +171,11 @@ async fn an_asked_passivation_stops_the_actor_and_the_next_message_reloads_it() 
     assert!(core.cart.carts.passivate("p").await, "the actor was live");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while core.cart.carts.stats().live > 0 {
-        assert!(tokio::time::Instant::now() < deadline, "the actor never stopped: {:?}", core.cart.carts.stats());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the actor never stopped: {:?}",
+            core.cart.carts.stats()
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(!first.connected(), "the old actor must be gone");
@@ -292,7 +300,11 @@ async fn a_full_payment_pool_pushes_back() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(core.order.checkouts.checkout("u3", None).await, Err(CheckoutError::Busy));
-    assert_eq!(core.cart.carts.get("u3").await.expect("get").items.len(), 1, "a refused checkout touches nothing");
+    assert_eq!(
+        core.cart.carts.get("u3").await.expect("get").items.len(),
+        1,
+        "a refused checkout touches nothing"
+    );
     for h in held {
         h.abort();
     }
@@ -301,15 +313,23 @@ async fn a_full_payment_pool_pushes_back() {
 #[tokio::test]
 async fn a_checkout_past_its_deadline_cancels_and_gives_the_cart_back() {
     let mut config = CoreConfig::default();
-    config.order.saga =
-        SagaConfig { deadline: Duration::from_millis(300), request_timeout: Duration::from_secs(10), ..SagaConfig::default() };
+    config.order.saga = SagaConfig {
+        deadline: Duration::from_millis(300),
+        request_timeout: Duration::from_secs(10),
+        ..SagaConfig::default()
+    };
     // Each charge alone could wait far longer than the caller: the deadline bounds them.
-    config.order.payments = PaymentPoolConfig { call_timeout: Duration::from_secs(60), ..PaymentPoolConfig::default() };
+    config.order.payments =
+        PaymentPoolConfig { call_timeout: Duration::from_secs(60), ..PaymentPoolConfig::default() };
     let (core, log) = core_with(Arc::new(Stuck(tokio::sync::Notify::new())), config);
     core.cart.carts.add("late", mouse(), 2).await.expect("add");
 
-    let order =
-        core.order.checkouts.checkout("late", None).await.expect("the saga answers, not the caller's timeout");
+    let order = core
+        .order
+        .checkouts
+        .checkout("late", None)
+        .await
+        .expect("the saga answers, not the caller's timeout");
     assert_eq!(order.status, OrderStatus::Cancelled);
     assert_eq!(order.failure_reason.as_deref(), Some(PAYMENT_UNAVAILABLE));
     assert_eq!(order.payment_id, None);

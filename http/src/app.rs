@@ -48,7 +48,8 @@ impl Databases {
 
     /// Checks the cross-database invariants (see `shop_services::tools::audit`).
     pub async fn audit(&self) -> Result<AuditReport, ServiceError> {
-        let (products, payments, orders) = (self.product.products(), self.payment.payments(), self.order.orders());
+        let (products, payments, orders) =
+            (self.product.products(), self.payment.payments(), self.order.orders());
         shop_services::tools::audit::audit(&*products, &*payments, &*orders).await
     }
 }
@@ -80,7 +81,13 @@ impl Application {
         let payments = frontends::payment(&config, &databases.payment)?;
         let bus = Arc::new(InProcessBus::new());
         let (carts, orders) = (databases.cart.carts(), databases.order.orders());
-        let core = Core::start(frontends::core_config(&config), carts, orders, Arc::new(payments.clone()), bus.clone())?;
+        let core = Core::start(
+            frontends::core_config(&config),
+            carts,
+            orders,
+            Arc::new(payments.clone()),
+            bus.clone(),
+        )?;
         bus.subscribe(core.cart.handler());
 
         let services = [

@@ -18,12 +18,12 @@ use shop_actors::model::PaymentReceipt;
 use shop_actors::ports::{
     CartPort, CartPortError, ChargeRequest, CheckoutLease, GatewayError, PaymentGateway,
 };
+use shop_actors::retry::{Backoff, Retry};
 use shop_services::auth::{JwtKeys, Role};
 use shop_services::cart::Catalog;
 use shop_services::payment::Payment;
 use shop_services::product::Product;
 use shop_services::{ServiceError, ServiceResult};
-use shop_actors::retry::{Backoff, Retry};
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
@@ -128,7 +128,8 @@ impl ServiceClient {
         path: &str,
         body: Option<&serde_json::Value>,
     ) -> Result<Vec<u8>, CallError> {
-        let retry = Retry { attempts: self.config.attempts, backoff: Backoff::Linear(Duration::from_millis(100)) };
+        let retry =
+            Retry { attempts: self.config.attempts, backoff: Backoff::Linear(Duration::from_millis(100)) };
         let retryable = |e: &CallError| match e {
             CallError::Transport(_) => true,
             CallError::Status(status, _) => matches!(

@@ -64,7 +64,11 @@ impl Frontend {
 }
 
 /// The Auth service, with user `admin` made when `SHOP_ADMIN_PASSWORD` is set.
-pub(crate) async fn auth(config: &RunConfig, db: &Database, keys: &JwtKeys) -> Result<AuthService, StartError> {
+pub(crate) async fn auth(
+    config: &RunConfig,
+    db: &Database,
+    keys: &JwtKeys,
+) -> Result<AuthService, StartError> {
     let auth_config = AuthConfig {
         bcrypt_cost: config.bcrypt_cost,
         hash_concurrency: config.hash_concurrency,

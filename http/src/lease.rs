@@ -99,11 +99,16 @@ mod tests {
 
     #[test]
     fn every_refusal_the_cart_service_sends_is_read_back_as_itself() {
-        for sent in [CartPortError::Empty, CartPortError::CheckoutInProgress, CartPortError::Unavailable("x".into())]
+        for sent in
+            [CartPortError::Empty, CartPortError::CheckoutInProgress, CartPortError::Unavailable("x".into())]
         {
             let status = ApiError::from(ServiceError::from(sent.clone())).into_response().status();
             let read = refusal(status, String::new());
-            assert_eq!(std::mem::discriminant(&read), std::mem::discriminant(&sent), "{sent:?} sent as {status}");
+            assert_eq!(
+                std::mem::discriminant(&read),
+                std::mem::discriminant(&sent),
+                "{sent:?} sent as {status}"
+            );
         }
     }
 }

@@ -33,7 +33,9 @@ impl Node {
         let service = Service::from(config.service);
         let run = &config.run;
         let secret = run.jwt_secret.clone().ok_or_else(|| {
-            StartError::Config("distributed mode needs SHOP_JWT_SECRET (the same secret in every service)".into())
+            StartError::Config(
+                "distributed mode needs SHOP_JWT_SECRET (the same secret in every service)".into(),
+            )
         })?;
         let keys = JwtKeys::new(&secret, Duration::from_secs(run.jwt_ttl_secs));
         let listener = frontends::bind(run.host, service, run.port(service)).await?;
@@ -46,12 +48,15 @@ impl Node {
             Service::Product => Frontend::Product(frontends::product(&database).await?),
             Service::Payment => Frontend::Payment(frontends::payment(run, &database)?),
             Service::Cart => {
-                let catalog = HttpCatalog(peers.client(&config.product_url, "SHOP_PRODUCT_URL", "cart-service")?);
+                let catalog =
+                    HttpCatalog(peers.client(&config.product_url, "SHOP_PRODUCT_URL", "cart-service")?);
                 let core = frontends::core_config(run);
                 let rt = Arc::new(ActorRuntime::start(core.arbiters)?);
                 let cart = CartSide::start(rt.clone(), database.carts(), core.carts);
                 let group = config.kafka_group.as_str();
-                KafkaBus::start(&rt, peers.kafka()?, Some((group, cart.handler()))).await.map_err(kafka_error)?;
+                KafkaBus::start(&rt, peers.kafka()?, Some((group, cart.handler())))
+                    .await
+                    .map_err(kafka_error)?;
                 runtime = Some(rt);
                 Frontend::Cart(CartService::new(cart.carts, Arc::new(catalog)))
             }
@@ -59,7 +64,11 @@ impl Node {
                 let core = frontends::core_config(run);
                 let rt = Arc::new(ActorRuntime::start(core.arbiters)?);
                 let ports = OrderPorts {
-                    carts: Arc::new(HttpCartPort(peers.client(&config.cart_url, "SHOP_CART_URL", "order-service")?)),
+                    carts: Arc::new(HttpCartPort(peers.client(
+                        &config.cart_url,
+                        "SHOP_CART_URL",
+                        "order-service",
+                    )?)),
                     store: database.orders(),
                     gateway: Arc::new(HttpPaymentGateway(peers.client(
                         &config.payment_url,
@@ -117,7 +126,12 @@ impl Peers<'_> {
     }
 
     /// A client of the peer at `url` (set by `name`), calling as `caller`.
-    fn client(&self, url: &Option<String>, name: &str, caller: &'static str) -> Result<ServiceClient, StartError> {
+    fn client(
+        &self,
+        url: &Option<String>,
+        name: &str,
+        caller: &'static str,
+    ) -> Result<ServiceClient, StartError> {
         ServiceClient::new(self.required(url, name)?, caller, self.keys.clone(), ClientConfig::default())
             .map_err(StartError::Config)
     }

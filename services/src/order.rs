@@ -91,7 +91,9 @@ impl IdempotencyKey {
             Ok(key) if (1..=100).contains(&key.len()) && key.chars().all(|c| c.is_ascii_graphic()) => {
                 Ok(Self(key.to_owned()))
             }
-            _ => Err(ServiceError::Invalid("Idempotency-Key must be 1 to 100 visible ASCII characters".into())),
+            _ => {
+                Err(ServiceError::Invalid("Idempotency-Key must be 1 to 100 visible ASCII characters".into()))
+            }
         }
     }
 }

@@ -69,6 +69,47 @@ async fn wait_for(log: &EventLog, user: &str, n: usize) -> Vec<OrderEvent> {
     }
 }
 
+/// Waits (at most 30 s) until `group`'s committed offset on every partition of ORDER_EVENTS has
+/// reached the end of that partition as it is now.
+async fn committed_up_to_the_end(brokers: &str, group: &str) {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+    let topic = shop_services::kafka::ORDER_EVENTS;
+    let probe: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .create()
+        .expect("consumer");
+    let timeout = Duration::from_secs(5);
+    let metadata = probe.fetch_metadata(Some(topic), timeout).expect("metadata");
+    let partitions: Vec<i32> =
+        metadata.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
+    let ends: Vec<(i32, i64)> = partitions
+        .iter()
+        .map(|&p| (p, probe.fetch_watermarks(topic, p, timeout).expect("watermarks").1))
+        .collect();
+    let mut wanted = TopicPartitionList::new();
+    for &(p, _) in &ends {
+        wanted.add_partition(topic, p);
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let committed = probe.committed_offsets(wanted.clone(), timeout).expect("committed offsets");
+        let behind: Vec<_> = ends
+            .iter()
+            .filter(|&&(p, end)| {
+                let at = committed.find_partition(topic, p).map(|e| e.offset());
+                end > 0 && !matches!(at, Some(Offset::Offset(o)) if o >= end)
+            })
+            .collect();
+        if behind.is_empty() {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "group {group} never committed up to {behind:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// librdkafka's in-process mock cluster with both topics, `partitions` each, and a bridge config
 /// for it. The cluster lives as long as the value returned.
 fn mock_cluster(partitions: i32) -> (MockCluster<'static, DefaultProducerContext>, KafkaConfig) {
@@ -91,17 +132,16 @@ async fn the_bridge_round_trips_events_through_the_mock_cluster() {
     for id in 1..=5 {
         bus.publish(event("mock", id, OrderEventType::OrderCompleted)).await.expect("published");
     }
-    // ORDER_CREATED goes to its legacy topic, which the cart does not consume.
+    // ORDER_CREATED goes to its legacy topic, which the cart does not consume. The event after
+    // it shares its key, so on ORDER_EVENTS it would have come first: once 7 is in, 6 is not.
     bus.publish(event("mock", 6, OrderEventType::OrderCreated)).await.expect("published");
-    let seen = wait_for(&log, "mock", 5).await;
+    bus.publish(event("mock", 7, OrderEventType::OrderCancelled)).await.expect("published");
+    let seen = wait_for(&log, "mock", 6).await;
     assert_eq!(
         seen.iter().map(|e| e.order_id).collect::<Vec<_>>(),
-        vec![1, 2, 3, 4, 5],
-        "in order, one partition per key"
+        vec![1, 2, 3, 4, 5, 7],
+        "in order, one partition per key; ORDER_CREATED is not on ORDER_EVENTS"
     );
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let mine = log.events().into_iter().filter(|e| e.username == "mock").count();
-    assert_eq!(mine, 5, "ORDER_CREATED is not on ORDER_EVENTS");
     runtime.shutdown();
 }
 
@@ -145,8 +185,8 @@ async fn a_consumer_group_resumes_after_the_last_handled_event_on_a_real_broker(
     let seen = wait_for(&log, &user, 10).await;
     assert_eq!(seen.iter().map(|e| e.order_id).collect::<Vec<_>>(), (1..=10).collect::<Vec<_>>());
     assert_eq!(flaky.calls.load(Ordering::SeqCst), 12, "two failed deliveries, then each event once");
-    // Let the stored offsets be committed, then stop this consumer.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Wait until the group has committed past every event on the topic, then stop this consumer.
+    committed_up_to_the_end(&brokers, &group).await;
     runtime.shutdown();
 
     // Published while no consumer of the group runs.
@@ -166,12 +206,9 @@ async fn a_consumer_group_resumes_after_the_last_handled_event_on_a_real_broker(
     )
     .await
     .expect("bridge");
-    let seen = wait_for(&log, &user, 5).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let seen_after: Vec<i64> =
-        log.events().iter().filter(|e| e.username == user).map(|e| e.order_id).collect();
-    assert_eq!(seen.len(), 5);
-    assert_eq!(seen_after, vec![11, 12, 13, 14, 15]);
+    // One key, one partition, in order: a replay of 1 to 10 would have come before 11.
+    let seen: Vec<i64> = wait_for(&log, &user, 5).await.iter().map(|e| e.order_id).collect();
+    assert_eq!(seen, vec![11, 12, 13, 14, 15]);
     runtime.shutdown();
     producer_rt.shutdown();
 }

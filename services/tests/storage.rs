@@ -14,13 +14,13 @@ use shop_actors::model::{
 use shop_actors::ports::StoreError;
 use shop_actors::runtime::ActorRuntime;
 use shop_actors::{CartError, Carts, OrderError, Orders, Transition};
-use shop_services::ServiceError;
-use shop_services::auth::Role;
 use shop_services::Service;
-use shop_services::storage::Database;
-use shop_services::product::ProductInput;
+use shop_services::ServiceError;
 use shop_services::auth::NewUserRow;
+use shop_services::auth::Role;
 use shop_services::payment::NewPayment;
+use shop_services::product::ProductInput;
+use shop_services::storage::Database;
 use shop_services::testing::{drop_mysql, fresh_mysql_url, open_or_explain};
 
 #[derive(Clone, Copy, Debug)]
@@ -390,7 +390,10 @@ async fn two_runtimes_racing_paid_and_cancelled_end_in_one_state(f: Fixture) {
                 a.transition(id, Transition { payment_id: Some(id), ..Transition::to(OrderStatus::Paid) }),
                 b.transition(
                     id,
-                    Transition { failure_reason: Some("Card declined".into()), ..Transition::to(OrderStatus::Cancelled) },
+                    Transition {
+                        failure_reason: Some("Card declined".into()),
+                        ..Transition::to(OrderStatus::Cancelled)
+                    },
                 ),
             );
             (id, paid, cancelled)

@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 use shop_actors::bus::EventLog;
 use shop_actors::model::{OrderEvent, OrderEventType};
 use shop_http::{Application, RunConfig};
-use shop_services::auth::Secret;
 use shop_services::Service;
+use shop_services::auth::Secret;
 use shop_services::testing::MySqlDatabases;
 use tempfile::TempDir;
 

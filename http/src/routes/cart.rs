@@ -8,8 +8,8 @@ use shop_services::cart::{CartService, CartView};
 use uuid::Uuid;
 
 use crate::error::ApiResult;
-use crate::lease::{self, LeaseBody};
 use crate::extract::{ApiJson, ApiPath, Caller};
+use crate::lease::{self, LeaseBody};
 
 #[derive(Clone, FromRef)]
 pub struct CartState {

@@ -72,10 +72,7 @@ pub(crate) enum Bind<'a> {
 
 /// A cart write refused because the stored cart is no longer at the version it was based on.
 pub(crate) fn stale_cart(cart: &Cart) -> StoreError {
-    StoreError::Conflict(format!(
-        "cart of {} changed since version {}",
-        cart.username, cart.version
-    ))
+    StoreError::Conflict(format!("cart of {} changed since version {}", cart.username, cart.version))
 }
 
 /// Orders (with their items) matching `filter`, newest first, in one query; both backends run it.

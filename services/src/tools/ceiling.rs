@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::Service;
-use crate::storage::{Database, PoolConfig};
 use crate::error::{ServiceError, ServiceResult};
+use crate::storage::{Database, PoolConfig};
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -21,10 +21,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::tools::audit::AuditConfig;
 use clap::Args;
 use serde::Serialize;
 use serde_json::json;
-use crate::tools::audit::AuditConfig;
 
 mod report;
 
@@ -372,4 +372,3 @@ async fn checkouts(config: &LoadConfig, quiet: bool) -> Result<LoadReport, Strin
         audit,
     })
 }
-

@@ -10,10 +10,8 @@ use crate::error::{ServiceError, ServiceResult};
 
 /// A transaction that keeps failing transiently runs at most 6 times, waiting 10, 20, 40 … ms
 /// (with jitter, so that the two sides of a deadlock do not meet again).
-pub(crate) const TRANSIENT: Retry = Retry {
-    attempts: 6,
-    backoff: Backoff::Exponential { base: Duration::from_millis(5), max_doublings: 6 },
-};
+pub(crate) const TRANSIENT: Retry =
+    Retry { attempts: 6, backoff: Backoff::Exponential { base: Duration::from_millis(5), max_doublings: 6 } };
 
 /// Whether MySQL aborted the statement for a reason that running it again can cure.
 pub fn is_transient(e: &sqlx::Error) -> bool {
@@ -21,7 +19,6 @@ pub fn is_transient(e: &sqlx::Error) -> bool {
         .and_then(|d| d.try_downcast_ref::<MySqlDatabaseError>())
         .is_some_and(|m| matches!(m.number(), 1213 | 1205 | 1020))
 }
-
 
 pub(super) fn store_err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())

@@ -10,9 +10,9 @@
 //! [`db`] runs the connections on their threads; [`codec`] turns stored text into values; one
 //! file per repository.
 
+mod carts;
 mod codec;
 pub mod db;
-mod carts;
 mod orders;
 mod payments;
 mod products;

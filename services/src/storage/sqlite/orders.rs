@@ -6,7 +6,7 @@ use shop_actors::model::{NewOrder, Order, OrderEvent, OrderItem};
 use shop_actors::ports::{OrderStore, StoreError};
 use uuid::Uuid;
 
-use super::codec::{decode, rows, money_at, quantity_at, store_err, time_at, ts};
+use super::codec::{decode, money_at, quantity_at, rows, store_err, time_at, ts};
 use super::db::{SqliteDb, SqliteError, is_unique_violation};
 use crate::error::ServiceResult;
 use crate::order::{OrderRepo, OrderSummary};

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use rusqlite::{Connection, Row, params};
 
-use super::codec::{decode, rows, money_at, time_at, ts};
+use super::codec::{decode, money_at, rows, time_at, ts};
 use super::db::{SqliteDb, SqliteError, is_unique_violation};
 use crate::error::ServiceResult;
 use crate::payment::{NewPayment, Payment, PaymentStore, PaymentSummary};

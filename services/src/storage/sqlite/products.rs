@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, Row, TransactionBehavior, params};
 
-use super::codec::{rows, money_at, time_at, ts};
+use super::codec::{money_at, rows, time_at, ts};
 use super::db::{SqliteDb, SqliteError};
 use crate::error::{ServiceError, ServiceResult};
 use crate::product::{Product, ProductInput, ProductStore};

@@ -222,7 +222,6 @@ async fn decide(
 ) -> Result<Decision<CartWrite, Option<Uuid>>, CartError> {
     let write = || Decision::Changed(CartWrite { applied_order: None, hold_only: false }, None);
     let hold = |id| Decision::Changed(CartWrite { applied_order: None, hold_only: true }, id);
-    let now = Utc::now();
     let decision = match cmd {
         CartCommand::Get => Decision::Unchanged(None),
         CartCommand::Add { product, quantity } => {
@@ -265,18 +264,7 @@ async fn decide(
                 write()
             }
         }
-        CartCommand::BeginCheckout => {
-            if cart.active_checkout(now).is_some() {
-                return Err(CartError::CheckoutInProgress);
-            }
-            if cart.is_empty() {
-                return Err(CartError::Empty);
-            }
-            let id = Uuid::new_v4();
-            let ttl = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
-            cart.checkout = Some(CheckoutHold { id, expires_at: now.checked_add_signed(ttl).unwrap_or(now) });
-            hold(Some(id))
-        }
+        CartCommand::BeginCheckout => hold(Some(begin_checkout(cart, ttl)?)),
         CartCommand::ReleaseCheckout { checkout_id } => {
             if cart.checkout.is_some_and(|h| h.id == checkout_id) {
                 cart.checkout = None;
@@ -302,6 +290,22 @@ async fn decide(
         }
     };
     Ok(decision)
+}
+
+/// Holds the cart for a new checkout, answering its id: refused while another checkout holds it
+/// and when there is nothing to check out.
+fn begin_checkout(cart: &mut Cart, ttl: Duration) -> Result<Uuid, CartError> {
+    let now = Utc::now();
+    if cart.active_checkout(now).is_some() {
+        return Err(CartError::CheckoutInProgress);
+    }
+    if cart.is_empty() {
+        return Err(CartError::Empty);
+    }
+    let id = Uuid::new_v4();
+    let ttl = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
+    cart.checkout = Some(CheckoutHold { id, expires_at: now.checked_add_signed(ttl).unwrap_or(now) });
+    Ok(id)
 }
 
 fn check_quantity(q: u64) -> Result<u32, CartError> {

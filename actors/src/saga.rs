@@ -29,13 +29,14 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use rust_decimal::Decimal;
+use uuid::Uuid;
 
 use crate::deadline::{Deadline, Expired};
-use crate::model::{NewOrder, Order, OrderItem, OrderStatus, PaymentStatus};
+use crate::model::{NewOrder, Order, OrderItem, OrderStatus, PaymentReceipt, PaymentStatus};
 use crate::order::{OrderError, Orders, Transition};
 use crate::outbox::Outbox;
 use crate::payment_pool::{PaymentPool, PoolError, PoolPermit};
-use crate::ports::{CartPort, CartPortError, ChargeRequest, GatewayError, StoreError};
+use crate::ports::{CartPort, CartPortError, ChargeRequest, CheckoutLease, GatewayError, StoreError};
 use crate::registry::RegistryError;
 use crate::retry::{Backoff, Retry};
 use crate::runtime::{ActorRuntime, placement};
@@ -183,23 +184,71 @@ async fn run(deps: &SagaDeps, req: Checkout) -> Result<Order, CheckoutError> {
         return Ok(order);
     }
     let permit = deps.pool.permit().await.map_err(|_| CheckoutError::Busy)?;
+    let lease = match lease_cart(deps, &mut deadline, username, key).await? {
+        Step::Next(lease) => lease,
+        Step::Done(order) => return Ok(order),
+    };
+    let order = match create_order(deps, &mut deadline, &req, &lease).await? {
+        Step::Next(order) => order,
+        Step::Done(order) => return Ok(order),
+    };
+    // Its ORDER_CREATED event goes out with the outcome's (the relay sends oldest first), or on
+    // the relay's timer if this checkout never gets that far: no relay round of its own.
 
+    let charged = match deadline.bound(charge(deps, &permit, &order)).await {
+        Ok(charged) => charged,
+        Err(expired) => Err(PoolError::Gateway(GatewayError::Unavailable(expired.to_string()))),
+    };
+    drop(permit);
+    let order = settle(deps, &mut deadline, &order, outcome(charged, &order, lease.checkout_id)).await?;
+    if order.status != OrderStatus::Paid {
+        release(deps, username, lease.checkout_id).await;
+    }
+    announce(deps, &order).await;
+    Ok(order)
+}
+
+/// Where a step leaves the checkout: go on with its result, or done with an order that exists.
+enum Step<T> {
+    Next(T),
+    Done(Order),
+}
+
+/// Step 3: the cart, held for this checkout. A cart held by another checkout may be held by this
+/// key's first request: then its order is the answer.
+async fn lease_cart(
+    deps: &SagaDeps,
+    deadline: &mut Deadline,
+    username: &str,
+    key: Option<&str>,
+) -> Result<Step<CheckoutLease>, CheckoutError> {
     // A lease granted after the deadline has passed is not known here; it lapses after its TTL.
-    let lease = match deadline.bound(deps.carts.begin_checkout(username)).await.map_err(unavailable)? {
-        Ok(lease) => lease,
-        Err(CartPortError::Empty) => return Err(CheckoutError::EmptyCart),
+    match deadline.bound(deps.carts.begin_checkout(username)).await.map_err(unavailable)? {
+        Ok(lease) => Ok(Step::Next(lease)),
+        Err(CartPortError::Empty) => Err(CheckoutError::EmptyCart),
         Err(CartPortError::CheckoutInProgress) => {
-            // The checkout holding the cart may be this key's first request.
-            return existing_order(deps, username, key).await?.ok_or(CheckoutError::InProgress);
+            existing_order(deps, username, key).await?.map(Step::Done).ok_or(CheckoutError::InProgress)
         }
-        Err(e @ CartPortError::Unavailable(_)) => return Err(unavailable(e)),
-    };
-    let release = || async {
-        if let Err(e) = deps.carts.release_checkout(username, lease.checkout_id).await {
-            tracing::warn!(username, error = %e, "could not release the cart; its lease will lapse");
-        }
-    };
+        Err(e @ CartPortError::Unavailable(_)) => Err(unavailable(e)),
+    }
+}
 
+/// Compensation: the cart back to the user, untouched.
+async fn release(deps: &SagaDeps, username: &str, checkout_id: Uuid) {
+    if let Err(e) = deps.carts.release_checkout(username, checkout_id).await {
+        tracing::warn!(username, error = %e, "could not release the cart; its lease will lapse");
+    }
+}
+
+/// Step 4: the order PENDING, with the leased items. If it cannot be made the cart is given
+/// back; a key already used answers the order it made.
+async fn create_order(
+    deps: &SagaDeps,
+    deadline: &mut Deadline,
+    req: &Checkout,
+    lease: &CheckoutLease,
+) -> Result<Step<Order>, CheckoutError> {
+    let username = req.username.as_str();
     let items: Vec<OrderItem> = lease.items.iter().map(OrderItem::from).collect();
     let total_amount = items.iter().map(|i| i.price * Decimal::from(i.quantity)).sum();
     let new = NewOrder {
@@ -212,31 +261,29 @@ async fn run(deps: &SagaDeps, req: Checkout) -> Result<Order, CheckoutError> {
     let created = match deadline.bound(deps.orders.create(new)).await {
         Ok(created) => created,
         Err(expired) => {
-            release().await;
+            release(deps, username, lease.checkout_id).await;
             return Err(unavailable(expired));
         }
     };
-    let order = match created {
-        Ok(order) => order,
+    match created {
+        Ok(order) => Ok(Step::Next(order)),
         Err(e) => {
-            release().await;
+            release(deps, username, lease.checkout_id).await;
             if let OrderError::Store(StoreError::Duplicate(_)) = e
-                && let Some(order) = existing_order(deps, username, key).await?
+                && let Some(order) = existing_order(deps, username, req.idempotency_key.as_deref()).await?
             {
-                return Ok(order);
+                return Ok(Step::Done(order));
             }
-            return Err(unavailable(e));
+            Err(unavailable(e))
         }
-    };
-    // Its ORDER_CREATED event goes out with the outcome's (the relay sends oldest first), or on
-    // the relay's timer if this checkout never gets that far: no relay round of its own.
+    }
+}
 
-    let charged = match deadline.bound(charge(deps, &permit, &order)).await {
-        Ok(charged) => charged,
-        Err(expired) => Err(PoolError::Gateway(GatewayError::Unavailable(expired.to_string()))),
-    };
-    let checkout_id = Some(lease.checkout_id);
-    let outcome = match charged {
+/// Step 6: what the charge makes of the order: PAID, or CANCELLED with the gateway's reason (or
+/// [`PAYMENT_UNAVAILABLE`] when payment could not be taken at all).
+fn outcome(charged: Result<PaymentReceipt, PoolError>, order: &Order, checkout_id: Uuid) -> Transition {
+    let checkout_id = Some(checkout_id);
+    match charged {
         Ok(r) if r.status == PaymentStatus::Success => {
             Transition { payment_id: Some(r.payment_id), checkout_id, ..Transition::to(OrderStatus::Paid) }
         }
@@ -254,9 +301,17 @@ async fn run(deps: &SagaDeps, req: Checkout) -> Result<Order, CheckoutError> {
                 ..Transition::to(OrderStatus::Cancelled)
             }
         }
-    };
-    drop(permit);
-    let settle = deps.orders.settle(&order, outcome);
+    }
+}
+
+/// Step 7: the outcome stored, with its event in the outbox.
+async fn settle(
+    deps: &SagaDeps,
+    deadline: &mut Deadline,
+    order: &Order,
+    outcome: Transition,
+) -> Result<Order, CheckoutError> {
+    let settle = deps.orders.settle(order, outcome);
     // Cancelling because the charge ran out of time is compensation: it gets its own timers.
     let settled = if deadline.passed() {
         settle.await
@@ -266,14 +321,15 @@ async fn run(deps: &SagaDeps, req: Checkout) -> Result<Order, CheckoutError> {
             .await
             .unwrap_or_else(|Expired(after)| Err(RegistryError::Timeout(after).into()))
     };
-    let order = settled.map_err(|e| {
+    settled.map_err(|e| {
         tracing::error!(order_id = order.id, error = %e, "order outcome could not be stored");
         unavailable(e)
-    })?;
+    })
+}
 
-    if order.status != OrderStatus::Paid {
-        release().await;
-    }
+/// The outcome's event on its way: published before answering (`await_events`), or the relay
+/// kicked.
+async fn announce(deps: &SagaDeps, order: &Order) {
     if deps.config.await_events {
         if let Err(e) = deps.outbox.flush(deps.config.event_timeout).await {
             tracing::warn!(order_id = order.id, error = %e, "outcome event not yet published; the relay will retry");
@@ -281,14 +337,9 @@ async fn run(deps: &SagaDeps, req: Checkout) -> Result<Order, CheckoutError> {
     } else {
         deps.outbox.kick();
     }
-    Ok(order)
 }
 
-async fn charge(
-    deps: &SagaDeps,
-    permit: &PoolPermit,
-    order: &Order,
-) -> Result<crate::model::PaymentReceipt, PoolError> {
+async fn charge(deps: &SagaDeps, permit: &PoolPermit, order: &Order) -> Result<PaymentReceipt, PoolError> {
     let request =
         ChargeRequest { order_id: order.id, username: order.username.clone(), amount: order.total_amount };
     let retry =

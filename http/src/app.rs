@@ -120,10 +120,6 @@ impl Application {
         &self.bus
     }
 
-    pub fn core(&self) -> &Core {
-        &self.core
-    }
-
     pub fn databases(&self) -> &Databases {
         &self.databases
     }

@@ -120,10 +120,6 @@ impl AuthService {
         Ok(Self { users, keys, cost, hashing, dummy_hash: dummy.into() })
     }
 
-    pub fn keys(&self) -> &JwtKeys {
-        &self.keys
-    }
-
     pub async fn register(&self, new: NewUser) -> ServiceResult<User> {
         validate_new_user(&new)?;
         let hash = self.hashing.hash(new.password, self.cost).await?;

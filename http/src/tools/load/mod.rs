@@ -241,46 +241,10 @@ async fn checkouts(config: &LoadConfig, quiet: bool) -> Result<LoadReport, Strin
     }
     let http = http_client(config)?;
     let rec: Shared = Arc::default();
-
-    // Users, registered and logged in a few at a time.
     let run_id = uuid::Uuid::new_v4().simple().to_string();
-    let mut tokens = Vec::with_capacity(config.users);
-    for chunk in (0..config.users).collect::<Vec<_>>().chunks(16) {
-        let logins = chunk.iter().map(|i| {
-            let (http, rec, auth) = (http.clone(), rec.clone(), config.auth_url.clone());
-            let name = format!("load{}{i}", &run_id[..8]);
-            async move {
-                let body = json!({"username": name, "email": format!("{name}@load.test"), "password": "load-password-1"});
-                timed(&rec, "register", Instant::now(), http.post(format!("{auth}/api/auth/register")).json(&body))
-                    .await?;
-                let body = json!({"username": name, "password": "load-password-1"});
-                let login =
-                    timed(&rec, "login", Instant::now(), http.post(format!("{auth}/api/auth/login")).json(&body))
-                        .await?;
-                login["token"].as_str().map(str::to_owned)
-            }
-        });
-        for token in futures::future::join_all(logins).await {
-            tokens.push(token.ok_or("registering the load users failed; is the system running?")?);
-        }
-    }
-    let users: Vec<Arc<(String, tokio::sync::Mutex<()>)>> =
-        tokens.into_iter().map(|t| Arc::new((t, tokio::sync::Mutex::new(())))).collect();
-
+    let users = register_users(config, &http, &rec, &run_id).await?;
     let flooding = Arc::new(std::sync::atomic::AtomicBool::new(config.login_flood > 0));
-    let flood: Vec<_> = (0..config.login_flood)
-        .map(|i| {
-            let (http, rec, flooding) = (http.clone(), rec.clone(), flooding.clone());
-            let (auth, name) = (config.auth_url.clone(), format!("load{}{}", &run_id[..8], i % config.users));
-            tokio::spawn(async move {
-                let body = json!({"username": name, "password": "load-password-1"});
-                while flooding.load(std::sync::atomic::Ordering::Relaxed) {
-                    let login = http.post(format!("{auth}/api/auth/login")).json(&body);
-                    timed(&rec, "login_flood", Instant::now(), login).await;
-                }
-            })
-        })
-        .collect();
+    let flood = login_flood(config, &http, &rec, &run_id, &flooding);
 
     let bar = progress(config, quiet, config.checkouts);
     let start = Instant::now();
@@ -302,45 +266,11 @@ async fn checkouts(config: &LoadConfig, quiet: bool) -> Result<LoadReport, Strin
         let permit = slots.clone().acquire_owned().await.map_err(|e| e.to_string())?;
         let due = if config.rate.is_some() { due } else { Instant::now() };
         let (http, rec, user, bar) = (http.clone(), rec.clone(), users[i % users.len()].clone(), bar.clone());
-        let (cart, order, product) = (config.cart_url.clone(), config.order_url.clone(), config.product_id);
+        let urls = (config.cart_url.clone(), config.order_url.clone());
+        let product = config.product_id;
         tasks.spawn(async move {
             let _permit = permit;
-            let _turn = user.1.lock().await;
-            let token = &user.0;
-            let add = http
-                .post(format!("{cart}/api/cart/add"))
-                .bearer_auth(token)
-                .json(&json!({"productId": product, "quantity": 1}));
-            if timed(&rec, "cart_add", Instant::now(), add).await.is_some() {
-                // In distributed mode the previous checkout's cart is released when its event
-                // arrives through Kafka; until then the cart answers 409. A user tries again.
-                let patience = Instant::now() + HELD_CART_PATIENCE;
-                let mut pause = Duration::from_millis(10);
-                let placed = loop {
-                    let checkout = http.post(format!("{order}/api/orders")).bearer_auth(token);
-                    match sent(&rec, "checkout", Instant::now(), checkout).await {
-                        Err(status) if status == "409" && Instant::now() < patience => {
-                            lock(&rec).held_retries += 1;
-                            tokio::time::sleep(pause).await;
-                            pause = (pause * 2).min(Duration::from_millis(250));
-                        }
-                        Err(status) => {
-                            lock(&rec).error("checkout", &status);
-                            break None;
-                        }
-                        Ok(order) => break Some(order),
-                    }
-                };
-                if let Some(order) = placed {
-                    let mut r = lock(&rec);
-                    r.record("checkout_e2e", due.elapsed());
-                    match order["status"].as_str() {
-                        Some("PAID") => r.paid += 1,
-                        Some("CANCELLED") => r.cancelled += 1,
-                        _ => r.error("checkout", "unexpected body"),
-                    }
-                }
-            }
+            one_checkout(&http, &rec, &user, &urls, product, due).await;
             bar.inc(1);
         });
     }
@@ -371,4 +301,107 @@ async fn checkouts(config: &LoadConfig, quiet: bool) -> Result<LoadReport, Strin
         endpoints: endpoint_reports(&r),
         audit,
     })
+}
+
+/// A load user: its token, and a lock that keeps its checkouts one at a time.
+type User = Arc<(String, tokio::sync::Mutex<()>)>;
+
+/// The load's users, registered and logged in a few at a time.
+async fn register_users(
+    config: &LoadConfig,
+    http: &reqwest::Client,
+    rec: &Shared,
+    run_id: &str,
+) -> Result<Vec<User>, String> {
+    let mut tokens = Vec::with_capacity(config.users);
+    for chunk in (0..config.users).collect::<Vec<_>>().chunks(16) {
+        let logins = chunk.iter().map(|i| {
+            let (http, rec, auth) = (http.clone(), rec.clone(), config.auth_url.clone());
+            let name = format!("load{}{i}", &run_id[..8]);
+            async move {
+                let body = json!({"username": name, "email": format!("{name}@load.test"), "password": "load-password-1"});
+                timed(&rec, "register", Instant::now(), http.post(format!("{auth}/api/auth/register")).json(&body))
+                    .await?;
+                let body = json!({"username": name, "password": "load-password-1"});
+                let login =
+                    timed(&rec, "login", Instant::now(), http.post(format!("{auth}/api/auth/login")).json(&body))
+                        .await?;
+                login["token"].as_str().map(str::to_owned)
+            }
+        });
+        for token in futures::future::join_all(logins).await {
+            tokens.push(token.ok_or("registering the load users failed; is the system running?")?);
+        }
+    }
+    Ok(tokens.into_iter().map(|t| Arc::new((t, tokio::sync::Mutex::new(())))).collect())
+}
+
+/// `--login-flood` clients logging in over and over while `flooding` holds.
+fn login_flood(
+    config: &LoadConfig,
+    http: &reqwest::Client,
+    rec: &Shared,
+    run_id: &str,
+    flooding: &Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..config.login_flood)
+        .map(|i| {
+            let (http, rec, flooding) = (http.clone(), rec.clone(), flooding.clone());
+            let (auth, name) = (config.auth_url.clone(), format!("load{}{}", &run_id[..8], i % config.users));
+            tokio::spawn(async move {
+                let body = json!({"username": name, "password": "load-password-1"});
+                while flooding.load(std::sync::atomic::Ordering::Relaxed) {
+                    let login = http.post(format!("{auth}/api/auth/login")).json(&body);
+                    timed(&rec, "login_flood", Instant::now(), login).await;
+                }
+            })
+        })
+        .collect()
+}
+
+/// One checkout of `user`: add one of `product` to the cart, then place the order, asking again
+/// while the cart is still held by the user's previous checkout. Latency from `due`.
+async fn one_checkout(
+    http: &reqwest::Client,
+    rec: &Shared,
+    user: &User,
+    (cart, order): &(String, String),
+    product: i64,
+    due: Instant,
+) {
+    let _turn = user.1.lock().await;
+    let token = &user.0;
+    let add = http
+        .post(format!("{cart}/api/cart/add"))
+        .bearer_auth(token)
+        .json(&json!({"productId": product, "quantity": 1}));
+    if timed(rec, "cart_add", Instant::now(), add).await.is_none() {
+        return;
+    }
+    // In distributed mode the previous checkout's cart is released when its event arrives
+    // through Kafka; until then the cart answers 409. A user tries again.
+    let patience = Instant::now() + HELD_CART_PATIENCE;
+    let mut pause = Duration::from_millis(10);
+    let placed = loop {
+        let checkout = http.post(format!("{order}/api/orders")).bearer_auth(token);
+        match sent(rec, "checkout", Instant::now(), checkout).await {
+            Err(status) if status == "409" && Instant::now() < patience => {
+                lock(rec).held_retries += 1;
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(250));
+            }
+            Err(status) => {
+                lock(rec).error("checkout", &status);
+                return;
+            }
+            Ok(order) => break order,
+        }
+    };
+    let mut r = lock(rec);
+    r.record("checkout_e2e", due.elapsed());
+    match placed["status"].as_str() {
+        Some("PAID") => r.paid += 1,
+        Some("CANCELLED") => r.cancelled += 1,
+        _ => r.error("checkout", "unexpected body"),
+    }
 }

@@ -1,9 +1,9 @@
 //! The MySQL connection pool the stores use.
 //!
 //! sqlx's `Pool` pings a connection when it hands it out and again when it is given back, to find
-//! out whether an interrupted query left it unusable. Under load that was 17 pings per checkout
-//! beside its 22.6 statements (`Com_admin_commands`, docs/PERFORMANCE.md 12), each a round trip
-//! like a statement. This pool learns the same thing from how the work ended instead:
+//! out whether an interrupted query left it unusable; each ping is a round trip like a statement
+//! (what that cost is in docs/PERFORMANCE.md). This pool learns the same thing from how the work
+//! ended instead:
 //!
 //! - the work finished, or the server answered it with an error (a duplicate key, a deadlock): the
 //!   connection is in step with the server and goes straight back, unpinged (a transaction the

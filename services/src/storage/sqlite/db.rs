@@ -3,9 +3,8 @@
 //! Each SQLite database gets one writer thread (SQLite has one writer at a time anyway) and a few
 //! reader threads, each owning its connection. A store method sends one closure that runs a whole
 //! transaction on that connection and gets the answer back: one thread hop per transaction, not
-//! one per statement. Through sqlx every statement was a round trip to a worker thread, and a
-//! checkout's ~30 statements spent most of their time in thread switches (docs/PERFORMANCE.md).
-//! sqlx still runs the migrations when the database is opened.
+//! one per statement (why, measured, in docs/PERFORMANCE.md). sqlx runs the migrations when the
+//! database is opened.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, Sender, channel};

@@ -191,17 +191,7 @@ async fn the_same_idempotency_key_returns_the_same_order(backend: Backend) {
     let t = TestApp::on(backend, |c| c.payment_success_rate = 1.0).await;
     let kim = t.user("kim").await;
     t.add(&kim, MOUSE, 1).await.ok(200);
-    let place = || async {
-        let resp = t
-            .client
-            .post(t.url(Service::Order, "/api/orders"))
-            .bearer_auth(&kim)
-            .header("Idempotency-Key", "order-kim-1")
-            .send()
-            .await
-            .expect("sent");
-        TestApp::reply(resp).await
-    };
+    let place = || t.checkout_with_key(&kim, "order-kim-1");
     let first = place().await.ok(201).clone();
     t.add(&kim, LAPTOP, 1).await.ok(200);
     let again = place().await.ok(201).clone();
@@ -221,17 +211,7 @@ async fn concurrent_checkouts_with_one_idempotency_key_make_one_order(backend: B
     let t = TestApp::on(backend, |c| c.payment_success_rate = 1.0).await;
     let lee = t.user("lee").await;
     t.add(&lee, MOUSE, 2).await.ok(200);
-    let place = || async {
-        let resp = t
-            .client
-            .post(t.url(Service::Order, "/api/orders"))
-            .bearer_auth(&lee)
-            .header("Idempotency-Key", "lee-once")
-            .send()
-            .await
-            .expect("sent");
-        TestApp::reply(resp).await
-    };
+    let place = || t.checkout_with_key(&lee, "lee-once");
     let replies = futures::future::join_all((0..8).map(|_| place())).await;
     let mut ids = Vec::new();
     for reply in &replies {

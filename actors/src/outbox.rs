@@ -31,7 +31,7 @@ pub struct OutboxConfig {
     pub poll_interval: Duration,
     /// Events read per query.
     pub batch: usize,
-    /// How long one round may take, one timer for all its publishes ([`Deadline`]); a round
+    /// How long one round may take, one timer for all its publishes (a deadline); a round
     /// still running then is abandoned, and what it had not marked sent goes out on a later one.
     pub round_timeout: Duration,
 }

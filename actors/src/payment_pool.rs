@@ -25,7 +25,7 @@ pub struct PaymentPoolConfig {
     /// How long a checkout waits for room in the pool before it is refused as busy.
     pub acquire_timeout: Duration,
     /// How long one charge may take, queueing included, unless the caller runs under a
-    /// [`crate::deadline::Deadline`], which then bounds it.
+    /// deadline (a checkout's), which then bounds it.
     pub call_timeout: Duration,
 }
 

@@ -43,7 +43,7 @@ pub trait CartStore: Send + Sync + 'static {
 }
 
 /// Where orders live, with their outbox: every order event is written in the same transaction as
-/// the change it announces, and relayed to the event bus afterwards ([`crate::outbox`]).
+/// the change it announces, and relayed to the event bus afterwards (by the outbox relay, [`crate::Outbox`]).
 #[async_trait]
 pub trait OrderStore: Send + Sync + 'static {
     /// Stores a new PENDING order and its `ORDER_CREATED` event (see [`OrderEvent::created`]);

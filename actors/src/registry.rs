@@ -29,7 +29,7 @@ pub struct RegistryConfig {
     /// How long an actor may sit without messages before it passivates.
     pub idle_timeout: Duration,
     /// How long a caller waits for an answer, including the wait for mailbox room; a caller
-    /// running under a [`crate::deadline::Deadline`] waits until that deadline instead.
+    /// running under a deadline (a checkout's) waits until that deadline instead.
     pub request_timeout: Duration,
     /// Messages an actor's mailbox holds before senders wait (then time out).
     pub mailbox_capacity: usize,

@@ -54,7 +54,7 @@ pub struct SagaConfig {
     /// How long a caller waits for a whole checkout.
     pub request_timeout: Duration,
     /// How long a checkout's forward steps (lease, order, charge, outcome) may take in all, one
-    /// timer for all of them ([`Deadline`]); past it the checkout compensates. Keep it below
+    /// timer for all of them (one deadline); past it the checkout compensates. Keep it below
     /// `request_timeout`, so that the caller hears how the checkout ended.
     pub deadline: Duration,
     /// Wait (up to `event_timeout`) for the outcome event to be published before answering.

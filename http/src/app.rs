@@ -91,7 +91,7 @@ impl Application {
         bus.subscribe(core.cart.handler());
 
         let services = [
-            Frontend::Auth(frontends::auth(&config, &databases.auth, &keys).await?),
+            Frontend::Auth(Box::new(frontends::auth(&config, &databases.auth, &keys).await?)),
             Frontend::Product(products.clone()),
             Frontend::Cart(CartService::new(core.cart.carts.clone(), Arc::new(products))),
             Frontend::Payment(payments),

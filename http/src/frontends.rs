@@ -39,7 +39,8 @@ pub enum StartError {
 
 /// One service, ready to serve.
 pub(crate) enum Frontend {
-    Auth(AuthService),
+    // Boxed: the auth service (with its JWT keys) is far larger than the others.
+    Auth(Box<AuthService>),
     Product(ProductService),
     Cart(CartService),
     Payment(PaymentService),
@@ -50,7 +51,7 @@ impl Frontend {
     /// The service's router: its routes, `/health`, problem+json for everything else.
     pub(crate) fn router(self, keys: JwtKeys) -> Router {
         match self {
-            Frontend::Auth(auth) => routes::auth::router(routes::auth::AuthState { auth, keys }),
+            Frontend::Auth(auth) => routes::auth::router(routes::auth::AuthState { auth: *auth, keys }),
             Frontend::Product(products) => {
                 routes::product::router(routes::product::ProductState { products, keys })
             }

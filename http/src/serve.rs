@@ -44,7 +44,7 @@ impl Node {
 
         let mut runtime = None;
         let frontend = match service {
-            Service::Auth => Frontend::Auth(frontends::auth(run, &database, &keys).await?),
+            Service::Auth => Frontend::Auth(Box::new(frontends::auth(run, &database, &keys).await?)),
             Service::Product => Frontend::Product(frontends::product(&database).await?),
             Service::Payment => Frontend::Payment(frontends::payment(run, &database)?),
             Service::Cart => {

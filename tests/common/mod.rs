@@ -207,6 +207,19 @@ impl TestApp {
         self.call(Service::Order, Method::POST, "/api/orders", Some(token), None).await
     }
 
+    /// `POST /api/orders` with an `Idempotency-Key`.
+    pub async fn checkout_with_key(&self, token: &str, key: &str) -> Reply {
+        let resp = self
+            .client
+            .post(self.url(Service::Order, "/api/orders"))
+            .bearer_auth(token)
+            .header("Idempotency-Key", key)
+            .send()
+            .await
+            .expect("request sent");
+        Self::reply(resp).await
+    }
+
     pub async fn products(&self) -> Value {
         self.call(Service::Product, Method::GET, "/api/products", None, None).await.ok(200).clone()
     }

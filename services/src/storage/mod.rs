@@ -71,39 +71,42 @@ impl Database {
         }
     }
 
-    pub fn users(&self) -> Arc<dyn UserStore> {
+    /// The repository of this database's backend: `sqlite` or `mysql` builds it.
+    fn repository<T: ?Sized>(
+        &self,
+        sqlite: impl FnOnce(SqliteDb) -> Arc<T>,
+        mysql: impl FnOnce(MySqlDb) -> Arc<T>,
+    ) -> Arc<T> {
         match self {
-            Self::Sqlite(db) => Arc::new(sqlite::Users(db.clone())),
-            Self::MySql(db) => Arc::new(mysql::Users(db.clone())),
+            Self::Sqlite(db) => sqlite(db.clone()),
+            Self::MySql(db) => mysql(db.clone()),
         }
+    }
+
+    pub fn users(&self) -> Arc<dyn UserStore> {
+        self.repository::<dyn UserStore>(|db| Arc::new(sqlite::Users(db)), |db| Arc::new(mysql::Users(db)))
     }
 
     pub fn products(&self) -> Arc<dyn ProductStore> {
-        match self {
-            Self::Sqlite(db) => Arc::new(sqlite::Products(db.clone())),
-            Self::MySql(db) => Arc::new(mysql::Products(db.clone())),
-        }
+        self.repository::<dyn ProductStore>(
+            |db| Arc::new(sqlite::Products(db)),
+            |db| Arc::new(mysql::Products(db)),
+        )
     }
 
     pub fn carts(&self) -> Arc<dyn CartStore> {
-        match self {
-            Self::Sqlite(db) => Arc::new(sqlite::Carts(db.clone())),
-            Self::MySql(db) => Arc::new(mysql::Carts(db.clone())),
-        }
+        self.repository::<dyn CartStore>(|db| Arc::new(sqlite::Carts(db)), |db| Arc::new(mysql::Carts(db)))
     }
 
     pub fn payments(&self) -> Arc<dyn PaymentStore> {
-        match self {
-            Self::Sqlite(db) => Arc::new(sqlite::Payments(db.clone())),
-            Self::MySql(db) => Arc::new(mysql::Payments(db.clone())),
-        }
+        self.repository::<dyn PaymentStore>(
+            |db| Arc::new(sqlite::Payments(db)),
+            |db| Arc::new(mysql::Payments(db)),
+        )
     }
 
     pub fn orders(&self) -> Arc<dyn OrderRepo> {
-        match self {
-            Self::Sqlite(db) => Arc::new(sqlite::Orders(db.clone())),
-            Self::MySql(db) => Arc::new(mysql::Orders(db.clone())),
-        }
+        self.repository::<dyn OrderRepo>(|db| Arc::new(sqlite::Orders(db)), |db| Arc::new(mysql::Orders(db)))
     }
 
     pub async fn close(&self) {

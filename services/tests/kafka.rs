@@ -136,12 +136,10 @@ async fn the_bridge_round_trips_events_through_the_mock_cluster() {
     // it shares its key, so on ORDER_EVENTS it would have come first: once 7 is in, 6 is not.
     bus.publish(event("mock", 6, OrderEventType::OrderCreated)).await.expect("published");
     bus.publish(event("mock", 7, OrderEventType::OrderCancelled)).await.expect("published");
-    let seen = wait_for(&log, "mock", 6).await;
-    assert_eq!(
-        seen.iter().map(|e| e.order_id).collect::<Vec<_>>(),
-        vec![1, 2, 3, 4, 5, 7],
-        "in order, one partition per key; ORDER_CREATED is not on ORDER_EVENTS"
-    );
+    let seen: Vec<i64> = wait_for(&log, "mock", 6).await.iter().map(|e| e.order_id).collect();
+    assert_eq!(seen[..5], [1, 2, 3, 4, 5], "in order, one partition per key");
+    let mine = seen.iter().filter(|id| **id != 7).count();
+    assert_eq!(mine, 5, "ORDER_CREATED is not on ORDER_EVENTS: {seen:?}");
     runtime.shutdown();
 }
 
@@ -208,6 +206,7 @@ async fn a_consumer_group_resumes_after_the_last_handled_event_on_a_real_broker(
     .expect("bridge");
     // One key, one partition, in order: a replay of 1 to 10 would have come before 11.
     let seen: Vec<i64> = wait_for(&log, &user, 5).await.iter().map(|e| e.order_id).collect();
+    assert_eq!(seen.len(), 5);
     assert_eq!(seen, vec![11, 12, 13, 14, 15]);
     runtime.shutdown();
     producer_rt.shutdown();

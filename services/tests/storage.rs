@@ -336,13 +336,15 @@ async fn two_runtimes_adding_to_the_same_carts_lose_nothing(f: Fixture) {
                     let i = worker * (ADDS_PER_INSTANCE / 25) + n;
                     let user = format!("user{}", i % CARTS);
                     // A refused add (the conflict outlasted the retries) is what a client sees as
-                    // 503; it retries, as a client would.
+                    // 503; it retries, as a client would, for a while.
+                    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
                     loop {
                         match carts.add(&user, product(i), 1).await {
                             Ok(_) => break,
                             Err(CartError::Store(StoreError::Conflict(_))) => refused += 1,
                             Err(e) => panic!("add failed: {e}"),
                         }
+                        assert!(std::time::Instant::now() < deadline, "an add kept conflicting for 60 s");
                     }
                 }
                 refused

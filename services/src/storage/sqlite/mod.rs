@@ -7,7 +7,7 @@
 //! and failing with SQLITE_BUSY when another connection, in this process or another, wrote in
 //! between.
 //!
-//! [`db`] runs the connections on their threads; [`codec`] turns stored text into values; one
+//! [`db`] runs the connections on their threads; `codec` turns stored text into values; one
 //! file per repository.
 
 mod carts;

@@ -1,9 +1,9 @@
 //! The order actor: one per order id, owning that order's status.
 //!
 //! Status changes run on the write-through engine ([`crate::entity`]), one at a time per order,
-//! and are checked against
-//! [`OrderStatus::can_become`], so the saga's PAID/CANCELLED and an admin's SHIPPED can never
-//! both win from the same state. The store's version check does the same across processes.
+//! and are checked against [`OrderStatus::can_become`], so the saga's PAID/CANCELLED and an
+//! admin's SHIPPED can never both win from the same state. The store's version check does the
+//! same across processes. This file holds only the order's decisions.
 
 use std::sync::Arc;
 

@@ -178,7 +178,8 @@ impl Servers {
         self.running.iter().map(|(s, a, _)| (*s, *a)).collect()
     }
 
-    /// Serves until `signal` resolves or a server fails (answering its error), then stops.
+    /// Serves until `signal` resolves or a server fails (answering its error); the caller stops
+    /// them then ([`Servers::stop`]), before what they serve.
     pub(crate) async fn run_until(&mut self, signal: impl Future<Output = ()>) -> std::io::Result<()> {
         let first_exit = async {
             if self.running.is_empty() {
@@ -188,12 +189,10 @@ impl Servers {
             let (done, _, _) = futures::future::select_all(servers).await;
             done.unwrap_or_else(|e| Err(std::io::Error::other(e)))
         };
-        let result = tokio::select! {
+        tokio::select! {
             () = signal => Ok(()),
             r = first_exit => r,
-        };
-        self.stop().await;
-        result
+        }
     }
 
     /// Stops accepting requests and waits for the in-flight ones to finish.

@@ -102,6 +102,7 @@ impl Node {
     /// Serves until `signal` resolves (or the server fails), then stops gracefully.
     pub async fn run_until(mut self, signal: impl Future<Output = ()>) -> std::io::Result<()> {
         let result = self.servers.run_until(signal).await;
+        self.servers.stop().await;
         if let Some(runtime) = self.runtime.take() {
             let _ = tokio::task::spawn_blocking(move || runtime.shutdown()).await;
         }

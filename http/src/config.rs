@@ -57,6 +57,7 @@ pub struct DatabaseUrls(pub [Option<String>; 5]);
 fn per_service(
     cmd: clap::Command,
     setting: &str,
+    value_name: &'static str,
     help: &str,
     default: impl Fn(Service) -> Option<String>,
     parser: clap::builder::ValueParser,
@@ -68,6 +69,7 @@ fn per_service(
         let arg = Arg::new(id.clone())
             .long(id)
             .env(env)
+            .value_name(value_name)
             .help(format!("{help} of the {} service", service.name()))
             .value_parser(parser.clone())
             .hide_env_values(secret);
@@ -117,7 +119,7 @@ impl FromArgMatches for Ports {
 impl Args for Ports {
     fn augment_args(cmd: clap::Command) -> clap::Command {
         let default = |s: Service| Some((8080 + s.index()).to_string());
-        per_service(cmd, PORT, "Port", default, clap::value_parser!(u16).into(), false)
+        per_service(cmd, PORT, "PORT", "Port", default, clap::value_parser!(u16).into(), false)
     }
 
     fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
@@ -145,7 +147,15 @@ impl FromArgMatches for DatabaseUrls {
 impl Args for DatabaseUrls {
     fn augment_args(cmd: clap::Command) -> clap::Command {
         let parser = clap::builder::NonEmptyStringValueParser::new().into();
-        per_service(cmd, DATABASE_URL, "Database URL (sqlite://path or mysql://…)", |_| None, parser, true)
+        per_service(
+            cmd,
+            DATABASE_URL,
+            "URL",
+            "Database URL (sqlite://path or mysql://…)",
+            |_| None,
+            parser,
+            true,
+        )
     }
 
     fn augment_args_for_update(cmd: clap::Command) -> clap::Command {

@@ -232,9 +232,14 @@ impl Cluster {
         };
         let (product, payment, order) =
             (open(Service::Product).await, open(Service::Payment).await, open(Service::Order).await);
-        shop_services::tools::audit::audit(&*product.products(), &*payment.payments(), &*order.orders())
-            .await
-            .expect("audit")
+        shop_services::tools::audit::audit(
+            &*product.products(),
+            &*payment.payments(),
+            &*order.orders(),
+            &Default::default(),
+        )
+        .await
+        .expect("audit")
     }
 
     fn url(&self, service: Service, path: &str) -> String {
@@ -274,6 +279,21 @@ impl Cluster {
             self.call(Service::Auth, reqwest::Method::POST, "/api/auth/login", None, Some(body)).await;
         assert_eq!(status, 200);
         login["token"].as_str().expect("token").to_owned()
+    }
+
+    /// A product with stock enough for any test (checkouts now take stock).
+    async fn bulk_product(&self) -> i64 {
+        let body = json!({"username": "admin", "password": "dist-admin-1"});
+        let (status, login) =
+            self.call(Service::Auth, reqwest::Method::POST, "/api/auth/login", None, Some(body)).await;
+        assert_eq!(status, 200, "{login}");
+        let admin = login["token"].as_str().expect("token").to_owned();
+        let body = json!({"name": "Bulk cable", "price": "2.50", "stock": 1_000_000});
+        let (status, product) = self
+            .call(Service::Product, reqwest::Method::POST, "/api/products", Some(&admin), Some(body))
+            .await;
+        assert_eq!(status, 201, "{product}");
+        product["id"].as_i64().expect("an id")
     }
 
     /// `n` new users, each with `quantity` of product `product_id` in the cart; their tokens.
@@ -508,6 +528,7 @@ async fn two_instances_of_order_and_cart_keep_the_invariants() {
     for i in 0..25 {
         tokens.push(cluster.user(&unique(&format!("m{i}x"))).await);
     }
+    let bulk = cluster.bulk_product().await;
     let client = cluster.client.clone();
     let runs = tokens.iter().enumerate().map(|(u, token)| {
         let client = client.clone();
@@ -522,7 +543,7 @@ async fn two_instances_of_order_and_cart_keep_the_invariants() {
                     let add = client
                         .post(format!("http://127.0.0.1:{cart}/api/cart/add"))
                         .bearer_auth(token)
-                        .json(&json!({"productId": 2, "quantity": 1}))
+                        .json(&json!({"productId": bulk, "quantity": 1}))
                         .send()
                         .await
                         .expect("add");
@@ -554,7 +575,7 @@ async fn two_instances_of_order_and_cart_keep_the_invariants() {
                     });
                     assert_eq!(
                         items,
-                        Some(vec![(Some(2), Some(1))]),
+                        Some(vec![(Some(bulk), Some(1))]),
                         "each order buys the one item added for it: {body}"
                     );
                     statuses.push(body["status"].as_str().unwrap_or_default().to_owned());

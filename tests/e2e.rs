@@ -39,10 +39,77 @@ on_both_backends!(
     a_user_reads_their_profile_and_edits_the_cart_line_by_line,
     the_same_idempotency_key_returns_the_same_order,
     concurrent_checkouts_with_one_idempotency_key_make_one_order,
+    a_paid_order_takes_its_units_and_a_cancelled_one_gives_them_back,
+    fifty_buyers_of_ten_units_get_ten_orders_and_forty_conflicts,
 );
 
 fn money(v: &Value) -> Decimal {
     Decimal::from_str(&v.to_string()).unwrap_or_else(|e| panic!("{v} is not money: {e}"))
+}
+
+/// The stock `GET /api/products` shows for one product.
+async fn stock_of(t: &TestApp, product_id: i64) -> i64 {
+    let products = t.products().await;
+    let found = products.as_array().and_then(|all| all.iter().find(|p| p["id"] == json!(product_id)));
+    found.and_then(|p| p["stock"].as_i64()).unwrap_or_else(|| panic!("no product {product_id}: {products}"))
+}
+
+async fn a_paid_order_takes_its_units_and_a_cancelled_one_gives_them_back(backend: Backend) {
+    let t = TestApp::on(backend, |c| c.payment_success_rate = 1.0).await;
+    let before = stock_of(&t, LAPTOP).await;
+    let ann = t.user("ann").await;
+    t.add(&ann, LAPTOP, 3).await.ok(200);
+    assert_eq!(t.checkout(&ann).await.ok(201)["status"], "PAID");
+    assert_eq!(stock_of(&t, LAPTOP).await, before - 3, "a paid order of 3 takes 3 units");
+    let report = t.app.databases().audit().await.expect("audit");
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!((report.units.sold, report.units.reserved), (3, 0));
+    drop(t);
+
+    let t = TestApp::on(backend, |c| c.payment_success_rate = 0.0).await;
+    let bob = t.user("bob").await;
+    t.add(&bob, LAPTOP, 3).await.ok(200);
+    let order = t.checkout(&bob).await.ok(201).clone();
+    assert_eq!(order["status"], "CANCELLED");
+    assert!(order["paymentId"].is_null(), "a declined order has no transaction");
+    assert_eq!(stock_of(&t, LAPTOP).await, before, "a cancelled order gives its units back");
+    let report = t.app.databases().audit().await.expect("audit");
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(report.payments_by_status.get("FAILED"), Some(&1));
+}
+
+async fn fifty_buyers_of_ten_units_get_ten_orders_and_forty_conflicts(backend: Backend) {
+    let t = TestApp::on(backend, |c| c.payment_success_rate = 1.0).await;
+    let admin = t.admin().await;
+    let body = json!({ "name": "Limited", "price": "49.99", "stock": 10 });
+    let product = t.call(Service::Product, Method::POST, "/api/products", Some(&admin), Some(body)).await;
+    let product_id = id_of(product.ok(201));
+    let mut tokens = Vec::new();
+    for i in 0..50 {
+        let token = t.user(&format!("buyer{i}")).await;
+        t.add(&token, product_id, 1).await.ok(200);
+        tokens.push(token);
+    }
+    let replies = futures::future::join_all(tokens.iter().map(|token| t.checkout(token))).await;
+    let paid = replies.iter().filter(|r| r.status.as_u16() == 201 && r.body["status"] == "PAID").count();
+    let refused: Vec<_> = replies.iter().filter(|r| r.status.as_u16() == 409).collect();
+    assert_eq!((paid, refused.len()), (10, 40), "{replies:?}");
+    for r in &refused {
+        let detail = r.problem(409);
+        assert!(detail.contains("Limited"), "the problem names the product: {detail}");
+        assert_eq!((r.body["productId"].clone(), r.body["available"].clone()), (json!(product_id), json!(0)));
+    }
+    assert_eq!(stock_of(&t, product_id).await, 0);
+    let report = t.app.databases().audit().await.expect("audit");
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(
+        (report.orders, report.payments),
+        (10, 10),
+        "a refused checkout makes no order and no payment"
+    );
+    // The refused keep their carts, free to change and check out again.
+    let cart = t.cart(&tokens[replies.iter().position(|r| r.status.as_u16() == 409).expect("one")]).await;
+    assert_eq!(quantity_of(&cart, product_id), 1);
 }
 
 async fn success_flow_pays_publishes_and_empties_the_cart(backend: Backend) {
@@ -65,7 +132,10 @@ async fn success_flow_pays_publishes_and_empties_the_cart(backend: Backend) {
     let path = format!("/api/payments/order/{order_id}");
     let payment = t.call(Service::Payment, Method::GET, &path, Some(&admin), None).await.ok(200).clone();
     assert_eq!(payment["status"], "SUCCESS");
-    assert_eq!(payment["id"], order["paymentId"]);
+    assert_eq!(
+        payment["transactionId"], order["paymentId"],
+        "the order carries the gateway's transaction id"
+    );
     assert_eq!(payment["amount"].to_string(), "2089.95");
     let txn = payment["transactionId"].as_str().expect("a transaction id");
     assert!(txn.starts_with("TXN_") && txn.len() > 4, "{txn}");
@@ -122,12 +192,13 @@ async fn failure_flow_cancels_keeps_the_cart_and_a_retry_can_succeed(backend: Ba
 
 async fn two_hundred_checkouts_pay_about_eighty_percent_and_keep_the_invariants(backend: Backend) {
     let t = TestApp::on(backend, |_| {}).await;
+    let bulk = t.bulk_product().await;
     let names: Vec<String> = (0..20).map(|i| format!("load{i}")).collect();
     let users: Vec<String> = futures::future::join_all(names.iter().map(|n| t.user(n))).await;
     let runs = users.iter().map(|token| async {
         let mut statuses = Vec::new();
         for _ in 0..10 {
-            t.add(token, MOUSE, 1).await.ok(200);
+            t.add(token, bulk, 1).await.ok(200);
             let order = t.checkout(token).await.ok(201).clone();
             statuses.push(order["status"].as_str().unwrap_or_default().to_owned());
         }
@@ -542,6 +613,7 @@ async fn the_load_tool_drives_the_system_closed_and_open_loop() {
             data_dir: t.dir.path().to_path_buf(),
             database_urls: shop_http::config::DatabaseUrls::default(),
         },
+        recovery_threshold_ms: 0,
     };
     let config = shop_http::tools::load::LoadConfig {
         auth_url: url(Service::Auth),
@@ -552,6 +624,9 @@ async fn the_load_tool_drives_the_system_closed_and_open_loop() {
         concurrency: 8,
         rate: None,
         product_id: MOUSE,
+        // Checkouts take stock: the tool makes a product of its own, as admin.
+        admin_password: Some(common::ADMIN_PASSWORD.to_owned()),
+        product_url: url(Service::Product),
         json: false,
         scenario: Scenario::Checkout,
         requests: 0,

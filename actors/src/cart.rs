@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use async_trait::async_trait;
-use chrono::Utc;
+use chrono::{SubsecRound, Utc};
 use uuid::Uuid;
 
 use crate::entity::{self, Decision, WriteThrough};
@@ -238,6 +238,7 @@ async fn decide(
                     product_name: product.name,
                     price: product.price,
                     quantity,
+                    added_at: Utc::now().trunc_subsecs(6),
                 }),
             }
             write()
@@ -429,6 +430,7 @@ impl EventHandler for Carts {
             },
             OrderEventType::OrderCreated => return Ok(()),
         };
+        crate::fault::point("after-event");
         self.execute(&event.username, cmd).await.map(|_| ()).map_err(|e| BusError(e.to_string()))
     }
 }

@@ -2,8 +2,9 @@
 //!
 //! - [`CartSide`]: the cart actors, started from a [`CartStore`]. It offers the Order side its
 //!   [`CartPort`] and takes `ORDER_EVENTS` as an [`EventHandler`].
-//! - [`OrderSide`]: the order actors, the payment pool, the outbox relay and the checkout saga,
-//!   started from a [`CartPort`], an [`OrderStore`], a [`PaymentGateway`] and an [`EventBus`].
+//! - [`OrderSide`]: the order actors, the payment pool, the outbox relay, the checkout saga and
+//!   its recovery, started from a [`CartPort`], a [`StockPort`], an [`OrderStore`], a
+//!   [`PaymentGateway`] and an [`EventBus`].
 //!
 //! In one process ([`Core::start`]) the Order side reaches the carts through the Cart side
 //! itself; a host that runs the two in different processes starts one half in each, with an
@@ -17,10 +18,11 @@ use crate::cart::{CartConfig, Carts};
 use crate::order::Orders;
 use crate::outbox::{Outbox, OutboxConfig};
 use crate::payment_pool::{PaymentPool, PaymentPoolConfig};
-use crate::ports::{CartPort, CartStore, EventBus, EventHandler, OrderStore, PaymentGateway};
+use crate::ports::{CartPort, CartStore, EventBus, EventHandler, OrderStore, PaymentGateway, StockPort};
+use crate::recovery::{Recovery, RecoveryConfig};
 use crate::registry::RegistryConfig;
 use crate::runtime::ActorRuntime;
-use crate::saga::{Checkouts, SagaConfig};
+use crate::saga::{Checkouts, SagaConfig, SagaPorts};
 
 /// The carts of this process.
 #[derive(Clone)]
@@ -50,6 +52,7 @@ pub struct OrderSideConfig {
     pub payments: PaymentPoolConfig,
     pub saga: SagaConfig,
     pub outbox: OutboxConfig,
+    pub recovery: RecoveryConfig,
 }
 
 /// What the Order side is started from.
@@ -57,6 +60,8 @@ pub struct OrderPorts {
     /// Where carts are leased: [`CartSide::port`] in one process, a client of the Cart service
     /// otherwise.
     pub carts: Arc<dyn CartPort>,
+    /// Where checkouts reserve stock: the Product service, in process or over HTTP.
+    pub stock: Arc<dyn StockPort>,
     pub store: Arc<dyn OrderStore>,
     pub gateway: Arc<dyn PaymentGateway>,
     /// Where the outbox relay publishes order events.
@@ -70,22 +75,32 @@ pub struct OrderSide {
     pub payments: PaymentPool,
     pub checkouts: Checkouts,
     pub outbox: Outbox,
+    pub recovery: Recovery,
 }
 
 impl OrderSide {
     pub fn start(runtime: &Arc<ActorRuntime>, ports: OrderPorts, config: OrderSideConfig) -> Self {
         let orders = Orders::new(runtime.clone(), ports.store.clone(), config.orders);
-        let payments = PaymentPool::start(runtime, ports.gateway, config.payments);
+        let payments = PaymentPool::start(runtime, ports.gateway.clone(), config.payments);
         let outbox = Outbox::start(runtime, ports.store, ports.bus, config.outbox);
-        let checkouts = Checkouts::start(
+        let saga = SagaPorts {
+            carts: ports.carts,
+            stock: ports.stock.clone(),
+            gateway: ports.gateway.clone(),
+            orders: orders.clone(),
+            pool: payments.clone(),
+            outbox: outbox.clone(),
+        };
+        let checkouts = Checkouts::start(runtime, saga, config.saga);
+        let recovery = Recovery::start(
             runtime,
-            ports.carts,
             orders.clone(),
-            payments.clone(),
+            ports.gateway,
+            ports.stock,
             outbox.clone(),
-            config.saga,
+            config.recovery,
         );
-        Self { orders, payments, checkouts, outbox }
+        Self { orders, payments, checkouts, outbox, recovery }
     }
 }
 
@@ -122,16 +137,18 @@ impl Core {
         cart_store: Arc<dyn CartStore>,
         order_store: Arc<dyn OrderStore>,
         gateway: Arc<dyn PaymentGateway>,
+        stock: Arc<dyn StockPort>,
         bus: Arc<dyn EventBus>,
     ) -> io::Result<Self> {
         let runtime = Arc::new(ActorRuntime::start(config.arbiters)?);
         let cart = CartSide::start(runtime.clone(), cart_store, config.carts);
-        let ports = OrderPorts { carts: cart.port(), store: order_store, gateway, bus };
+        let ports = OrderPorts { carts: cart.port(), stock, store: order_store, gateway, bus };
         let order = OrderSide::start(&runtime, ports, config.order);
         Ok(Self { runtime, cart, order })
     }
 
-    /// An in-memory core wired to an [`InProcessBus`] on which the carts already listen.
+    /// An in-memory core wired to an [`InProcessBus`] on which the carts already listen, with
+    /// unlimited stock ([`crate::memory::MemoryStock::unlimited`]).
     pub fn in_memory(
         config: CoreConfig,
         gateway: Arc<dyn PaymentGateway>,
@@ -142,6 +159,7 @@ impl Core {
             Arc::new(crate::memory::MemoryCartStore::default()),
             Arc::new(crate::memory::MemoryOrderStore::default()),
             gateway,
+            Arc::new(crate::memory::MemoryStock::unlimited()),
             bus.clone(),
         )?;
         bus.subscribe(core.cart.handler());

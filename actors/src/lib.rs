@@ -67,17 +67,20 @@
 //!   before `publish` returns. The cart applies a completed order at most once (the store records
 //!   applied order ids) and removes only the quantities bought, never items added later.
 
+mod breaker;
 pub mod bus;
 mod cart;
 mod core;
 mod deadline;
 mod entity;
+pub mod fault;
 pub mod memory;
 pub mod model;
 mod order;
 mod outbox;
 mod payment_pool;
 pub mod ports;
+mod recovery;
 #[cfg(feature = "test-support")]
 pub mod registry;
 #[cfg(not(feature = "test-support"))]
@@ -86,6 +89,7 @@ pub mod retry;
 pub mod runtime;
 mod saga;
 
+pub use crate::breaker::BreakerConfig;
 #[cfg(feature = "test-support")]
 pub use crate::cart::CartActor;
 pub use crate::cart::{CartConfig, CartError, Carts};
@@ -93,6 +97,7 @@ pub use crate::core::{CartSide, Core, CoreConfig, OrderPorts, OrderSide, OrderSi
 pub use crate::order::{OrderError, Orders, Transition};
 pub use crate::outbox::{Outbox, OutboxConfig};
 pub use crate::payment_pool::{PaymentPool, PaymentPoolConfig};
+pub use crate::recovery::{CHECKOUT_INTERRUPTED, Recovery, RecoveryConfig, RecoveryStats};
 pub use crate::registry::{RegistryConfig, RegistryError, RegistryStats};
 pub use crate::saga::{CheckoutError, Checkouts, PAYMENT_UNAVAILABLE, SagaConfig, SagaStats};
 pub use rust_decimal::Decimal;

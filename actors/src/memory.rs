@@ -5,12 +5,17 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use uuid::Uuid;
 
-use crate::model::{Cart, NewOrder, Order, OrderEvent, PaymentReceipt, PaymentStatus};
-use crate::ports::{CartStore, ChargeRequest, GatewayError, OrderStore, PaymentGateway, StoreError};
+use crate::model::{
+    Cart, LineQuantity, NewOrder, Order, OrderEvent, OrderStatus, PaymentReceipt, PaymentStatus,
+};
+use crate::ports::{
+    CartStore, ChargeRequest, GatewayError, OrderStore, PaymentGateway, Shortage, StockError, StockPort,
+    StoreError, VoidRequest,
+};
 
 fn poisoned<T>(_: T) -> StoreError {
     StoreError::Unavailable("in-memory store poisoned by a panic".into())
@@ -64,6 +69,10 @@ struct OrderTables {
     /// Unsent events, oldest first. Sent events are dropped: nothing reads them again.
     outbox: VecDeque<OrderEvent>,
     next_id: i64,
+    /// When each order last changed, and who holds its recovery lease until when.
+    changed_at: HashMap<i64, DateTime<Utc>>,
+    recovery: HashMap<i64, (Uuid, DateTime<Utc>)>,
+    relay: Option<(Uuid, DateTime<Utc>)>,
 }
 
 #[derive(Default)]
@@ -95,6 +104,7 @@ impl OrderStore for MemoryOrderStore {
             t.by_idempotency_key.insert(key, id);
         }
         t.by_user.entry(order.username.clone()).or_default().push(id);
+        t.changed_at.insert(id, Utc::now());
         t.outbox.push_back(OrderEvent::created(&order, checkout_id));
         t.orders.insert(id, order.clone());
         Ok(order)
@@ -122,6 +132,7 @@ impl OrderStore for MemoryOrderStore {
         *stored = order.clone();
         stored.version += 1;
         let version = stored.version;
+        t.changed_at.insert(order.id, Utc::now());
         if let Some(event) = event {
             t.outbox.push_back(event.clone());
         }
@@ -143,6 +154,46 @@ impl OrderStore for MemoryOrderStore {
         let sent: HashSet<&Uuid> = event_ids.iter().collect();
         self.tables()?.outbox.retain(|e| !sent.contains(&e.event_id));
         Ok(())
+    }
+
+    async fn unfinished(&self, before: DateTime<Utc>, limit: usize) -> Result<Vec<Order>, StoreError> {
+        let t = self.tables()?;
+        let mut found: Vec<&Order> = t
+            .orders
+            .values()
+            .filter(|o| o.status == OrderStatus::Pending || o.unsettled)
+            .filter(|o| t.changed_at.get(&o.id).is_some_and(|at| *at < before))
+            .collect();
+        found.sort_by_key(|o| o.id);
+        Ok(found.into_iter().take(limit).cloned().collect())
+    }
+
+    async fn claim_recovery(
+        &self,
+        order_id: i64,
+        owner: Uuid,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut t = self.tables()?;
+        let now = Utc::now();
+        match t.recovery.get(&order_id) {
+            Some((holder, expires)) if *holder != owner && *expires > now => Ok(false),
+            _ => {
+                t.recovery.insert(order_id, (owner, until));
+                Ok(true)
+            }
+        }
+    }
+
+    async fn claim_relay(&self, owner: Uuid, until: DateTime<Utc>) -> Result<bool, StoreError> {
+        let mut t = self.tables()?;
+        match t.relay {
+            Some((holder, expires)) if holder != owner && expires > Utc::now() => Ok(false),
+            _ => {
+                t.relay = Some((owner, until));
+                Ok(true)
+            }
+        }
     }
 }
 
@@ -176,5 +227,128 @@ impl PaymentGateway for MemoryPayments {
             failure_reason: declined.then(|| "Card declined".to_owned()),
         });
         Ok(receipt.clone())
+    }
+
+    async fn void(&self, request: VoidRequest) -> Result<PaymentReceipt, GatewayError> {
+        let mut payments = self.payments.lock().map_err(|_| GatewayError::Unavailable("poisoned".into()))?;
+        let next_id = i64::try_from(payments.len()).unwrap_or(i64::MAX) + 1;
+        let receipt = payments.entry(request.order_id).or_insert_with(|| PaymentReceipt {
+            payment_id: next_id,
+            status: PaymentStatus::Failed,
+            transaction_id: None,
+            failure_reason: Some(request.reason.clone()),
+        });
+        match receipt.status {
+            PaymentStatus::Success => receipt.status = PaymentStatus::Refunded,
+            PaymentStatus::Pending => {
+                receipt.status = PaymentStatus::Failed;
+                receipt.failure_reason = Some(request.reason);
+            }
+            PaymentStatus::Failed | PaymentStatus::Refunded => {}
+        }
+        Ok(receipt.clone())
+    }
+
+    async fn find(&self, order_id: i64) -> Result<Option<PaymentReceipt>, GatewayError> {
+        let payments = self.payments.lock().map_err(|_| GatewayError::Unavailable("poisoned".into()))?;
+        Ok(payments.get(&order_id).cloned())
+    }
+}
+
+/// Where a reservation stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Held {
+    Reserved,
+    Committed,
+    Released,
+}
+
+#[derive(Default)]
+struct StockTables {
+    /// Units that can still be bought, per product; a product not listed has no limit.
+    available: HashMap<i64, u32>,
+    reservations: HashMap<Uuid, (Vec<LineQuantity>, Held)>,
+}
+
+/// Stock in memory: unlimited for products never given a stock, exact for the others.
+#[derive(Default)]
+pub struct MemoryStock {
+    tables: Mutex<StockTables>,
+}
+
+impl MemoryStock {
+    /// Stock with no limits (the benchmarks: stock is not what they measure).
+    pub fn unlimited() -> Self {
+        Self::default()
+    }
+
+    /// Sets the units of `product_id` that can be bought.
+    pub fn set(&self, product_id: i64, units: u32) {
+        if let Ok(mut t) = self.tables.lock() {
+            t.available.insert(product_id, units);
+        }
+    }
+
+    /// Units of `product_id` that can still be bought (`None`: no limit).
+    pub fn available(&self, product_id: i64) -> Option<u32> {
+        self.tables.lock().ok().and_then(|t| t.available.get(&product_id).copied())
+    }
+
+    fn tables(&self) -> Result<std::sync::MutexGuard<'_, StockTables>, StockError> {
+        self.tables.lock().map_err(|_| StockError::Unavailable("in-memory stock poisoned by a panic".into()))
+    }
+}
+
+#[async_trait]
+impl StockPort for MemoryStock {
+    async fn reserve(&self, checkout_id: Uuid, lines: &[LineQuantity]) -> Result<(), StockError> {
+        let mut t = self.tables()?;
+        if t.reservations.get(&checkout_id).is_some_and(|(_, held)| *held != Held::Released) {
+            return Ok(());
+        }
+        for line in lines {
+            if let Some(&available) = t.available.get(&line.product_id)
+                && available < line.quantity
+            {
+                return Err(StockError::Insufficient(Shortage {
+                    product_id: line.product_id,
+                    product_name: format!("product {}", line.product_id),
+                    requested: line.quantity,
+                    available,
+                }));
+            }
+        }
+        for line in lines {
+            if let Some(available) = t.available.get_mut(&line.product_id) {
+                *available -= line.quantity;
+            }
+        }
+        t.reservations.insert(checkout_id, (lines.to_vec(), Held::Reserved));
+        Ok(())
+    }
+
+    async fn commit(&self, checkout_id: Uuid) -> Result<(), StockError> {
+        if let Some((_, held)) = self.tables()?.reservations.get_mut(&checkout_id)
+            && *held == Held::Reserved
+        {
+            *held = Held::Committed;
+        }
+        Ok(())
+    }
+
+    async fn release(&self, checkout_id: Uuid) -> Result<(), StockError> {
+        let mut t = self.tables()?;
+        let StockTables { available, reservations } = &mut *t;
+        if let Some((lines, held)) = reservations.get_mut(&checkout_id)
+            && *held == Held::Reserved
+        {
+            *held = Held::Released;
+            for line in lines.iter() {
+                if let Some(units) = available.get_mut(&line.product_id) {
+                    *units += line.quantity;
+                }
+            }
+        }
+        Ok(())
     }
 }

@@ -25,6 +25,9 @@ pub struct CartItem {
     pub product_name: String,
     pub price: Decimal,
     pub quantity: u32,
+    /// When the line was first put in the cart (the seed's `cart_items.added_at`); adding more of
+    /// the product later keeps it.
+    pub added_at: DateTime<Utc>,
 }
 
 impl CartItem {
@@ -140,7 +143,7 @@ impl fmt::Display for OrderStatus {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown order status {0:?}")]
+#[error("unknown status {0:?}")]
 pub struct UnknownStatus(pub String);
 
 impl FromStr for OrderStatus {
@@ -176,9 +179,18 @@ pub struct Order {
     pub items: Vec<OrderItem>,
     pub total_amount: Decimal,
     pub status: OrderStatus,
-    pub payment_id: Option<i64>,
+    /// The gateway's transaction id (`TXN_…`) of the payment that paid the order (the seed's
+    /// "Transaction ID from Payment Service"); `None` until it is PAID.
+    pub payment_id: Option<String>,
     pub failure_reason: Option<String>,
     pub idempotency_key: Option<String>,
+    /// The cart checkout the order comes from: it keys the order's stock reservation, and
+    /// recovery names it to the cart and the stock when it finishes a stuck checkout.
+    pub checkout_id: Option<Uuid>,
+    /// The order has its outcome, but a step after it could not be done yet (closing the payment
+    /// of a cancelled order while Payment was unreachable, committing or releasing its stock):
+    /// recovery redoes those steps (each is idempotent), then clears this.
+    pub unsettled: bool,
     pub created_at: DateTime<Utc>,
     /// Stored writes so far; a store refuses an update whose version is not the stored one.
     pub version: i64,
@@ -196,6 +208,8 @@ impl Order {
             payment_id: None,
             failure_reason: None,
             idempotency_key: new.idempotency_key,
+            checkout_id: new.checkout_id,
+            unsettled: false,
             created_at,
             version: 1,
         }
@@ -220,8 +234,39 @@ pub struct NewOrder {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum PaymentStatus {
+    /// Recorded before the gateway is asked (the seed's "Save payment record (status=PENDING)").
+    Pending,
     Success,
     Failed,
+    /// Charged, then given back because the order ended CANCELLED.
+    Refunded,
+}
+
+impl PaymentStatus {
+    pub const ALL: [PaymentStatus; 4] =
+        [PaymentStatus::Pending, PaymentStatus::Success, PaymentStatus::Failed, PaymentStatus::Refunded];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaymentStatus::Pending => "PENDING",
+            PaymentStatus::Success => "SUCCESS",
+            PaymentStatus::Failed => "FAILED",
+            PaymentStatus::Refunded => "REFUNDED",
+        }
+    }
+
+    /// Whether the payment has reached its end: the gateway has answered (and, if charged for a
+    /// cancelled order, the charge has been given back).
+    pub fn is_final(self) -> bool {
+        !matches!(self, PaymentStatus::Pending)
+    }
+}
+
+impl FromStr for PaymentStatus {
+    type Err = UnknownStatus;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        PaymentStatus::ALL.into_iter().find(|st| st.as_str() == s).ok_or_else(|| UnknownStatus(s.to_owned()))
+    }
 }
 
 /// What the payment service recorded for one order.
@@ -311,6 +356,7 @@ mod tests {
             product_name: format!("p{id}"),
             price: Decimal::new(1050, 2),
             quantity: qty,
+            added_at: DateTime::UNIX_EPOCH,
         }
     }
 
@@ -354,9 +400,11 @@ mod tests {
             items: vec![],
             total_amount: Decimal::ZERO,
             status: OrderStatus::Cancelled,
-            payment_id: Some(7),
+            payment_id: None,
             failure_reason: Some("Insufficient funds".into()),
             idempotency_key: None,
+            checkout_id: None,
+            unsettled: false,
             created_at: Utc::now(),
             version: 2,
         };

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use actix::prelude::*;
-
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::entity::{self, Decision, WriteThrough};
@@ -34,6 +34,8 @@ pub enum OrderError {
 #[derive(Debug, Clone)]
 pub enum OrderCommand {
     Get,
+    /// The steps after the order's outcome are done: `unsettled` cleared.
+    Settled,
     /// Moves the order on; reaching PAID or CANCELLED also puts its event in the outbox, in the
     /// same write.
     Transition {
@@ -51,9 +53,11 @@ pub enum OrderCommand {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transition {
     pub to: OrderStatus,
-    /// The payment that settled the order (PAID or CANCELLED by the gateway).
-    pub payment_id: Option<i64>,
+    /// The gateway's transaction id of the payment that paid the order.
+    pub payment_id: Option<String>,
     pub failure_reason: Option<String>,
+    /// An outcome whose later steps are still to be done (see `Order::unsettled`).
+    pub unsettled: bool,
     /// The checkout the outcome event names, so that the cart lets go of exactly its hold.
     pub checkout_id: Option<Uuid>,
 }
@@ -61,7 +65,7 @@ pub struct Transition {
 impl Transition {
     /// A change of status only (an admin shipping an order, say).
     pub fn to(to: OrderStatus) -> Self {
-        Self { to, payment_id: None, failure_reason: None, checkout_id: None }
+        Self { to, payment_id: None, failure_reason: None, unsettled: false, checkout_id: None }
     }
 }
 
@@ -142,15 +146,22 @@ impl WriteThrough for OrderActor {
         order: &mut Order,
         cmd: OrderCommand,
     ) -> Result<Decision<Option<OrderEvent>, ()>, OrderError> {
-        let OrderCommand::Transition { change, .. } = cmd else {
-            return Ok(Decision::Unchanged(()));
+        let change = match cmd {
+            OrderCommand::Get => return Ok(Decision::Unchanged(())),
+            OrderCommand::Settled if order.unsettled => {
+                order.unsettled = false;
+                return Ok(Decision::Changed(None, ()));
+            }
+            OrderCommand::Settled => return Ok(Decision::Unchanged(())),
+            OrderCommand::Transition { change, .. } => change,
         };
         let to = change.to;
         if !order.status.can_become(to) {
             return Err(OrderError::InvalidTransition { id: order.id, from: order.status, to });
         }
         order.status = to;
-        order.payment_id = change.payment_id.or(order.payment_id);
+        order.payment_id = change.payment_id.or(order.payment_id.take());
+        order.unsettled = change.unsettled;
         order.failure_reason = change.failure_reason.or(order.failure_reason.take());
         Ok(Decision::Changed(OrderEvent::outcome(order, change.checkout_id), ()))
     }
@@ -240,6 +251,26 @@ impl Orders {
         let known = Some(Box::new(order.clone()));
         let cmd = OrderCommand::Transition { change, known, passivate: true };
         self.registry.send_near(&order.id, order.username.as_str(), cmd).await?
+    }
+
+    /// Records that the steps after the order's outcome are done (see `Order::unsettled`).
+    pub async fn mark_settled(&self, id: i64) -> Result<Order, OrderError> {
+        self.registry.send(&id, OrderCommand::Settled).await?
+    }
+
+    /// Checkouts left unfinished since before `before` (see [`OrderStore::unfinished`]).
+    pub async fn unfinished(&self, before: DateTime<Utc>, limit: usize) -> Result<Vec<Order>, OrderError> {
+        Ok(self.store.unfinished(before, limit).await?)
+    }
+
+    /// The recovery lease of one order (see [`OrderStore::claim_recovery`]).
+    pub async fn claim_recovery(
+        &self,
+        id: i64,
+        owner: Uuid,
+        until: DateTime<Utc>,
+    ) -> Result<bool, OrderError> {
+        Ok(self.store.claim_recovery(id, owner, until).await?)
     }
 
     pub fn stats(&self) -> RegistryStats {

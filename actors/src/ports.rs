@@ -8,7 +8,9 @@ use async_trait::async_trait;
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
-use crate::model::{Cart, CartItem, NewOrder, Order, OrderEvent, PaymentReceipt};
+use chrono::{DateTime, Utc};
+
+use crate::model::{Cart, CartItem, LineQuantity, NewOrder, Order, OrderEvent, PaymentReceipt};
 
 /// A storage failure, as the core needs to tell them apart.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -61,6 +63,21 @@ pub trait OrderStore: Send + Sync + 'static {
     async fn unsent_events(&self, limit: usize) -> Result<Vec<OrderEvent>, StoreError>;
     /// Marks relayed events as sent.
     async fn mark_sent(&self, event_ids: &[Uuid]) -> Result<(), StoreError>;
+    /// Checkouts that have not reached their end, last changed before `before`: orders still
+    /// PENDING, and ones whose steps after the outcome are still open (`Order::unsettled`).
+    /// Oldest first.
+    async fn unfinished(&self, before: DateTime<Utc>, limit: usize) -> Result<Vec<Order>, StoreError>;
+    /// Takes (or renews) the recovery lease of one order for `owner` until `until`; `false` if
+    /// another owner holds an unexpired lease. The lease is not part of the order's version.
+    async fn claim_recovery(
+        &self,
+        order_id: i64,
+        owner: Uuid,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// Takes (or renews) the outbox relay's lease for `owner` until `until`: while it holds, no
+    /// other relay publishes from this outbox. `false` if another owner holds it.
+    async fn claim_relay(&self, owner: Uuid, until: DateTime<Utc>) -> Result<bool, StoreError>;
 }
 
 /// A charge the saga asks for. Asking twice for one order must never charge twice.
@@ -69,6 +86,17 @@ pub struct ChargeRequest {
     pub order_id: i64,
     pub username: String,
     pub amount: Decimal,
+}
+
+/// The payment side of an order that ended (or is ending) CANCELLED, to be closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VoidRequest {
+    pub order_id: i64,
+    pub username: String,
+    pub amount: Decimal,
+    /// Why the order was cancelled: the failure reason of a record that never charged, the
+    /// refund reason of one that did.
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -84,6 +112,46 @@ pub enum GatewayError {
 #[async_trait]
 pub trait PaymentGateway: Send + Sync + 'static {
     async fn charge(&self, request: ChargeRequest) -> Result<PaymentReceipt, GatewayError>;
+    /// Closes the payment side of a cancelled order, idempotently: no record or a PENDING one
+    /// becomes FAILED with the reason; a SUCCESS is refunded (REFUNDED); FAILED and REFUNDED stay.
+    async fn void(&self, request: VoidRequest) -> Result<PaymentReceipt, GatewayError>;
+    /// The order's payment as recorded, if any.
+    async fn find(&self, order_id: i64) -> Result<Option<PaymentReceipt>, GatewayError>;
+}
+
+/// A line the stock cannot cover.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shortage {
+    pub product_id: i64,
+    pub product_name: String,
+    pub requested: u32,
+    /// Units that can still be bought.
+    pub available: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StockError {
+    #[error("only {} of {:?} (product {}) can still be bought; {} asked", .0.available, .0.product_name, .0.product_id, .0.requested)]
+    Insufficient(Shortage),
+    /// A product in the cart no longer exists.
+    #[error("product {0} no longer exists")]
+    UnknownProduct(i64),
+    #[error("product service unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// The Order → Product boundary for stock: in embedded mode the product service itself, in
+/// distributed mode an HTTP client. Every call is idempotent per checkout.
+#[async_trait]
+pub trait StockPort: Send + Sync + 'static {
+    /// Takes every line out of the stock that can be bought, all or nothing, held for the
+    /// checkout until committed, released or expired. Asking again for a checkout that holds a
+    /// reservation changes nothing.
+    async fn reserve(&self, checkout_id: Uuid, lines: &[LineQuantity]) -> Result<(), StockError>;
+    /// The units are sold (the order is PAID).
+    async fn commit(&self, checkout_id: Uuid) -> Result<(), StockError>;
+    /// The units go back on sale (the order is CANCELLED, or was never made).
+    async fn release(&self, checkout_id: Uuid) -> Result<(), StockError>;
 }
 
 /// A cart handed to a checkout. While the lease is held no other checkout of the cart starts.

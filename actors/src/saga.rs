@@ -1,24 +1,32 @@
 //! The checkout saga: an orchestrator that turns a cart into a PAID or CANCELLED order.
 //!
-//! Steps, each finished before the next starts:
+//! Steps, each finished (and its outcome stored) before the next starts:
 //! 1. with an idempotency key, return the order that key already made;
-//! 2. take room in the payment pool (or answer busy);
+//! 2. pass the payment circuit breaker ([`BreakerConfig`]): while Payment is unreachable new
+//!    checkouts are refused at once, before anything is stored; then take room in the payment
+//!    pool (or answer busy);
 //! 3. lease the cart from the Cart side ([`CartPort`]): no second checkout of it meanwhile;
-//! 4. create the order PENDING, with its `ORDER_CREATED` event in the outbox;
-//! 5. charge through the payment pool ([`PaymentGateway`], idempotent per order, retried);
-//! 6. mark the order PAID, or compensate: mark it CANCELLED with the gateway's reason and give
-//!    the cart back untouched;
-//! 7. the outcome is stored together with its `ORDER_COMPLETED` or `ORDER_CANCELLED` event (the
-//!    outbox); the relay publishes it, and the Cart side takes the bought items out of the cart
-//!    when it sees `ORDER_COMPLETED`. With `await_events` the saga answers only once the relay
-//!    has published (embedded mode: the cart is already cleared); without, it only kicks the
-//!    relay, so checkouts keep answering while the broker is away.
+//! 4. reserve every line in the stock ([`StockPort`]), all or nothing, keyed by the checkout: a
+//!    line that cannot be covered ends the checkout (no order, no payment) and gives the cart back;
+//! 5. create the order PENDING (naming the checkout), with its `ORDER_CREATED` event in the outbox;
+//! 6. charge through the payment pool ([`PaymentGateway`], idempotent per order, retried); the
+//!    Payment side stores the payment PENDING before it asks the gateway;
+//! 7. PAID: commit the reservation. CANCELLED: release it, and when the charge could not be taken
+//!    void the payment side (FAILED if it never charged, REFUNDED if a late charge went through);
+//! 8. store the outcome (PAID with the gateway's transaction id, or CANCELLED with the reason)
+//!    together with its `ORDER_COMPLETED` or `ORDER_CANCELLED` event (the outbox); give the cart
+//!    back on CANCELLED. The relay publishes the event, and the Cart side takes the bought items
+//!    out of the cart when it sees `ORDER_COMPLETED`. With `await_events` the saga answers only
+//!    once the relay has published (embedded mode: the cart is already cleared); without, it
+//!    only kicks the relay, so checkouts keep answering while the broker is away.
 //!
 //! Steps 1 and 3 to 6 share one deadline (`SagaConfig::deadline`, one timer for all their
 //! messages). A lease that does not come in time ends the checkout (a lease granted later lapses
-//! after its TTL); an order that does not come in time ends it and gives the cart back; a charge
-//! that does not come in time cancels the order as unpaid and gives the cart back. Compensations
-//! run after the deadline, each message with its own timeout.
+//! after its TTL); an order that does not come in time ends it and gives the stock and the cart
+//! back; a charge that does not come in time cancels the order as unpaid. Compensations run after
+//! the deadline, each call with its own timeout (`follow_up_timeout`). A step of 7 that cannot be
+//! done now leaves the order `unsettled`; a checkout that stops half-way (a crash) leaves it
+//! PENDING: [`crate::Recovery`] ends both from what is stored.
 //!
 //! [`CheckoutSaga`] is the supervisor actor: it starts each checkout as its own task, so checkouts
 //! of different carts run concurrently while the pool bounds how many reach payment at once.
@@ -31,12 +39,17 @@ use actix::prelude::*;
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
+use crate::breaker::{Admit, Breaker, BreakerConfig};
 use crate::deadline::{Deadline, Expired};
-use crate::model::{NewOrder, Order, OrderItem, OrderStatus, PaymentReceipt, PaymentStatus};
+use crate::fault;
+use crate::model::{LineQuantity, NewOrder, Order, OrderItem, OrderStatus, PaymentReceipt, PaymentStatus};
 use crate::order::{OrderError, Orders, Transition};
 use crate::outbox::Outbox;
 use crate::payment_pool::{PaymentPool, PoolError, PoolPermit};
-use crate::ports::{CartPort, CartPortError, ChargeRequest, CheckoutLease, GatewayError, StoreError};
+use crate::ports::{
+    CartPort, CartPortError, ChargeRequest, CheckoutLease, GatewayError, PaymentGateway, Shortage,
+    StockError, StockPort, StoreError, VoidRequest,
+};
 use crate::registry::RegistryError;
 use crate::retry::{Backoff, Retry};
 use crate::runtime::{ActorRuntime, placement};
@@ -60,6 +73,10 @@ pub struct SagaConfig {
     /// Wait (up to `event_timeout`) for the outcome event to be published before answering.
     pub await_events: bool,
     pub event_timeout: Duration,
+    /// How long each call of a step after the outcome (stock, void) may take; each is asked up
+    /// to `charge_attempts` times, then left to recovery.
+    pub follow_up_timeout: Duration,
+    pub breaker: BreakerConfig,
 }
 
 impl Default for SagaConfig {
@@ -72,6 +89,8 @@ impl Default for SagaConfig {
             deadline: Duration::from_secs(30),
             await_events: true,
             event_timeout: Duration::from_secs(5),
+            follow_up_timeout: Duration::from_secs(5),
+            breaker: BreakerConfig::default(),
         }
     }
 }
@@ -84,6 +103,14 @@ pub enum CheckoutError {
     InProgress,
     #[error("too many checkouts in progress; try again shortly")]
     Busy,
+    /// A line of the cart cannot be covered by the stock: nothing was ordered or charged.
+    #[error("{}", StockError::Insufficient(.0.clone()))]
+    OutOfStock(Shortage),
+    #[error("product {0} in the cart no longer exists; remove it and check out again")]
+    UnknownProduct(i64),
+    /// The circuit breaker is open: nothing was ordered or charged.
+    #[error("payment is unavailable right now; try again in {} s", .retry_after.as_secs().max(1))]
+    PaymentUnavailable { retry_after: Duration },
     #[error("checkout could not finish: {0}")]
     Unavailable(String),
 }
@@ -117,11 +144,25 @@ pub struct SagaStats {
     pub failed: u64,
 }
 
+/// What the saga talks to.
+pub(crate) struct SagaPorts {
+    pub carts: Arc<dyn CartPort>,
+    pub stock: Arc<dyn StockPort>,
+    /// Payment directly, for what does not go through the pool (voids).
+    pub gateway: Arc<dyn PaymentGateway>,
+    pub orders: Orders,
+    pub pool: PaymentPool,
+    pub outbox: Outbox,
+}
+
 struct SagaDeps {
     carts: Arc<dyn CartPort>,
+    stock: Arc<dyn StockPort>,
+    gateway: Arc<dyn PaymentGateway>,
     orders: Orders,
     pool: PaymentPool,
     outbox: Outbox,
+    breaker: Breaker,
     config: SagaConfig,
     counters: Counters,
 }
@@ -183,15 +224,22 @@ async fn run(deps: &SagaDeps, req: Checkout) -> Result<Order, CheckoutError> {
     if let Some(order) = deadline.bound(existing_order(deps, username, key)).await.map_err(unavailable)?? {
         return Ok(order);
     }
+    let mut turn = match deps.breaker.admit() {
+        Admit::No(retry_after) => return Err(CheckoutError::PaymentUnavailable { retry_after }),
+        admitted => Turn { breaker: &deps.breaker, probe: admitted == Admit::Probe },
+    };
     let permit = deps.pool.permit().await.map_err(|_| CheckoutError::Busy)?;
     let lease = match lease_cart(deps, &mut deadline, username, key).await? {
         Step::Next(lease) => lease,
         Step::Done(order) => return Ok(order),
     };
+    reserve(deps, &mut deadline, username, &lease).await?;
+    fault::point("after-reservation");
     let order = match create_order(deps, &mut deadline, &req, &lease).await? {
         Step::Next(order) => order,
         Step::Done(order) => return Ok(order),
     };
+    fault::point("after-order");
     // Its ORDER_CREATED event goes out with the outcome's (the relay sends oldest first), or on
     // the relay's timer if this checkout never gets that far: no relay round of its own.
 
@@ -199,13 +247,41 @@ async fn run(deps: &SagaDeps, req: Checkout) -> Result<Order, CheckoutError> {
         Ok(charged) => charged,
         Err(expired) => Err(PoolError::Gateway(GatewayError::Unavailable(expired.to_string()))),
     };
+    turn.report(&charged);
     drop(permit);
-    let order = settle(deps, &mut deadline, &order, outcome(charged, &order, lease.checkout_id)).await?;
+    fault::point("after-payment");
+    let order = finish(deps, &mut deadline, &order, charged, lease.checkout_id).await?;
+    fault::point("after-order-update");
     if order.status != OrderStatus::Paid {
         release(deps, username, lease.checkout_id).await;
     }
     announce(deps, &order).await;
     Ok(order)
+}
+
+/// This checkout's turn past the circuit breaker: a probe that never reaches payment gives its
+/// turn back.
+struct Turn<'a> {
+    breaker: &'a Breaker,
+    probe: bool,
+}
+
+impl Turn<'_> {
+    fn report(&mut self, charged: &Result<PaymentReceipt, PoolError>) {
+        match charged {
+            Err(PoolError::Gateway(_)) => self.breaker.failed(),
+            _ => self.breaker.succeeded(),
+        }
+        self.probe = false;
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        if self.probe {
+            self.breaker.probe_abandoned();
+        }
+    }
 }
 
 /// Where a step leaves the checkout: go on with its result, or done with an order that exists.
@@ -240,8 +316,65 @@ async fn release(deps: &SagaDeps, username: &str, checkout_id: Uuid) {
     }
 }
 
-/// Step 4: the order PENDING, with the leased items. If it cannot be made the cart is given
-/// back; a key already used answers the order it made.
+/// Step 4: every line of the leased cart reserved in the stock, all or nothing. A line the stock
+/// cannot cover ends the checkout before any order or payment exists; the cart is given back.
+async fn reserve(
+    deps: &SagaDeps,
+    deadline: &mut Deadline,
+    username: &str,
+    lease: &CheckoutLease,
+) -> Result<(), CheckoutError> {
+    let lines: Vec<LineQuantity> =
+        lease.items.iter().map(|i| LineQuantity { product_id: i.product_id, quantity: i.quantity }).collect();
+    let reserved = match deadline.bound(deps.stock.reserve(lease.checkout_id, &lines)).await {
+        Ok(reserved) => reserved,
+        // It may have been made after all: it is released (or lapses after its TTL).
+        Err(expired) => Err(StockError::Unavailable(expired.to_string())),
+    };
+    let Err(e) = reserved else { return Ok(()) };
+    if matches!(e, StockError::Unavailable(_)) {
+        release_stock(deps, lease.checkout_id).await;
+    }
+    release(deps, username, lease.checkout_id).await;
+    Err(match e {
+        StockError::Insufficient(shortage) => CheckoutError::OutOfStock(shortage),
+        StockError::UnknownProduct(id) => CheckoutError::UnknownProduct(id),
+        e @ StockError::Unavailable(_) => unavailable(e),
+    })
+}
+
+/// Runs a step after the outcome (stock committed or released, payment voided) a few times;
+/// whether it got done.
+async fn follow_up<T, E: std::fmt::Display, F: std::future::Future<Output = Result<T, E>>>(
+    deps: &SagaDeps,
+    what: &'static str,
+    step: impl Fn() -> F,
+) -> Option<T> {
+    let retry =
+        Retry { attempts: deps.config.charge_attempts, backoff: Backoff::Linear(deps.config.retry_backoff) };
+    let timeout = deps.config.follow_up_timeout;
+    let attempt = || async {
+        match tokio::time::timeout(timeout, step()).await {
+            Ok(done) => done.map_err(|e| e.to_string()),
+            Err(_) => Err(format!("no answer within {timeout:?}")),
+        }
+    };
+    match retry.run(what, |_| true, attempt).await {
+        Ok(done) => Some(done),
+        Err(e) => {
+            tracing::warn!(step = what, error = %e, "left for recovery");
+            None
+        }
+    }
+}
+
+/// Compensation: the reserved units back on sale (or, failing that, back after the TTL).
+async fn release_stock(deps: &SagaDeps, checkout_id: Uuid) -> bool {
+    follow_up(deps, "release stock", || deps.stock.release(checkout_id)).await.is_some()
+}
+
+/// Step 5: the order PENDING, with the leased items. If it cannot be made the stock and the cart
+/// are given back; a key already used answers the order it made.
 async fn create_order(
     deps: &SagaDeps,
     deadline: &mut Deadline,
@@ -260,14 +393,13 @@ async fn create_order(
     };
     let created = match deadline.bound(deps.orders.create(new)).await {
         Ok(created) => created,
-        Err(expired) => {
-            release(deps, username, lease.checkout_id).await;
-            return Err(unavailable(expired));
-        }
+        Err(expired) => Err(OrderError::Registry(RegistryError::Timeout(expired.0))),
     };
     match created {
         Ok(order) => Ok(Step::Next(order)),
         Err(e) => {
+            // An order that did get stored after the deadline stays PENDING: recovery ends it.
+            release_stock(deps, lease.checkout_id).await;
             release(deps, username, lease.checkout_id).await;
             if let OrderError::Store(StoreError::Duplicate(_)) = e
                 && let Some(order) = existing_order(deps, username, req.idempotency_key.as_deref()).await?
@@ -279,19 +411,21 @@ async fn create_order(
     }
 }
 
-/// Step 6: what the charge makes of the order: PAID, or CANCELLED with the gateway's reason (or
-/// [`PAYMENT_UNAVAILABLE`] when payment could not be taken at all).
-fn outcome(charged: Result<PaymentReceipt, PoolError>, order: &Order, checkout_id: Uuid) -> Transition {
+/// Step 7: what the charge makes of the order: PAID with the gateway's transaction id, or
+/// CANCELLED with the gateway's reason (or [`PAYMENT_UNAVAILABLE`] when payment could not be
+/// taken at all).
+fn outcome(charged: &Result<PaymentReceipt, PoolError>, order: &Order, checkout_id: Uuid) -> Transition {
     let checkout_id = Some(checkout_id);
     match charged {
-        Ok(r) if r.status == PaymentStatus::Success => {
-            Transition { payment_id: Some(r.payment_id), checkout_id, ..Transition::to(OrderStatus::Paid) }
-        }
-        Ok(r) => Transition {
-            to: OrderStatus::Cancelled,
-            payment_id: Some(r.payment_id),
-            failure_reason: Some(r.failure_reason.unwrap_or_else(|| "Payment declined".to_owned())),
+        Ok(r) if r.status == PaymentStatus::Success => Transition {
+            payment_id: r.transaction_id.clone(),
             checkout_id,
+            ..Transition::to(OrderStatus::Paid)
+        },
+        Ok(r) => Transition {
+            failure_reason: Some(r.failure_reason.clone().unwrap_or_else(|| "Payment declined".to_owned())),
+            checkout_id,
+            ..Transition::to(OrderStatus::Cancelled)
         },
         Err(e) => {
             tracing::error!(order_id = order.id, error = %e, "payment could not be taken; cancelling");
@@ -304,7 +438,41 @@ fn outcome(charged: Result<PaymentReceipt, PoolError>, order: &Order, checkout_i
     }
 }
 
-/// Step 7: the outcome stored, with its event in the outbox.
+/// Steps 7 and 8: the steps the outcome asks for, then the outcome stored with its event. PAID
+/// commits the reservation; CANCELLED releases it and, when the payment could not be taken,
+/// closes the payment side (a late charge is refunded). A step that cannot be done now leaves
+/// the order `unsettled`, for recovery.
+async fn finish(
+    deps: &SagaDeps,
+    deadline: &mut Deadline,
+    order: &Order,
+    charged: Result<PaymentReceipt, PoolError>,
+    checkout_id: Uuid,
+) -> Result<Order, CheckoutError> {
+    let mut change = outcome(&charged, order, checkout_id);
+    let done = if change.to == OrderStatus::Paid {
+        follow_up(deps, "commit stock", || deps.stock.commit(checkout_id)).await.is_some()
+    } else {
+        let voided = charged.is_ok() || void(deps, order, PAYMENT_UNAVAILABLE).await;
+        release_stock(deps, checkout_id).await && voided
+    };
+    change.unsettled = !done;
+    settle(deps, deadline, order, change).await
+}
+
+/// The payment side of an order cancelled without a gateway answer: FAILED if it never charged,
+/// REFUNDED if it did. Whether Payment answered.
+async fn void(deps: &SagaDeps, order: &Order, reason: &str) -> bool {
+    let request = VoidRequest {
+        order_id: order.id,
+        username: order.username.clone(),
+        amount: order.total_amount,
+        reason: reason.to_owned(),
+    };
+    follow_up(deps, "void payment", || deps.gateway.void(request.clone())).await.is_some()
+}
+
+/// Step 8: the outcome stored, with its event in the outbox.
 async fn settle(
     deps: &SagaDeps,
     deadline: &mut Deadline,
@@ -322,7 +490,7 @@ async fn settle(
             .unwrap_or_else(|Expired(after)| Err(RegistryError::Timeout(after).into()))
     };
     settled.map_err(|e| {
-        tracing::error!(order_id = order.id, error = %e, "order outcome could not be stored");
+        tracing::error!(order_id = order.id, error = %e, "order outcome could not be stored; recovery will end it");
         unavailable(e)
     })
 }
@@ -359,15 +527,20 @@ pub struct Checkouts {
 }
 
 impl Checkouts {
-    pub fn start(
-        runtime: &ActorRuntime,
-        carts: Arc<dyn CartPort>,
-        orders: Orders,
-        pool: PaymentPool,
-        outbox: Outbox,
-        config: SagaConfig,
-    ) -> Self {
-        let deps = Arc::new(SagaDeps { carts, orders, pool, outbox, config, counters: Counters::default() });
+    pub(crate) fn start(runtime: &ActorRuntime, ports: SagaPorts, config: SagaConfig) -> Self {
+        let SagaPorts { carts, stock, gateway, orders, pool, outbox } = ports;
+        let breaker = Breaker::new(config.breaker.clone());
+        let deps = Arc::new(SagaDeps {
+            carts,
+            stock,
+            gateway,
+            orders,
+            pool,
+            outbox,
+            breaker,
+            config,
+            counters: Counters::default(),
+        });
         let supervisors = runtime
             .arbiters()
             .iter()

@@ -7,11 +7,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use shop_actors::PaymentPoolConfig;
 use shop_actors::bus::EventLog;
-use shop_actors::memory::{MemoryCartStore, MemoryOrderStore, MemoryPayments};
-use shop_actors::model::{Cart, OrderEventType, OrderStatus, PaymentReceipt, ProductSnapshot};
-use shop_actors::ports::{CartStore, ChargeRequest, GatewayError, PaymentGateway, StoreError};
+use shop_actors::memory::{MemoryCartStore, MemoryOrderStore, MemoryPayments, MemoryStock};
+use shop_actors::model::{Cart, OrderEventType, OrderStatus, PaymentReceipt, PaymentStatus, ProductSnapshot};
+use shop_actors::ports::{CartStore, ChargeRequest, GatewayError, PaymentGateway, StoreError, VoidRequest};
+use shop_actors::{BreakerConfig, PAYMENT_UNAVAILABLE, RecoveryConfig, SagaConfig};
 use shop_actors::{CartError, CheckoutError, Core, CoreConfig, Decimal};
-use shop_actors::{PAYMENT_UNAVAILABLE, SagaConfig};
 
 fn laptop() -> ProductSnapshot {
     ProductSnapshot { id: 1, name: "Laptop".into(), price: Decimal::new(99999, 2) }
@@ -241,6 +241,7 @@ async fn a_crashed_cart_actor_is_rebuilt_from_storage() {
         store.clone(),
         Arc::new(MemoryOrderStore::default()),
         Arc::new(MemoryPayments::new(0)),
+        Arc::new(MemoryStock::unlimited()),
         Arc::new(shop_actors::bus::InProcessBus::new()),
     )
     .expect("core");
@@ -272,6 +273,17 @@ impl PaymentGateway for Stuck {
     async fn charge(&self, _req: ChargeRequest) -> Result<PaymentReceipt, GatewayError> {
         self.0.notified().await;
         Err(GatewayError::Unavailable("released".into()))
+    }
+    async fn void(&self, req: VoidRequest) -> Result<PaymentReceipt, GatewayError> {
+        Ok(PaymentReceipt {
+            payment_id: req.order_id,
+            status: PaymentStatus::Failed,
+            transaction_id: None,
+            failure_reason: Some(req.reason),
+        })
+    }
+    async fn find(&self, _order_id: i64) -> Result<Option<PaymentReceipt>, GatewayError> {
+        Ok(None)
     }
 }
 
@@ -339,4 +351,182 @@ async fn a_checkout_past_its_deadline_cancels_and_gives_the_cart_back() {
     assert!(cart.checkout.is_none(), "the cart was given back, not left held until its lease lapses");
     let kinds: Vec<_> = log.events().into_iter().map(|e| e.event_type).collect();
     assert_eq!(kinds, vec![OrderEventType::OrderCreated, OrderEventType::OrderCancelled]);
+}
+
+/// A core over stores the test keeps, with recovery left to the test.
+struct Parts {
+    core: Core,
+    orders: Arc<MemoryOrderStore>,
+    payments: Arc<MemoryPayments>,
+    stock: Arc<MemoryStock>,
+}
+
+fn core_over(payments: Arc<MemoryPayments>, mut config: CoreConfig) -> Parts {
+    config.order.recovery =
+        RecoveryConfig { enabled: false, threshold: Duration::ZERO, ..RecoveryConfig::default() };
+    let (orders, stock) = (Arc::new(MemoryOrderStore::default()), Arc::new(MemoryStock::unlimited()));
+    let bus = Arc::new(shop_actors::bus::InProcessBus::new());
+    let core = Core::start(
+        config,
+        Arc::new(MemoryCartStore::default()),
+        orders.clone(),
+        payments.clone(),
+        stock.clone(),
+        bus.clone(),
+    )
+    .expect("core");
+    bus.subscribe(core.cart.handler());
+    Parts { core, orders, payments, stock }
+}
+
+#[tokio::test]
+async fn the_last_units_go_to_as_many_buyers_as_there_are_units() {
+    let p = core_over(Arc::new(MemoryPayments::new(0)), CoreConfig::default());
+    p.stock.set(mouse().id, 3);
+    let users: Vec<String> = (0..8).map(|i| format!("buyer{i}")).collect();
+    for u in &users {
+        p.core.cart.carts.add(u, mouse(), 1).await.expect("add");
+    }
+    let runs = users.iter().map(|u| p.core.order.checkouts.checkout(u, None));
+    let results = futures::future::join_all(runs).await;
+    let paid = results.iter().filter(|r| matches!(r, Ok(o) if o.status == OrderStatus::Paid)).count();
+    let refused: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert_eq!(paid, 3, "{results:?}");
+    assert_eq!(refused.len(), 5, "{results:?}");
+    for e in &refused {
+        let CheckoutError::OutOfStock(shortage) = e else { panic!("{e:?}") };
+        assert_eq!((shortage.product_id, shortage.requested, shortage.available), (mouse().id, 1, 0));
+    }
+    assert_eq!(p.stock.available(mouse().id), Some(0));
+    assert_eq!(p.payments.count(), 3, "a refused checkout is never charged");
+    for u in &users {
+        let orders = p.core.order.orders.list_for_user(u).await.expect("list");
+        let cart = p.core.cart.carts.get(u).await.expect("cart");
+        match orders.as_slice() {
+            [] => {
+                assert_eq!(cart.items.len(), 1, "{u}: a refused checkout keeps the cart");
+                assert!(cart.checkout.is_none(), "{u}: and gives it back");
+            }
+            [o] => assert_eq!((o.status, cart.items.len()), (OrderStatus::Paid, 0)),
+            more => panic!("{u} has {} orders", more.len()),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_declined_checkout_gives_its_units_back() {
+    let p = core_over(Arc::new(MemoryPayments::new(1)), CoreConfig::default());
+    p.stock.set(mouse().id, 5);
+    p.core.cart.carts.add("d", mouse(), 2).await.expect("add");
+    let order = p.core.order.checkouts.checkout("d", None).await.expect("checkout");
+    assert_eq!(order.status, OrderStatus::Cancelled);
+    assert_eq!(p.stock.available(mouse().id), Some(5));
+    assert!(!order.unsettled);
+}
+
+/// A payment side that cannot be reached at all.
+struct Down;
+
+#[async_trait]
+impl PaymentGateway for Down {
+    async fn charge(&self, _req: ChargeRequest) -> Result<PaymentReceipt, GatewayError> {
+        Err(GatewayError::Unavailable("connection refused".into()))
+    }
+    async fn void(&self, _req: VoidRequest) -> Result<PaymentReceipt, GatewayError> {
+        Err(GatewayError::Unavailable("connection refused".into()))
+    }
+    async fn find(&self, _order_id: i64) -> Result<Option<PaymentReceipt>, GatewayError> {
+        Err(GatewayError::Unavailable("connection refused".into()))
+    }
+}
+
+#[tokio::test]
+async fn while_payment_is_down_new_checkouts_are_refused_at_once_and_nothing_is_ordered() {
+    let mut config = CoreConfig::default();
+    config.order.saga = SagaConfig {
+        charge_attempts: 1,
+        breaker: BreakerConfig { failures: 2, open_for: Duration::from_secs(60) },
+        follow_up_timeout: Duration::from_millis(100),
+        ..SagaConfig::default()
+    };
+    let (core, _) = core_with(Arc::new(Down), config);
+    for u in ["a", "b", "c"] {
+        core.cart.carts.add(u, mouse(), 1).await.expect("add");
+    }
+    for u in ["a", "b"] {
+        let order = core.order.checkouts.checkout(u, None).await.expect("cancelled, not an error");
+        assert_eq!(order.status, OrderStatus::Cancelled);
+        assert_eq!(order.failure_reason.as_deref(), Some(PAYMENT_UNAVAILABLE));
+        assert!(order.unsettled, "its payment side is left for recovery");
+    }
+    let refused = core.order.checkouts.checkout("c", None).await;
+    assert!(matches!(refused, Err(CheckoutError::PaymentUnavailable { .. })), "{refused:?}");
+    assert!(core.order.orders.list_for_user("c").await.expect("list").is_empty(), "no order made");
+    let cart = core.cart.carts.get("c").await.expect("cart");
+    assert!(cart.checkout.is_none() && cart.items.len() == 1, "the cart is not touched");
+}
+
+#[tokio::test]
+async fn recovery_ends_stuck_checkouts_from_what_is_stored() {
+    use shop_actors::model::{LineQuantity, NewOrder, OrderItem};
+    use shop_actors::ports::{OrderStore, StockPort};
+    let p = core_over(Arc::new(MemoryPayments::new(0)), CoreConfig::default());
+    p.stock.set(mouse().id, 10);
+    let mut stuck = Vec::new();
+    for (i, user) in ["charged", "unpaid", "late"].into_iter().enumerate() {
+        let checkout_id = uuid::Uuid::new_v4();
+        let lines = [LineQuantity { product_id: mouse().id, quantity: 2 }];
+        p.stock.reserve(checkout_id, &lines).await.expect("reserve");
+        let item = OrderItem {
+            product_id: mouse().id,
+            product_name: "Mouse".into(),
+            price: mouse().price,
+            quantity: 2,
+        };
+        let new = NewOrder {
+            username: user.into(),
+            total_amount: item.price * Decimal::from(2),
+            items: vec![item],
+            idempotency_key: Some(format!("k{i}")),
+            checkout_id: Some(checkout_id),
+        };
+        stuck.push(p.orders.create(new).await.expect("order"));
+    }
+    assert_eq!(p.stock.available(mouse().id), Some(4));
+    let charge = |o: &shop_actors::model::Order| ChargeRequest {
+        order_id: o.id,
+        username: o.username.clone(),
+        amount: o.total_amount,
+    };
+    // "charged": the saga stopped after the charge. "late": it cancelled the order as unpaid while
+    // Payment was away, and the charge went through afterwards.
+    let receipt = p.payments.charge(charge(&stuck[0])).await.expect("charge");
+    p.payments.charge(charge(&stuck[2])).await.expect("charge");
+    let late = shop_actors::Transition {
+        failure_reason: Some(PAYMENT_UNAVAILABLE.into()),
+        checkout_id: stuck[2].checkout_id,
+        unsettled: true,
+        ..shop_actors::Transition::to(OrderStatus::Cancelled)
+    };
+    p.core.order.orders.transition(stuck[2].id, late).await.expect("cancel");
+
+    assert_eq!(p.core.order.recovery.run_once().await.expect("round"), 3);
+    let get = |i: usize| p.core.order.orders.get(stuck[i].id);
+    let (charged, unpaid, late) =
+        (get(0).await.expect("o"), get(1).await.expect("o"), get(2).await.expect("o"));
+    assert_eq!((charged.status, charged.payment_id.clone()), (OrderStatus::Paid, receipt.transaction_id));
+    assert_eq!(unpaid.status, OrderStatus::Cancelled);
+    assert_eq!(unpaid.failure_reason.as_deref(), Some(shop_actors::CHECKOUT_INTERRUPTED));
+    assert_eq!((late.status, late.unsettled), (OrderStatus::Cancelled, false));
+    let status = |o: &shop_actors::model::Order| {
+        let found = futures::executor::block_on(p.payments.find(o.id)).expect("find");
+        found.map(|r| r.status)
+    };
+    assert_eq!(status(&charged), Some(PaymentStatus::Success));
+    assert_eq!(status(&unpaid), Some(PaymentStatus::Failed), "total orders = total payments");
+    assert_eq!(status(&late), Some(PaymentStatus::Refunded), "a late charge is given back");
+    assert_eq!(p.stock.available(mouse().id), Some(8), "two units sold, the others back on sale");
+    let stats = p.core.order.recovery.stats();
+    assert_eq!((stats.recovered, stats.refunded), (3, 1));
+    assert_eq!(p.core.order.recovery.run_once().await.expect("round"), 0, "nothing is resumed twice");
 }

@@ -12,7 +12,7 @@ use shop_services::auth::{JwtKeys, load_or_create_secret};
 use shop_services::cart::CartService;
 use shop_services::order::OrderService;
 use shop_services::storage::Database;
-use shop_services::tools::audit::AuditReport;
+use shop_services::tools::audit::{AuditOptions, AuditReport};
 use shop_services::{Service, ServiceError};
 
 use crate::config::RunConfig;
@@ -50,7 +50,7 @@ impl Databases {
     pub async fn audit(&self) -> Result<AuditReport, ServiceError> {
         let (products, payments, orders) =
             (self.product.products(), self.payment.payments(), self.order.orders());
-        shop_services::tools::audit::audit(&*products, &*payments, &*orders).await
+        shop_services::tools::audit::audit(&*products, &*payments, &*orders, &AuditOptions::default()).await
     }
 }
 
@@ -77,7 +77,7 @@ impl Application {
         };
         let keys = JwtKeys::new(&secret, Duration::from_secs(config.jwt_ttl_secs));
 
-        let products = frontends::product(&databases.product).await?;
+        let products = frontends::product(&config, &databases.product).await?;
         let payments = frontends::payment(&config, &databases.payment)?;
         let bus = Arc::new(InProcessBus::new());
         let (carts, orders) = (databases.cart.carts(), databases.order.orders());
@@ -86,6 +86,7 @@ impl Application {
             carts,
             orders,
             Arc::new(payments.clone()),
+            Arc::new(products.clone()),
             bus.clone(),
         )?;
         bus.subscribe(core.cart.handler());
@@ -93,11 +94,12 @@ impl Application {
         let services = [
             Frontend::Auth(Box::new(frontends::auth(&config, &databases.auth, &keys).await?)),
             Frontend::Product(products.clone()),
-            Frontend::Cart(CartService::new(core.cart.carts.clone(), Arc::new(products))),
+            Frontend::Cart(CartService::new(core.cart.carts.clone(), Arc::new(products.clone()))),
             Frontend::Payment(payments),
             Frontend::Order(OrderService::new(&core.order)),
         ];
         let mut servers = Servers::new();
+        servers.background(products.clone().sweep_forever());
         for ((service, listener), frontend) in Service::ALL.into_iter().zip(listeners).zip(services) {
             servers.spawn(service, listener, frontend, &keys)?;
         }

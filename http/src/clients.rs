@@ -1,5 +1,6 @@
 //! HTTP clients behind the ports the saga and the Cart service already use, for distributed mode:
-//! Order → Cart (`CartPort`), Order → Payment (`PaymentGateway`), Cart → Product (`Catalog`).
+//! Order → Cart (`CartPort`), Order → Payment (`PaymentGateway`), Order → Product (`StockPort`),
+//! Cart → Product (`Catalog`).
 //!
 //! Every call carries a SERVICE token signed with the shared secret, has a connect and a request
 //! timeout, and waits for one of a bounded number of in-flight slots per peer (a slow peer makes
@@ -14,9 +15,10 @@ use async_trait::async_trait;
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
-use shop_actors::model::PaymentReceipt;
+use shop_actors::model::{LineQuantity, PaymentReceipt};
 use shop_actors::ports::{
-    CartPort, CartPortError, ChargeRequest, CheckoutLease, GatewayError, PaymentGateway,
+    CartPort, CartPortError, ChargeRequest, CheckoutLease, GatewayError, PaymentGateway, StockError,
+    StockPort, VoidRequest,
 };
 use shop_actors::retry::{Backoff, Retry};
 use shop_services::auth::{JwtKeys, Role};
@@ -28,6 +30,7 @@ use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 use crate::lease::{self, LeaseBody};
+use crate::stock;
 
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -159,6 +162,58 @@ impl PaymentGateway for HttpPaymentGateway {
             .map_err(|e| GatewayError::Unavailable(e.to_string()))?;
         let payment: Payment = parse(&bytes).map_err(GatewayError::Unavailable)?;
         Ok(payment.receipt())
+    }
+
+    async fn void(&self, r: VoidRequest) -> Result<PaymentReceipt, GatewayError> {
+        let body =
+            json!({ "orderId": r.order_id, "userId": r.username, "amount": r.amount, "reason": r.reason });
+        let bytes = self
+            .0
+            .call_idempotent(Method::POST, crate::routes::payment::VOID_ROUTE, Some(&body))
+            .await
+            .map_err(|e| GatewayError::Unavailable(e.to_string()))?;
+        let payment: Payment = parse(&bytes).map_err(GatewayError::Unavailable)?;
+        Ok(payment.receipt())
+    }
+
+    async fn find(&self, order_id: i64) -> Result<Option<PaymentReceipt>, GatewayError> {
+        match self.0.call_idempotent(Method::GET, &format!("/api/payments/order/{order_id}"), None).await {
+            Ok(bytes) => Ok(Some(parse::<Payment>(&bytes).map_err(GatewayError::Unavailable)?.receipt())),
+            Err(CallError::Status(StatusCode::NOT_FOUND, _)) => Ok(None),
+            Err(e) => Err(GatewayError::Unavailable(e.to_string())),
+        }
+    }
+}
+
+/// Order → Product, for stock.
+pub struct HttpStockPort(pub ServiceClient);
+
+#[async_trait]
+impl StockPort for HttpStockPort {
+    async fn reserve(&self, checkout_id: Uuid, lines: &[LineQuantity]) -> Result<(), StockError> {
+        let body = serde_json::to_value(stock::ReserveBody { lines: lines.to_vec() })
+            .map_err(|e| StockError::Unavailable(e.to_string()))?;
+        match self.0.call_idempotent(Method::PUT, &stock::reservation_path(checkout_id), Some(&body)).await {
+            Ok(_) => Ok(()),
+            Err(CallError::Status(status, body)) => Err(stock::refusal(status, &body, lines)),
+            Err(e) => Err(StockError::Unavailable(e.to_string())),
+        }
+    }
+
+    async fn commit(&self, checkout_id: Uuid) -> Result<(), StockError> {
+        match self.0.call_idempotent(Method::POST, &stock::commit_path(checkout_id), None).await {
+            Ok(_) => Ok(()),
+            Err(CallError::Status(status, body)) => Err(stock::refusal(status, &body, &[])),
+            Err(e) => Err(StockError::Unavailable(e.to_string())),
+        }
+    }
+
+    async fn release(&self, checkout_id: Uuid) -> Result<(), StockError> {
+        self.0
+            .call_idempotent(Method::DELETE, &stock::reservation_path(checkout_id), None)
+            .await
+            .map(|_| ())
+            .map_err(|e| StockError::Unavailable(e.to_string()))
     }
 }
 

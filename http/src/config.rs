@@ -285,6 +285,31 @@ pub struct RunConfig {
     /// Milliseconds a query waits for a free database connection.
     #[arg(long, env = "SHOP_DB_ACQUIRE_TIMEOUT_MS", default_value_t = 10_000)]
     pub db_acquire_timeout_ms: u64,
+    /// Seconds a stock reservation holds its units when nobody commits or releases it.
+    #[arg(long, env = "SHOP_RESERVATION_TTL_SECS", default_value_t = 900)]
+    pub reservation_ttl_secs: u64,
+    /// Milliseconds between looks for expired stock reservations.
+    #[arg(long, env = "SHOP_RESERVATION_SWEEP_MS", default_value_t = 30_000)]
+    pub reservation_sweep_ms: u64,
+    /// Milliseconds a checkout's forward steps may take in all before it compensates.
+    #[arg(long, env = "SHOP_CHECKOUT_DEADLINE_MS", default_value_t = 30_000)]
+    pub checkout_deadline_ms: u64,
+    /// Milliseconds one call to Payment may take (it is asked again, idempotently, a few times).
+    #[arg(long, env = "SHOP_PAYMENT_TIMEOUT_MS", default_value_t = 2_000)]
+    pub payment_timeout_ms: u64,
+    /// Charges in a row that could not be taken before new checkouts are refused at once (503)
+    /// while Payment is unreachable (0: never).
+    #[arg(long, env = "SHOP_BREAKER_FAILURES", default_value_t = 3)]
+    pub breaker_failures: u32,
+    /// Milliseconds the payment breaker stays open before it lets a probe checkout through.
+    #[arg(long, env = "SHOP_BREAKER_OPEN_MS", default_value_t = 2_000)]
+    pub breaker_open_ms: u64,
+    /// Milliseconds after its last change a checkout counts as stuck and recovery ends it.
+    #[arg(long, env = "SHOP_RECOVERY_THRESHOLD_MS", default_value_t = 90_000)]
+    pub recovery_threshold_ms: u64,
+    /// Milliseconds between recovery rounds (the first runs at start-up).
+    #[arg(long, env = "SHOP_RECOVERY_INTERVAL_MS", default_value_t = 10_000)]
+    pub recovery_interval_ms: u64,
 }
 
 impl RunConfig {
@@ -308,5 +333,9 @@ impl RunConfig {
 
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
+    }
+
+    pub fn payment_timeout(&self) -> Duration {
+        Duration::from_millis(self.payment_timeout_ms.max(1))
     }
 }

@@ -10,13 +10,15 @@ use shop_services::ServiceError;
 pub struct ApiError {
     pub status: StatusCode,
     pub detail: String,
+    /// Extension members of the problem (RFC 9457 §3.2), e.g. the product a 409 names.
+    pub extensions: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
     pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
-        Self { status, detail: detail.into() }
+        Self { status, detail: detail.into(), extensions: None }
     }
 
     pub fn bad_request(detail: impl Into<String>) -> Self {
@@ -39,6 +41,18 @@ struct Problem<'a> {
     title: &'a str,
     status: u16,
     detail: &'a str,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    extensions: Option<&'a serde_json::Map<String, serde_json::Value>>,
+}
+
+/// The extension members of a problem about a shortage of stock.
+pub fn shortage_members(s: &shop_actors::ports::Shortage) -> serde_json::Map<String, serde_json::Value> {
+    let mut members = serde_json::Map::new();
+    members.insert("productId".into(), s.product_id.into());
+    members.insert("productName".into(), s.product_name.clone().into());
+    members.insert("requested".into(), s.requested.into());
+    members.insert("available".into(), s.available.into());
+    members
 }
 
 impl IntoResponse for ApiError {
@@ -48,6 +62,7 @@ impl IntoResponse for ApiError {
             title: self.status.canonical_reason().unwrap_or("Error"),
             status: self.status.as_u16(),
             detail: &self.detail,
+            extensions: self.extensions.as_ref(),
         };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (self.status, body).into_response();
@@ -71,6 +86,11 @@ impl From<ServiceError> for ApiError {
             ServiceError::Forbidden(_) => StatusCode::FORBIDDEN,
             ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
             ServiceError::Conflict(_) => StatusCode::CONFLICT,
+            ServiceError::OutOfStock(shortage) => {
+                let mut error = Self::new(StatusCode::CONFLICT, e.to_string());
+                error.extensions = Some(shortage_members(shortage));
+                return error;
+            }
             ServiceError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             ServiceError::Internal(detail) => {
                 tracing::error!(%detail, "internal error");

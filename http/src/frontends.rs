@@ -10,12 +10,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use axum::Router;
-use shop_actors::{CoreConfig, PaymentPoolConfig};
+use shop_actors::{BreakerConfig, CoreConfig, PaymentPoolConfig, RecoveryConfig, SagaConfig};
 use shop_services::auth::{AuthConfig, AuthService, JwtKeys};
 use shop_services::cart::CartService;
 use shop_services::order::OrderService;
 use shop_services::payment::{GatewayConfig, MockGateway, PaymentService};
-use shop_services::product::ProductService;
+use shop_services::product::{ProductService, StockConfig};
 use shop_services::storage::{Database, PoolConfig};
 use shop_services::{Service, ServiceError};
 use tokio::net::TcpListener;
@@ -84,8 +84,12 @@ pub(crate) async fn auth(
 }
 
 /// The Product service, its catalog seeded when empty.
-pub(crate) async fn product(db: &Database) -> Result<ProductService, StartError> {
-    let products = ProductService::new(db.products());
+pub(crate) async fn product(config: &RunConfig, db: &Database) -> Result<ProductService, StartError> {
+    let stock = StockConfig {
+        reservation_ttl: Duration::from_secs(config.reservation_ttl_secs),
+        sweep_interval: Duration::from_millis(config.reservation_sweep_ms.max(1)),
+    };
+    let products = ProductService::new(db.products(), stock);
     let seeded = products.seed_if_empty().await?;
     if seeded > 0 {
         tracing::info!(products = seeded, "seeded an empty catalog");
@@ -128,7 +132,21 @@ pub(crate) fn core_config(config: &RunConfig) -> CoreConfig {
     core.order.payments = PaymentPoolConfig {
         workers: config.payment_workers,
         queue_per_worker: config.payment_queue,
+        call_timeout: config.payment_timeout(),
         ..PaymentPoolConfig::default()
+    };
+    core.order.saga = SagaConfig {
+        deadline: Duration::from_millis(config.checkout_deadline_ms),
+        breaker: BreakerConfig {
+            failures: config.breaker_failures,
+            open_for: Duration::from_millis(config.breaker_open_ms),
+        },
+        ..SagaConfig::default()
+    };
+    core.order.recovery = RecoveryConfig {
+        threshold: Duration::from_millis(config.recovery_threshold_ms),
+        interval: Duration::from_millis(config.recovery_interval_ms.max(1)),
+        ..RecoveryConfig::default()
     };
     core
 }
@@ -143,13 +161,20 @@ pub(crate) async fn bind(host: IpAddr, service: Service, port: u16) -> Result<Tc
 /// The HTTP servers of this process, stopped together.
 pub(crate) struct Servers {
     running: Vec<(Service, SocketAddr, JoinHandle<std::io::Result<()>>)>,
+    /// Background work of the services (the stock sweep), stopped with them.
+    tasks: Vec<JoinHandle<()>>,
     /// Set once to stop them all: each stops accepting and lets in-flight requests finish.
     shutdown: watch::Sender<bool>,
 }
 
 impl Servers {
     pub(crate) fn new() -> Self {
-        Self { running: Vec::new(), shutdown: watch::channel(false).0 }
+        Self { running: Vec::new(), tasks: Vec::new(), shutdown: watch::channel(false).0 }
+    }
+
+    /// Runs `task` until [`Servers::stop`].
+    pub(crate) fn background(&mut self, task: impl Future<Output = ()> + Send + 'static) {
+        self.tasks.push(tokio::spawn(task));
     }
 
     /// Serves `frontend` on `listener` until [`Servers::stop`].
@@ -198,6 +223,9 @@ impl Servers {
     /// Stops accepting requests and waits for the in-flight ones to finish.
     pub(crate) async fn stop(&mut self) {
         let _ = self.shutdown.send(true);
+        for task in self.tasks.drain(..) {
+            task.abort();
+        }
         for (_, _, server) in self.running.drain(..) {
             // One that already ended was awaited by `run_until`; a handle is awaited once.
             if !server.is_finished() {

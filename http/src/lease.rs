@@ -46,6 +46,8 @@ pub struct LeasedItem {
     pub product_name: String,
     pub price: Decimal,
     pub quantity: u32,
+    #[serde(default = "chrono::Utc::now")]
+    pub added_at: chrono::DateTime<chrono::Utc>,
 }
 
 impl From<CheckoutLease> for LeaseBody {
@@ -58,6 +60,7 @@ impl From<CheckoutLease> for LeaseBody {
                 product_name: i.product_name,
                 price: i.price,
                 quantity: i.quantity,
+                added_at: i.added_at,
             })
             .collect();
         Self { checkout_id: l.checkout_id, items }
@@ -74,6 +77,7 @@ impl From<LeaseBody> for CheckoutLease {
                 product_name: i.product_name,
                 price: i.price,
                 quantity: i.quantity,
+                added_at: i.added_at,
             })
             .collect();
         Self { checkout_id: b.checkout_id, items }

@@ -28,6 +28,7 @@ mod frontends;
 mod lease;
 pub mod routes;
 pub mod serve;
+mod stock;
 pub mod tools;
 
 pub use crate::app::{Application, Databases};

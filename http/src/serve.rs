@@ -15,7 +15,9 @@ use shop_services::kafka::{KafkaBus, KafkaConfig};
 use shop_services::order::OrderService;
 use shop_services::storage::Database;
 
-use crate::clients::{ClientConfig, HttpCartPort, HttpCatalog, HttpPaymentGateway, ServiceClient};
+use crate::clients::{
+    ClientConfig, HttpCartPort, HttpCatalog, HttpPaymentGateway, HttpStockPort, ServiceClient,
+};
 use crate::config::ServeConfig;
 use crate::frontends::{self, Frontend, Servers, StartError};
 
@@ -43,9 +45,14 @@ impl Node {
         let peers = Peers { config: &config, keys: &keys, service };
 
         let mut runtime = None;
+        let mut sweep = None;
         let frontend = match service {
             Service::Auth => Frontend::Auth(Box::new(frontends::auth(run, &database, &keys).await?)),
-            Service::Product => Frontend::Product(frontends::product(&database).await?),
+            Service::Product => {
+                let products = frontends::product(run, &database).await?;
+                sweep = Some(products.clone().sweep_forever());
+                Frontend::Product(products)
+            }
             Service::Payment => Frontend::Payment(frontends::payment(run, &database)?),
             Service::Cart => {
                 let catalog =
@@ -69,12 +76,13 @@ impl Node {
                         "SHOP_CART_URL",
                         "order-service",
                     )?)),
-                    store: database.orders(),
-                    gateway: Arc::new(HttpPaymentGateway(peers.client(
-                        &config.payment_url,
-                        "SHOP_PAYMENT_URL",
+                    stock: Arc::new(HttpStockPort(peers.client(
+                        &config.product_url,
+                        "SHOP_PRODUCT_URL",
                         "order-service",
                     )?)),
+                    store: database.orders(),
+                    gateway: Arc::new(HttpPaymentGateway(peers.payment_client(&config.payment_url)?)),
                     bus: Arc::new(KafkaBus::start(&rt, peers.kafka()?, None).await.map_err(kafka_error)?),
                 };
                 // Events leave through the outbox; a checkout only kicks the relay, so it answers
@@ -87,6 +95,9 @@ impl Node {
             }
         };
         let mut servers = Servers::new();
+        if let Some(sweep) = sweep {
+            servers.background(sweep);
+        }
         servers.spawn(service, listener, frontend, &keys)?;
         Ok(Self { service, servers, runtime, database })
     }
@@ -135,6 +146,25 @@ impl Peers<'_> {
     ) -> Result<ServiceClient, StartError> {
         ServiceClient::new(self.required(url, name)?, caller, self.keys.clone(), ClientConfig::default())
             .map_err(StartError::Config)
+    }
+
+    /// The Payment client: a short timeout per call (`SHOP_PAYMENT_TIMEOUT_MS`), so that a
+    /// Payment that does not answer is noticed (and the breaker opens) within seconds.
+    fn payment_client(&self, url: &Option<String>) -> Result<ServiceClient, StartError> {
+        let timeout = self.config.run.payment_timeout();
+        let config = ClientConfig {
+            request_timeout: timeout,
+            connect_timeout: timeout.min(ClientConfig::default().connect_timeout),
+            attempts: 1,
+            ..ClientConfig::default()
+        };
+        ServiceClient::new(
+            self.required(url, "SHOP_PAYMENT_URL")?,
+            "order-service",
+            self.keys.clone(),
+            config,
+        )
+        .map_err(StartError::Config)
     }
 
     fn kafka(&self) -> Result<KafkaConfig, StartError> {

@@ -1,6 +1,6 @@
 //! The services' one error type. The HTTP layer maps each variant to a status code once.
 
-use shop_actors::ports::{CartPortError, StoreError};
+use shop_actors::ports::{CartPortError, Shortage, StockError, StoreError};
 use shop_actors::{CartError, CheckoutError, OrderError, RegistryError};
 
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +19,9 @@ pub enum ServiceError {
     /// The request contradicts current state: taken username, wrong status transition (409).
     #[error("{0}")]
     Conflict(String),
+    /// The stock cannot cover a line of the cart (409, naming the product and what is left).
+    #[error("{}", StockError::Insufficient(.0.clone()))]
+    OutOfStock(Shortage),
     /// Too much going on right now; the client may retry shortly (503).
     #[error("{0}")]
     Busy(String),
@@ -97,8 +100,13 @@ impl From<CheckoutError> for ServiceError {
             CheckoutError::EmptyCart => {
                 ServiceError::Invalid("the cart is empty: add items before checking out".into())
             }
-            CheckoutError::InProgress => ServiceError::Conflict(e.to_string()),
-            CheckoutError::Busy => ServiceError::Busy(e.to_string()),
+            CheckoutError::OutOfStock(shortage) => ServiceError::OutOfStock(shortage),
+            CheckoutError::InProgress | CheckoutError::UnknownProduct(_) => {
+                ServiceError::Conflict(e.to_string())
+            }
+            CheckoutError::Busy | CheckoutError::PaymentUnavailable { .. } => {
+                ServiceError::Busy(e.to_string())
+            }
             CheckoutError::Unavailable(m) => ServiceError::Internal(m),
         }
     }

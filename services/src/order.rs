@@ -28,7 +28,8 @@ pub struct OrderView {
     pub username: String,
     pub total_amount: Decimal,
     pub status: OrderStatus,
-    pub payment_id: Option<i64>,
+    /// The gateway's transaction id (`TXN_…`) once the order is paid.
+    pub payment_id: Option<String>,
     pub failure_reason: Option<String>,
     pub items: Vec<OrderItemView>,
     pub created_at: DateTime<Utc>,
@@ -63,14 +64,21 @@ impl From<Order> for OrderView {
 pub struct OrderSummary {
     pub id: i64,
     pub status: String,
-    pub payment_id: Option<i64>,
+    /// The gateway's transaction id.
+    pub payment_id: Option<String>,
     pub total_amount: Decimal,
+    pub checkout_id: Option<uuid::Uuid>,
+    pub unsettled: bool,
+    pub updated_at: DateTime<Utc>,
 }
 
 /// The order database: the actor core's [`OrderStore`] plus what the audit reads.
 #[async_trait]
 pub trait OrderRepo: OrderStore {
     async fn summaries(&self) -> ServiceResult<Vec<OrderSummary>>;
+    /// Every outcome event (`ORDER_COMPLETED`, `ORDER_CANCELLED`) in the outbox: its order, and
+    /// whether it has been sent.
+    async fn outcome_events(&self) -> ServiceResult<Vec<(i64, bool)>>;
 }
 
 /// The Order service: places orders through the saga and shows each user their own.

@@ -1,12 +1,21 @@
-//! Product: the catalog. Anyone reads it; only ADMIN writes it.
+//! Product: the catalog and its stock. Anyone reads it; only ADMIN writes it; checkouts reserve
+//! stock through it ([`StockPort`]).
+//!
+//! `stock` is what can still be bought. A checkout's reservation takes its units out of it at
+//! once (all lines or none); committing sells them, releasing puts them back, and a reservation
+//! nobody commits or releases is put back once its TTL has passed ([`ProductService::sweep`]).
+//! Every unit is accounted for: units stocked by admins = stock + reserved + sold.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use shop_actors::model::ProductSnapshot;
+use shop_actors::model::{LineQuantity, ProductSnapshot};
+use shop_actors::ports::{Shortage, StockError, StockPort};
+use uuid::Uuid;
 
 use crate::error::{ServiceError, ServiceResult};
 use crate::money::positive_amount;
@@ -92,11 +101,96 @@ pub trait ProductStore: Send + Sync + 'static {
     async fn seed_if_empty(&self, products: &[ProductInput], now: DateTime<Utc>) -> ServiceResult<usize>;
     /// Ids of products whose stock is below zero (there must be none).
     async fn negative_stock(&self) -> ServiceResult<Vec<i64>>;
+    /// Takes every line out of the stock for `checkout_id`, all or nothing (see [`StockPort`]).
+    /// Asking again for a checkout that holds a reservation changes nothing.
+    async fn reserve(
+        &self,
+        checkout_id: Uuid,
+        lines: &[LineQuantity],
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> ServiceResult<Result<(), Refusal>>;
+    /// RESERVED lines become COMMITTED (sold). Lines the TTL had already released are taken again
+    /// if the stock still has them; `Err(shortage)` if it does not (the order is oversold).
+    async fn commit_reservation(
+        &self,
+        checkout_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> ServiceResult<Result<(), Shortage>>;
+    /// RESERVED lines become RELEASED, their units back in stock; answers how many lines.
+    async fn release_reservation(&self, checkout_id: Uuid, now: DateTime<Utc>) -> ServiceResult<usize>;
+    /// Checkouts with a RESERVED line that expired before `now`, at most `limit`.
+    async fn expired_reservations(&self, now: DateTime<Utc>, limit: usize) -> ServiceResult<Vec<Uuid>>;
+    /// Per product, where its units are (the audit's stock conservation).
+    async fn stock_ledger(&self) -> ServiceResult<Vec<StockLedger>>;
+    /// Per checkout and status, its reservation (the audit).
+    async fn reservations(&self) -> ServiceResult<Vec<ReservationSummary>>;
+}
+
+/// Why a reservation was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    Insufficient(Shortage),
+    UnknownProduct(i64),
+}
+
+/// Where one product's units are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StockLedger {
+    pub product_id: i64,
+    /// Every unit admins have put on sale.
+    pub units_stocked: i64,
+    /// On hand: can still be bought.
+    pub stock: i64,
+    pub reserved: i64,
+    pub sold: i64,
+}
+
+/// One checkout's lines in one status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReservationSummary {
+    pub checkout_id: Uuid,
+    pub status: String,
+    pub lines: i64,
+    /// The earliest expiry of these lines.
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StockConfig {
+    /// A reservation nobody commits or releases is released after this long.
+    pub reservation_ttl: Duration,
+    /// How often expired reservations are looked for.
+    pub sweep_interval: Duration,
+}
+
+impl Default for StockConfig {
+    fn default() -> Self {
+        Self { reservation_ttl: Duration::from_secs(15 * 60), sweep_interval: Duration::from_secs(30) }
+    }
+}
+
+/// Lines merged by product (a product twice in one request counts once, with both quantities),
+/// in product order, so that concurrent reservations lock rows in one order.
+pub(crate) fn merged(lines: &[LineQuantity]) -> Vec<LineQuantity> {
+    let mut merged: Vec<LineQuantity> = Vec::with_capacity(lines.len());
+    let mut sorted = lines.to_vec();
+    sorted.sort_by_key(|l| l.product_id);
+    for line in sorted {
+        match merged.last_mut() {
+            Some(last) if last.product_id == line.product_id => {
+                last.quantity = last.quantity.saturating_add(line.quantity)
+            }
+            _ => merged.push(line),
+        }
+    }
+    merged
 }
 
 #[derive(Clone)]
 pub struct ProductService {
     store: Arc<dyn ProductStore>,
+    config: StockConfig,
 }
 
 fn not_found(id: i64) -> ServiceError {
@@ -104,8 +198,71 @@ fn not_found(id: i64) -> ServiceError {
 }
 
 impl ProductService {
-    pub fn new(store: Arc<dyn ProductStore>) -> Self {
-        Self { store }
+    pub fn new(store: Arc<dyn ProductStore>, config: StockConfig) -> Self {
+        Self { store, config }
+    }
+
+    pub fn stock_config(&self) -> &StockConfig {
+        &self.config
+    }
+
+    /// Reserves a checkout's lines (see [`StockPort::reserve`]).
+    pub async fn reserve(
+        &self,
+        checkout_id: Uuid,
+        lines: &[LineQuantity],
+    ) -> ServiceResult<Result<(), Refusal>> {
+        if lines.is_empty() {
+            return Err(ServiceError::Invalid("a reservation needs at least one line".into()));
+        }
+        if let Some(bad) =
+            lines.iter().find(|l| l.quantity == 0 || l.quantity > shop_actors::model::MAX_LINE_QUANTITY)
+        {
+            return Err(ServiceError::Invalid(format!(
+                "quantity of product {} must be between 1 and {}",
+                bad.product_id,
+                shop_actors::model::MAX_LINE_QUANTITY
+            )));
+        }
+        let now = crate::time::now();
+        let ttl = chrono::Duration::from_std(self.config.reservation_ttl).unwrap_or(chrono::Duration::MAX);
+        self.store.reserve(checkout_id, &merged(lines), now + ttl, now).await
+    }
+
+    pub async fn commit(&self, checkout_id: Uuid) -> ServiceResult<Result<(), Shortage>> {
+        self.store.commit_reservation(checkout_id, crate::time::now()).await
+    }
+
+    pub async fn release(&self, checkout_id: Uuid) -> ServiceResult<usize> {
+        self.store.release_reservation(checkout_id, crate::time::now()).await
+    }
+
+    /// Releases every reservation whose TTL has passed; answers how many checkouts.
+    pub async fn sweep(&self) -> ServiceResult<usize> {
+        let mut released = 0;
+        loop {
+            let expired = self.store.expired_reservations(crate::time::now(), 100).await?;
+            let full = expired.len() >= 100;
+            for checkout_id in expired {
+                if self.release(checkout_id).await? > 0 {
+                    tracing::info!(%checkout_id, "expired stock reservation released");
+                    released += 1;
+                }
+            }
+            if !full {
+                return Ok(released);
+            }
+        }
+    }
+
+    /// Sweeps on a timer (`StockConfig::sweep_interval`) for as long as the task runs.
+    pub async fn sweep_forever(self) {
+        loop {
+            if let Err(e) = self.sweep().await {
+                tracing::warn!(error = %e, "stock reservation sweep failed; the next one retries");
+            }
+            tokio::time::sleep(self.config.sweep_interval).await;
+        }
     }
 
     pub async fn list(&self) -> ServiceResult<Vec<Product>> {
@@ -131,5 +288,33 @@ impl ProductService {
     /// Fills an empty catalog with [`seed_catalog`]; a catalog with any product is left alone.
     pub async fn seed_if_empty(&self) -> ServiceResult<usize> {
         self.store.seed_if_empty(&seed_catalog(), crate::time::now()).await
+    }
+}
+
+/// In embedded mode the saga reserves stock through the Product service directly.
+#[async_trait]
+impl StockPort for ProductService {
+    async fn reserve(&self, checkout_id: Uuid, lines: &[LineQuantity]) -> Result<(), StockError> {
+        match ProductService::reserve(self, checkout_id, lines).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(Refusal::Insufficient(shortage))) => Err(StockError::Insufficient(shortage)),
+            Ok(Err(Refusal::UnknownProduct(id))) => Err(StockError::UnknownProduct(id)),
+            Err(e) => Err(StockError::Unavailable(e.to_string())),
+        }
+    }
+
+    async fn commit(&self, checkout_id: Uuid) -> Result<(), StockError> {
+        match ProductService::commit(self, checkout_id).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(shortage)) => Err(StockError::Insufficient(shortage)),
+            Err(e) => Err(StockError::Unavailable(e.to_string())),
+        }
+    }
+
+    async fn release(&self, checkout_id: Uuid) -> Result<(), StockError> {
+        ProductService::release(self, checkout_id)
+            .await
+            .map(|_| ())
+            .map_err(|e| StockError::Unavailable(e.to_string()))
     }
 }

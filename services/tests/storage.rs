@@ -8,7 +8,7 @@ use std::sync::Arc;
 use rust_decimal::Decimal;
 use shop_actors::CartConfig;
 use shop_actors::model::{
-    Cart, CartItem, CheckoutHold, NewOrder, OrderEvent, OrderEventType, OrderItem, OrderStatus,
+    Cart, CartItem, CheckoutHold, LineQuantity, NewOrder, OrderEvent, OrderEventType, OrderItem, OrderStatus,
     PaymentStatus, ProductSnapshot,
 };
 use shop_actors::ports::StoreError;
@@ -18,10 +18,11 @@ use shop_services::Service;
 use shop_services::ServiceError;
 use shop_services::auth::NewUserRow;
 use shop_services::auth::Role;
-use shop_services::payment::NewPayment;
-use shop_services::product::ProductInput;
+use shop_services::payment::{NewPayment, PaymentChange};
+use shop_services::product::{ProductInput, Refusal, StockLedger};
 use shop_services::storage::Database;
 use shop_services::testing::{drop_mysql, fresh_mysql_url, open_or_explain};
+use uuid::Uuid;
 
 #[derive(Clone, Copy, Debug)]
 enum Backend {
@@ -76,7 +77,8 @@ fn money(s: &str) -> Decimal {
 }
 
 fn item(product_id: i64, quantity: u32) -> CartItem {
-    CartItem { product_id, product_name: format!("p{product_id}"), price: money("19.99"), quantity }
+    let added_at = chrono::DateTime::from_timestamp_micros(1_780_000_000_123_456).expect("a time");
+    CartItem { product_id, product_name: format!("p{product_id}"), price: money("19.99"), quantity, added_at }
 }
 
 macro_rules! on_both_backends {
@@ -104,6 +106,9 @@ on_both_backends!(
     two_runtimes_adding_to_the_same_carts_lose_nothing,
     two_runtimes_racing_paid_and_cancelled_end_in_one_state,
     two_runtimes_hand_a_cart_to_one_checkout,
+    stock_reservations_are_all_or_nothing_idempotent_and_conserve_units,
+    concurrent_reservations_of_the_last_units_succeed_as_often_as_there_are_units,
+    stuck_checkouts_are_listed_and_leased_to_one_instance,
 );
 
 async fn users_are_unique_and_promotable(f: Fixture) {
@@ -230,8 +235,7 @@ async fn payments_are_one_per_order(f: Fixture) {
         order_id: 5,
         user_id: "eve",
         amount: money("2089.95"),
-        status: if reason.is_some() { PaymentStatus::Failed } else { PaymentStatus::Success },
-        transaction_id: if reason.is_some() { None } else { Some("TXN_ABC123") },
+        status: if reason.is_some() { PaymentStatus::Failed } else { PaymentStatus::Pending },
         failure_reason: reason,
         created_at: shop_services::time::now(),
     };
@@ -245,6 +249,45 @@ async fn payments_are_one_per_order(f: Fixture) {
     let summaries = b.summaries().await.expect("summaries");
     assert_eq!(summaries.len(), 1);
     assert_eq!((summaries[0].order_id, summaries[0].amount), (5, money("2089.95")));
+
+    // A PENDING payment moves on once, compare-and-set: the second mover finds it gone.
+    let pending = NewPayment { order_id: 6, ..new(None) };
+    assert_eq!(a.insert(pending).await.expect("insert").map(|p| p.status), Some(PaymentStatus::Pending));
+    let change = |status, txn: Option<&str>| PaymentChange {
+        status,
+        transaction_id: txn.map(str::to_owned),
+        gateway_response: Some(r#"{"status":"APPROVED"}"#.into()),
+        failure_reason: None,
+        refunded_at: None,
+        refund_reason: None,
+        at: shop_services::time::now(),
+    };
+    let (x, y) = tokio::join!(
+        a.update(6, PaymentStatus::Pending, change(PaymentStatus::Success, Some("TXN_ABC123"))),
+        b.update(6, PaymentStatus::Pending, change(PaymentStatus::Failed, None)),
+    );
+    let (x, y) = (x.expect("update"), y.expect("update"));
+    assert!(x.is_some() != y.is_some(), "one of two movers wins: {x:?} {y:?}");
+    let moved = x.or(y).expect("one");
+    assert_eq!(moved.gateway_response.as_deref(), Some(r#"{"status":"APPROVED"}"#));
+    assert_eq!(b.find_by_order(6).await.expect("find"), Some(moved.clone()));
+    if moved.status == PaymentStatus::Success {
+        let refunded_at = shop_services::time::now();
+        let refund = PaymentChange {
+            refunded_at: Some(refunded_at),
+            refund_reason: Some("Payment service unavailable".into()),
+            gateway_response: Some(r#"{"status":"REFUNDED"}"#.into()),
+            ..change(PaymentStatus::Refunded, None)
+        };
+        let refunded = a.update(6, PaymentStatus::Success, refund).await.expect("refund").expect("refunded");
+        assert_eq!(refunded.status, PaymentStatus::Refunded);
+        assert_eq!(
+            refunded.transaction_id.as_deref(),
+            Some("TXN_ABC123"),
+            "the refund keeps the transaction"
+        );
+        assert_eq!(refunded.refunded_at, Some(refunded_at));
+    }
     f.cleanup().await;
 }
 
@@ -285,7 +328,7 @@ async fn order_writes_are_fenced_by_version(f: Fixture) {
     let order = orders.create(new_order("hal", None)).await.expect("create");
     let mut paid = order.clone();
     paid.status = OrderStatus::Paid;
-    paid.payment_id = Some(9);
+    paid.payment_id = Some("TXN_ABC123".into());
     let completed = OrderEvent::outcome(&paid, None).expect("an outcome event");
     assert_eq!(orders.update(&paid, Some(&completed)).await, Ok(2));
     let mut cancelled = order.clone();
@@ -306,7 +349,10 @@ async fn order_writes_are_fenced_by_version(f: Fixture) {
     orders.mark_sent(&[completed.event_id]).await.expect("mark");
     assert!(orders.unsent_events(10).await.expect("outbox").is_empty());
     let stored = orders.load(order.id).await.expect("load").expect("exists");
-    assert_eq!((stored.status, stored.payment_id, stored.version), (OrderStatus::Paid, Some(9), 2));
+    assert_eq!(
+        (stored.status, stored.payment_id.as_deref(), stored.version),
+        (OrderStatus::Paid, Some("TXN_ABC123"), 2)
+    );
     let summaries = orders.summaries().await.expect("summaries");
     assert_eq!(summaries.len(), 1);
     assert_eq!((summaries[0].status.as_str(), summaries[0].total_amount), ("PAID", money("2089.95")));
@@ -389,7 +435,10 @@ async fn two_runtimes_racing_paid_and_cancelled_end_in_one_state(f: Fixture) {
         let (a, b) = (instances[0].0.clone(), instances[1].0.clone());
         async move {
             let (paid, cancelled) = tokio::join!(
-                a.transition(id, Transition { payment_id: Some(id), ..Transition::to(OrderStatus::Paid) }),
+                a.transition(
+                    id,
+                    Transition { payment_id: Some(format!("TXN_{id}")), ..Transition::to(OrderStatus::Paid) }
+                ),
                 b.transition(
                     id,
                     Transition {
@@ -465,128 +514,371 @@ async fn two_runtimes_hand_a_cart_to_one_checkout(f: Fixture) {
     f.cleanup().await;
 }
 
-// ------------------------------------------------------------------------------- MySQL only
-
-/// The seed's columns, as `SHOW CREATE TABLE` prints them. A migration that drops, renames or
-/// retypes one of them fails here.
-const SEED_SCHEMA: &[(Service, &str, &[&str])] = &[
-    (
-        Service::Auth,
-        "users",
-        &[
-            "`id` bigint(20) NOT NULL AUTO_INCREMENT",
-            "`username` varchar(50) NOT NULL",
-            "`email` varchar(100) NOT NULL",
-            "`password` varchar(255) NOT NULL",
-            "`role` varchar(20) NOT NULL DEFAULT 'USER'",
-            "`created_at` datetime(6) NOT NULL",
-            "UNIQUE KEY `uk_users_username` (`username`)",
-            "UNIQUE KEY `uk_users_email` (`email`)",
-        ],
-    ),
-    (
-        Service::Product,
-        "products",
-        &[
-            "`id` bigint(20) NOT NULL AUTO_INCREMENT",
-            "`name` varchar(255) NOT NULL",
-            "`description` text",
-            "`price` decimal(10,2) NOT NULL",
-            "`stock` int(11) NOT NULL",
-            "`created_at` datetime(6) NOT NULL",
-            "`updated_at` datetime(6) NOT NULL",
-        ],
-    ),
-    (
-        Service::Cart,
-        "cart",
-        &[
-            "`id` bigint(20) NOT NULL AUTO_INCREMENT",
-            "`username` varchar(50) NOT NULL",
-            "`created_at` datetime(6) NOT NULL",
-            "`updated_at` datetime(6) NOT NULL",
-            "UNIQUE KEY `uk_cart_username` (`username`)",
-        ],
-    ),
-    (
-        Service::Cart,
-        "cart_items",
-        &[
-            "`id` bigint(20) NOT NULL AUTO_INCREMENT",
-            "`cart_id` bigint(20) NOT NULL",
-            "`product_id` bigint(20) NOT NULL",
-            "`product_name` varchar(255) NOT NULL",
-            "`price` decimal(10,2) NOT NULL",
-            "`quantity` int(11) NOT NULL",
-            "UNIQUE KEY `uk_cart_items_cart_product` (`cart_id`,`product_id`)",
-            "FOREIGN KEY (`cart_id`) REFERENCES `cart` (`id`) ON DELETE CASCADE",
-        ],
-    ),
-    (
-        Service::Order,
-        "orders",
-        &[
-            "`id` bigint(20) NOT NULL AUTO_INCREMENT",
-            "`username` varchar(50) NOT NULL",
-            "`total_amount` decimal(10,2) NOT NULL",
-            "`status` varchar(20) NOT NULL",
-            "`payment_id` bigint(20) DEFAULT NULL",
-            "`failure_reason` varchar(255) DEFAULT NULL",
-            "`created_at` datetime(6) NOT NULL",
-            "`updated_at` datetime(6) NOT NULL",
-        ],
-    ),
-    (
-        Service::Order,
-        "order_items",
-        &[
-            "`id` bigint(20) NOT NULL AUTO_INCREMENT",
-            "`order_id` bigint(20) NOT NULL",
-            "`product_id` bigint(20) NOT NULL",
-            "`product_name` varchar(255) NOT NULL",
-            "`price` decimal(10,2) NOT NULL",
-            "`quantity` int(11) NOT NULL",
-            "FOREIGN KEY (`order_id`) REFERENCES `orders` (`id`) ON DELETE CASCADE",
-        ],
-    ),
-    (
-        Service::Payment,
-        "payments",
-        &[
-            "`id` bigint(20) NOT NULL AUTO_INCREMENT",
-            "`order_id` bigint(20) NOT NULL",
-            "`user_id` varchar(100) NOT NULL",
-            "`amount` decimal(10,2) NOT NULL",
-            "`status` varchar(20) NOT NULL",
-            "`transaction_id` varchar(50) DEFAULT NULL",
-            "`failure_reason` varchar(255) DEFAULT NULL",
-            "`created_at` datetime(6) NOT NULL",
-            "UNIQUE KEY `uk_payments_order` (`order_id`)",
-        ],
-    ),
-];
-
-/// MySQL 8 prints integer types without display widths; MariaDB keeps them.
-fn normalise(ddl: &str) -> String {
-    ddl.replace("bigint(20)", "bigint").replace("int(11)", "int")
+fn line(product_id: i64, quantity: u32) -> LineQuantity {
+    LineQuantity { product_id, quantity }
 }
 
+fn conserved(ledger: &[StockLedger]) {
+    for l in ledger {
+        assert_eq!(l.units_stocked, l.stock + l.reserved + l.sold, "units are conserved: {l:?}");
+    }
+}
+
+async fn stock_reservations_are_all_or_nothing_idempotent_and_conserve_units(f: Fixture) {
+    let products = f.open(Service::Product).await.products();
+    let now = shop_services::time::now();
+    let input = |name: &str, stock: i64| ProductInput {
+        name: name.into(),
+        description: None,
+        price: money("5.00"),
+        stock,
+    };
+    let a = products.create(&input("A", 10), now).await.expect("create");
+    let b = products.create(&input("B", 1), now).await.expect("create");
+    let stock = |id: i64| {
+        let products = products.clone();
+        async move { products.get(id).await.expect("get").expect("exists").stock }
+    };
+    let later = now + chrono::Duration::minutes(15);
+    let (c1, c2, c3) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+
+    assert_eq!(
+        products.reserve(c1, &[line(a.id, 3), line(b.id, 1)], later, now).await.expect("reserve"),
+        Ok(())
+    );
+    assert_eq!((stock(a.id).await, stock(b.id).await), (7, 0));
+    assert_eq!(
+        products.reserve(c1, &[line(a.id, 3), line(b.id, 1)], later, now).await.expect("again"),
+        Ok(())
+    );
+    assert_eq!(stock(a.id).await, 7, "asking again for one checkout takes nothing more");
+
+    let refused = products.reserve(c2, &[line(a.id, 2), line(b.id, 1)], later, now).await.expect("reserve");
+    let Err(Refusal::Insufficient(shortage)) = refused else { panic!("{refused:?}") };
+    assert_eq!((shortage.product_id, shortage.product_name.as_str(), shortage.available), (b.id, "B", 0));
+    assert_eq!(stock(a.id).await, 7, "all or nothing: the line that fitted was not taken");
+    let unknown = products.reserve(c2, &[line(424242, 1)], later, now).await.expect("reserve");
+    assert_eq!(unknown, Err(Refusal::UnknownProduct(424242)));
+
+    assert_eq!(products.release_reservation(c1, now).await.expect("release"), 2);
+    assert_eq!(products.release_reservation(c1, now).await.expect("release"), 0, "released once");
+    assert_eq!((stock(a.id).await, stock(b.id).await), (10, 1));
+
+    products.reserve(c2, &[line(a.id, 4)], later, now).await.expect("reserve").expect("reserved");
+    assert_eq!(products.commit_reservation(c2, now).await.expect("commit"), Ok(()));
+    assert_eq!(products.commit_reservation(c2, now).await.expect("commit"), Ok(()), "committed once");
+    assert_eq!(products.release_reservation(c2, now).await.expect("release"), 0, "sold units stay sold");
+    assert_eq!(stock(a.id).await, 6);
+
+    // An admin putting 20 on hand changes the units stocked by the difference.
+    products.update(a.id, &input("A", 20), now).await.expect("update").expect("exists");
+    let ledger = products.stock_ledger().await.expect("ledger");
+    conserved(&ledger);
+    let la = ledger.iter().find(|l| l.product_id == a.id).expect("A");
+    assert_eq!((la.units_stocked, la.stock, la.reserved, la.sold), (24, 20, 0, 4));
+
+    // A reservation past its TTL is found and, released, gives its units back.
+    let past = now - chrono::Duration::seconds(1);
+    products.reserve(c3, &[line(a.id, 5)], past, now).await.expect("reserve").expect("reserved");
+    assert_eq!(products.expired_reservations(now, 10).await.expect("expired"), vec![c3]);
+    assert_eq!(products.release_reservation(c3, now).await.expect("release"), 1);
+    assert!(products.expired_reservations(now, 10).await.expect("expired").is_empty());
+    assert_eq!(stock(a.id).await, 20);
+    let statuses: Vec<(Uuid, String)> = products
+        .reservations()
+        .await
+        .expect("reservations")
+        .into_iter()
+        .map(|r| (r.checkout_id, r.status))
+        .collect();
+    assert!(
+        statuses.contains(&(c2, "COMMITTED".into())) && statuses.contains(&(c3, "RELEASED".into())),
+        "{statuses:?}"
+    );
+    conserved(&products.stock_ledger().await.expect("ledger"));
+    f.cleanup().await;
+}
+
+async fn concurrent_reservations_of_the_last_units_succeed_as_often_as_there_are_units(f: Fixture) {
+    let (x, y) = (f.open(Service::Product).await.products(), f.open(Service::Product).await.products());
+    let now = shop_services::time::now();
+    let input = ProductInput { name: "Last".into(), description: None, price: money("1.00"), stock: 10 };
+    let p = x.create(&input, now).await.expect("create");
+    let later = now + chrono::Duration::minutes(15);
+    let tries = (0..40).map(|i| {
+        let store = if i % 2 == 0 { x.clone() } else { y.clone() };
+        async move { store.reserve(Uuid::new_v4(), &[line(p.id, 1)], later, now).await.expect("reserve") }
+    });
+    let results = futures::future::join_all(tries).await;
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 10, "{results:?}");
+    assert!(results.iter().all(|r| matches!(r, Ok(()) | Err(Refusal::Insufficient(_)))));
+    assert_eq!(x.get(p.id).await.expect("get").expect("exists").stock, 0);
+    conserved(&x.stock_ledger().await.expect("ledger"));
+    f.cleanup().await;
+}
+
+async fn stuck_checkouts_are_listed_and_leased_to_one_instance(f: Fixture) {
+    let (a, b) = (f.open(Service::Order).await.orders(), f.open(Service::Order).await.orders());
+    let order = a.create(new_order("stuck", None)).await.expect("create");
+    let soon = shop_services::time::now() + chrono::Duration::seconds(1);
+    let long_ago = shop_services::time::now() - chrono::Duration::hours(1);
+    assert_eq!(
+        b.unfinished(soon, 10).await.expect("list").iter().map(|o| o.id).collect::<Vec<_>>(),
+        [order.id]
+    );
+    assert!(b.unfinished(long_ago, 10).await.expect("list").is_empty(), "younger than the threshold");
+
+    let (one, two) = (Uuid::new_v4(), Uuid::new_v4());
+    let lease = shop_services::time::now() + chrono::Duration::minutes(1);
+    let (x, y) = tokio::join!(a.claim_recovery(order.id, one, lease), b.claim_recovery(order.id, two, lease));
+    assert!(x.expect("claim") != y.expect("claim"), "exactly one instance takes the order");
+    let holder = if a.claim_recovery(order.id, one, lease).await.expect("claim") { one } else { two };
+    let other = if holder == one { two } else { one };
+    assert!(!b.claim_recovery(order.id, other, lease).await.expect("claim"), "held");
+    assert!(b.claim_recovery(order.id, holder, lease).await.expect("claim"), "renewed by its holder");
+    let expired = shop_services::time::now() - chrono::Duration::seconds(1);
+    assert!(a.claim_recovery(order.id, holder, expired).await.expect("claim"));
+    assert!(b.claim_recovery(order.id, other, lease).await.expect("claim"), "an expired lease is free");
+
+    // An outcome whose later steps are open stays listed until they are done.
+    let mut paid = order.clone();
+    paid.status = OrderStatus::Paid;
+    paid.unsettled = true;
+    assert_eq!(a.update(&paid, None).await, Ok(2));
+    assert_eq!(b.unfinished(soon, 10).await.expect("list").len(), 1);
+    let stored = b.load(order.id).await.expect("load").expect("exists");
+    assert!(stored.unsettled);
+    let settled = shop_actors::model::Order { unsettled: false, version: 2, ..paid };
+    assert_eq!(a.update(&settled, None).await, Ok(3));
+    assert!(b.unfinished(soon, 10).await.expect("list").is_empty());
+
+    let (r1, r2) = (Uuid::new_v4(), Uuid::new_v4());
+    assert!(a.claim_relay(r1, lease).await.expect("relay"));
+    assert!(!b.claim_relay(r2, lease).await.expect("relay"), "one relay at a time");
+    assert!(b.claim_relay(r1, lease).await.expect("relay"), "renewed by its holder");
+    f.cleanup().await;
+}
+
+// ---------------------------------------------------------------------- the seed's schema
+
+/// The seed's `CREATE TABLE`s (its section 4), word for word.
+const SEED_SCHEMA: &str = include_str!("fixtures/seed_schema.sql");
+
+/// One column as the seed declares it.
+#[derive(Debug)]
+struct SeedColumn {
+    name: String,
+    /// Lower case, as `information_schema` spells it: `bigint`, `varchar(255)`, `decimal(10,2)`.
+    ty: String,
+    not_null: bool,
+    primary_key: bool,
+    auto_increment: bool,
+    unique: bool,
+    default_now: bool,
+    on_update_now: bool,
+}
+
+#[derive(Debug)]
+struct SeedTable {
+    name: String,
+    columns: Vec<SeedColumn>,
+    /// (column, referenced table, referenced column, ON DELETE CASCADE).
+    foreign_keys: Vec<(String, String, String, bool)>,
+}
+
+fn seed_tables() -> Vec<SeedTable> {
+    let mut tables = Vec::new();
+    for block in SEED_SCHEMA.split("CREATE TABLE ").skip(1) {
+        let (name, body) = block.split_once('(').expect("a table body");
+        let body = body.rsplit_once(");").expect("the table's end").0;
+        let mut table =
+            SeedTable { name: name.trim().to_owned(), columns: Vec::new(), foreign_keys: Vec::new() };
+        for line in body.lines() {
+            let line = line.split("--").next().unwrap_or_default().trim().trim_end_matches(',');
+            if line.is_empty() {
+                continue;
+            }
+            let upper = line.to_uppercase();
+            if let Some(fk) = upper.strip_prefix("FOREIGN KEY") {
+                let cols: Vec<String> =
+                    fk.split(['(', ')']).map(|p| p.trim().to_lowercase()).filter(|p| !p.is_empty()).collect();
+                // "(cart_id) REFERENCES cart(id) ON DELETE CASCADE" → cart_id, references cart, id, on delete cascade
+                let refs = cols[1].trim_start_matches("references").trim().to_owned();
+                table.foreign_keys.push((
+                    cols[0].clone(),
+                    refs,
+                    cols[2].clone(),
+                    upper.contains("ON DELETE CASCADE"),
+                ));
+                continue;
+            }
+            let mut words = line.split_whitespace();
+            let name = words.next().expect("a column name").to_lowercase();
+            let ty = words.next().expect("a column type").to_lowercase();
+            table.columns.push(SeedColumn {
+                name,
+                ty,
+                not_null: upper.contains("NOT NULL") || upper.contains("PRIMARY KEY"),
+                primary_key: upper.contains("PRIMARY KEY"),
+                auto_increment: upper.contains("AUTO_INCREMENT"),
+                unique: upper.contains("UNIQUE"),
+                default_now: upper.contains("DEFAULT CURRENT_TIMESTAMP"),
+                on_update_now: upper.contains("ON UPDATE CURRENT_TIMESTAMP"),
+            });
+        }
+        tables.push(table);
+    }
+    tables
+}
+
+fn owner(table: &str) -> Service {
+    match table {
+        "users" => Service::Auth,
+        "products" => Service::Product,
+        "cart" | "cart_items" => Service::Cart,
+        "orders" | "order_items" => Service::Order,
+        "payments" => Service::Payment,
+        other => panic!("the seed has a table {other} no service owns"),
+    }
+}
+
+#[test]
+fn the_seed_schema_is_read_whole() {
+    let tables = seed_tables();
+    let names: Vec<&str> = tables.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["users", "products", "cart", "cart_items", "orders", "order_items", "payments"]);
+    let columns: usize = tables.iter().map(|t| t.columns.len()).sum();
+    assert_eq!(columns, 6 + 7 + 3 + 5 + 7 + 6 + 9, "{tables:#?}");
+    let payment_id = tables[4].columns.iter().find(|c| c.name == "payment_id").expect("orders.payment_id");
+    assert_eq!((payment_id.ty.as_str(), payment_id.not_null), ("varchar(255)", false));
+    assert_eq!(tables[3].foreign_keys, vec![("cart_id".into(), "cart".into(), "id".into(), true)]);
+}
+
+/// Every column of the seed, in the MySQL databases the migrations make: its type (with length,
+/// precision and scale), nullability, key, uniqueness, defaults and foreign keys.
 #[tokio::test]
-async fn mysql_schema_keeps_the_seed_columns() {
+async fn mysql_schema_is_the_seeds_column_by_column() {
     let f = Fixture::new(Backend::MySql);
-    for (service, table, columns) in SEED_SCHEMA {
-        let Database::MySql(pool) = f.open(*service).await else { panic!("not MySQL") };
+    let mut problems = Vec::new();
+    for table in seed_tables() {
+        let Database::MySql(pool) = f.open(owner(&table.name)).await else { panic!("not MySQL") };
         let mut conn = pool.acquire().await.expect("a connection");
-        let (_, ddl): (String, String) =
-            sqlx::query_as(sqlx::AssertSqlSafe(format!("SHOW CREATE TABLE `{table}`")))
-                .fetch_one(&mut *conn)
-                .await
-                .unwrap_or_else(|e| panic!("{table}: {e}"));
-        let ddl = normalise(&ddl);
-        for column in *columns {
-            assert!(ddl.contains(&normalise(column)), "{table} lost `{column}`:\n{ddl}");
+        type Column =
+            (String, String, Option<i64>, Option<i64>, Option<i64>, String, Option<String>, String, String);
+        let found: Vec<Column> = sqlx::query_as(
+            "SELECT CAST(COLUMN_NAME AS CHAR), CAST(DATA_TYPE AS CHAR), CAST(CHARACTER_MAXIMUM_LENGTH AS SIGNED), \
+                    CAST(NUMERIC_PRECISION AS SIGNED), CAST(NUMERIC_SCALE AS SIGNED), CAST(IS_NULLABLE AS CHAR), \
+                    CAST(COLUMN_DEFAULT AS CHAR), CAST(EXTRA AS CHAR), CAST(COLUMN_KEY AS CHAR) \
+             FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?",
+        )
+        .bind(&table.name)
+        .fetch_all(&mut *conn)
+        .await
+        .expect("columns");
+        let unique: Vec<String> = sqlx::query_scalar(
+            "SELECT CAST(MIN(COLUMN_NAME) AS CHAR) FROM information_schema.STATISTICS \
+             WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND NON_UNIQUE = 0 \
+             GROUP BY INDEX_NAME HAVING COUNT(*) = 1",
+        )
+        .bind(&table.name)
+        .fetch_all(&mut *conn)
+        .await
+        .expect("unique keys");
+        let fks: Vec<(String, String, String, String)> = sqlx::query_as(
+            "SELECT CAST(k.COLUMN_NAME AS CHAR), CAST(k.REFERENCED_TABLE_NAME AS CHAR), \
+                    CAST(k.REFERENCED_COLUMN_NAME AS CHAR), CAST(r.DELETE_RULE AS CHAR) \
+             FROM information_schema.KEY_COLUMN_USAGE k JOIN information_schema.REFERENTIAL_CONSTRAINTS r \
+               ON r.CONSTRAINT_SCHEMA = k.CONSTRAINT_SCHEMA AND r.CONSTRAINT_NAME = k.CONSTRAINT_NAME \
+             WHERE k.TABLE_SCHEMA = DATABASE() AND k.TABLE_NAME = ?",
+        )
+        .bind(&table.name)
+        .fetch_all(&mut *conn)
+        .await
+        .expect("foreign keys");
+        for want in &table.columns {
+            let t = &table.name;
+            let Some((_, data_type, length, precision, scale, nullable, default, extra, key)) =
+                found.iter().find(|c| c.0 == want.name)
+            else {
+                problems.push(format!("{t}.{} is missing", want.name));
+                continue;
+            };
+            let ty = match data_type.as_str() {
+                "varchar" | "char" => format!("{data_type}({})", length.unwrap_or_default()),
+                "decimal" => {
+                    format!("decimal({},{})", precision.unwrap_or_default(), scale.unwrap_or_default())
+                }
+                other => other.to_owned(),
+            };
+            let extra = extra.to_lowercase();
+            let default = default.clone().unwrap_or_default().to_lowercase();
+            let checks = [
+                (ty == want.ty, format!("type {ty}, the seed's {}", want.ty)),
+                (
+                    (nullable == "NO") == want.not_null,
+                    format!("nullable {nullable}, the seed's NOT NULL {}", want.not_null),
+                ),
+                (!want.primary_key || key == "PRI", format!("key {key:?}, the seed's PRIMARY KEY")),
+                (!want.auto_increment || extra.contains("auto_increment"), "no AUTO_INCREMENT".to_owned()),
+                (!want.unique || unique.contains(&want.name), "no UNIQUE key of its own".to_owned()),
+                (
+                    !want.default_now || default.starts_with("current_timestamp"),
+                    format!("default {default:?}, the seed's CURRENT_TIMESTAMP"),
+                ),
+                (
+                    !want.on_update_now || extra.contains("on update current_timestamp"),
+                    format!("extra {extra:?}, the seed's ON UPDATE CURRENT_TIMESTAMP"),
+                ),
+            ];
+            for (ok, what) in checks {
+                if !ok {
+                    problems.push(format!("{t}.{}: {what}", want.name));
+                }
+            }
+        }
+        for (column, references, referenced, cascade) in &table.foreign_keys {
+            let rule = if *cascade { "CASCADE" } else { "RESTRICT" };
+            let found = fks
+                .iter()
+                .any(|(c, rt, rc, dr)| c == column && rt == references && rc == referenced && dr == rule);
+            if !found {
+                problems.push(format!("{}: no FOREIGN KEY ({column}) REFERENCES {references}({referenced}) ON DELETE {rule}: {fks:?}", table.name));
+            }
         }
     }
+    assert!(problems.is_empty(), "the MySQL schema departs from the seed's:\n{}", problems.join("\n"));
+    f.cleanup().await;
+}
+
+/// SQLite stores the seed's tables with SQLite's types (money as exact decimal text, times as
+/// RFC 3339 text): every seed column is there, NOT NULL where the seed says so.
+#[tokio::test]
+async fn sqlite_schema_has_every_seed_column() {
+    let f = Fixture::new(Backend::Sqlite);
+    let mut problems = Vec::new();
+    for table in seed_tables() {
+        f.open(owner(&table.name)).await.close().await;
+        let path = f.dir.path().join(format!("{}.db", owner(&table.name).name()));
+        let conn = rusqlite::Connection::open(&path).expect("open");
+        let mut stmt = conn.prepare(&format!("PRAGMA table_info({})", table.name)).expect("pragma");
+        let found: Vec<(String, bool, bool)> = stmt
+            .query_map([], |r| {
+                Ok((r.get::<_, String>(1)?, r.get::<_, i64>(3)? == 1, r.get::<_, i64>(5)? > 0))
+            })
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        for want in &table.columns {
+            match found.iter().find(|(name, _, _)| *name == want.name) {
+                None => problems.push(format!("{}.{} is missing", table.name, want.name)),
+                Some((_, not_null, pk)) if want.not_null && !not_null && !pk => {
+                    problems.push(format!("{}.{} allows NULL; the seed says NOT NULL", table.name, want.name))
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    assert!(problems.is_empty(), "the SQLite schema lacks the seed's:\n{}", problems.join("\n"));
     f.cleanup().await;
 }
 

@@ -194,6 +194,15 @@ impl TestApp {
         self.token("admin", ADMIN_PASSWORD).await
     }
 
+    /// A product with stock enough for any test (checkouts take stock).
+    pub async fn bulk_product(&self) -> i64 {
+        let admin = self.admin().await;
+        let body = json!({ "name": "Bulk cable", "price": "2.50", "stock": 1_000_000 });
+        let reply =
+            self.call(Service::Product, Method::POST, "/api/products", Some(&admin), Some(body)).await;
+        id_of(reply.ok(201))
+    }
+
     pub async fn add(&self, token: &str, product_id: i64, quantity: i64) -> Reply {
         let body = json!({ "productId": product_id, "quantity": quantity });
         self.call(Service::Cart, Method::POST, "/api/cart/add", Some(token), Some(body)).await

@@ -35,9 +35,20 @@ struct ProcessRequest {
 /// Payments are taken by the Order service, never by end users.
 const CALLERS: [Role; 2] = [Role::Service, Role::Admin];
 
+/// The payment side of a cancelled order, closed (service credentials only).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct VoidBody {
+    order_id: i64,
+    user_id: String,
+    amount: Decimal,
+    reason: String,
+}
+
 pub fn router(state: PaymentState) -> Router {
     let routes = Router::new()
         .route("/api/payments/process", post(process))
+        .route(VOID_ROUTE, post(void))
         .route("/api/payments/order/{order_id}", get(by_order));
     super::finish("payment", routes, state)
 }
@@ -53,6 +64,18 @@ async fn process(
         UserId::Text(s) => s,
     };
     Ok(Json(payments.process(req.order_id, &user_id, req.amount).await?))
+}
+
+/// Where the Order service closes the payment side of a cancelled order.
+pub(crate) const VOID_ROUTE: &str = "/internal/payments/void";
+
+async fn void(
+    State(payments): State<PaymentService>,
+    caller: Caller,
+    ApiJson(req): ApiJson<VoidBody>,
+) -> ApiResult<Json<Payment>> {
+    caller.require(&[Role::Service])?;
+    Ok(Json(payments.void(req.order_id, &req.user_id, req.amount, &req.reason).await?))
 }
 
 async fn by_order(

@@ -1,6 +1,6 @@
 use axum::extract::{FromRef, State};
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use rust_decimal::Decimal;
 use serde::Deserialize;
@@ -9,6 +9,7 @@ use shop_services::product::{Product, ProductInput, ProductService};
 
 use crate::error::ApiResult;
 use crate::extract::{ApiJson, ApiPath, Caller};
+use crate::stock;
 
 #[derive(Clone, FromRef)]
 pub struct ProductState {
@@ -36,7 +37,9 @@ impl From<ProductRequest> for ProductInput {
 pub fn router(state: ProductState) -> Router {
     let routes = Router::new()
         .route("/api/products", get(list).post(create))
-        .route("/api/products/{id}", get(show).put(update).delete(remove));
+        .route("/api/products/{id}", get(show).put(update).delete(remove))
+        .route(stock::RESERVATION_ROUTE, put(stock::reserve).delete(stock::release))
+        .route(stock::COMMIT_ROUTE, post(stock::commit));
     super::finish("product", routes, state)
 }
 

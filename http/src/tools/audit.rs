@@ -3,7 +3,7 @@
 
 use clap::Args;
 use shop_services::storage::{Database, PoolConfig};
-use shop_services::tools::audit::{AuditReport, audit};
+use shop_services::tools::audit::{AuditOptions, AuditReport, audit};
 use shop_services::{Service, ServiceError};
 
 use crate::config::StorageConfig;
@@ -14,6 +14,10 @@ use crate::config::StorageConfig;
 pub struct AuditConfig {
     #[command(flatten)]
     pub storage: StorageConfig,
+    /// Checkouts younger than this (milliseconds since their last change) may still be running:
+    /// their PENDING orders are counted in flight, not reported. 0 reports every one.
+    #[arg(long, env = "SHOP_AUDIT_RECOVERY_THRESHOLD_MS", default_value_t = 0)]
+    pub recovery_threshold_ms: u64,
 }
 
 impl AuditConfig {
@@ -27,7 +31,9 @@ impl AuditConfig {
         };
         let (products, payments, orders) =
             (open(Service::Product).await?, open(Service::Payment).await?, open(Service::Order).await?);
-        let report = audit(&*products.products(), &*payments.payments(), &*orders.orders()).await;
+        let options =
+            AuditOptions { recovery_threshold: std::time::Duration::from_millis(self.recovery_threshold_ms) };
+        let report = audit(&*products.products(), &*payments.payments(), &*orders.orders(), &options).await;
         for db in [products, payments, orders] {
             db.close().await;
         }

@@ -1,6 +1,9 @@
 //! The mock payment gateway: approves with a fixed probability after a fixed latency,
-//! reproducibly when seeded.
+//! reproducibly when seeded. Like a real gateway asked with an idempotency key, it answers an
+//! order it has already decided as it did the first time (while this process lives), and it
+//! gives charges back (refunds).
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -40,11 +43,30 @@ pub enum GatewayDecision {
     Declined { reason: &'static str },
 }
 
+impl GatewayDecision {
+    /// The gateway's raw answer, as stored in `payments.gateway_response`.
+    pub fn response(&self) -> String {
+        let answer = match self {
+            GatewayDecision::Approved { transaction_id } => {
+                serde_json::json!({ "gateway": "mock", "status": "APPROVED", "transactionId": transaction_id })
+            }
+            GatewayDecision::Declined { reason } => {
+                serde_json::json!({ "gateway": "mock", "status": "DECLINED", "reason": reason })
+            }
+        };
+        answer.to_string()
+    }
+}
+
+/// Decisions remembered per order; past this many the memory starts again.
+const REMEMBERED: usize = 100_000;
+
 /// A payment gateway that approves with a fixed probability after a fixed latency.
 pub struct MockGateway {
     success_rate: f64,
     latency: Duration,
     rng: Mutex<StdRng>,
+    decided: Mutex<HashMap<i64, GatewayDecision>>,
 }
 
 impl MockGateway {
@@ -59,13 +81,41 @@ impl MockGateway {
             Some(seed) => StdRng::seed_from_u64(seed),
             None => StdRng::from_os_rng(),
         };
-        Ok(Self { success_rate: config.success_rate, latency: config.latency, rng: Mutex::new(rng) })
+        Ok(Self {
+            success_rate: config.success_rate,
+            latency: config.latency,
+            rng: Mutex::new(rng),
+            decided: Mutex::new(HashMap::new()),
+        })
     }
 
-    pub async fn decide(&self) -> GatewayDecision {
+    /// Charges for `order_id` (the idempotency key): the same answer every time for one order.
+    pub async fn decide(&self, order_id: i64) -> GatewayDecision {
         if !self.latency.is_zero() {
             tokio::time::sleep(self.latency).await;
         }
+        let mut decided = self.decided.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(decision) = decided.get(&order_id) {
+            return decision.clone();
+        }
+        if decided.len() >= REMEMBERED {
+            decided.clear();
+        }
+        let decision = self.draw();
+        decided.insert(order_id, decision.clone());
+        decision
+    }
+
+    /// Gives a charge back; answers the gateway's raw response.
+    pub async fn refund(&self, transaction_id: &str) -> String {
+        if !self.latency.is_zero() {
+            tokio::time::sleep(self.latency).await;
+        }
+        serde_json::json!({ "gateway": "mock", "status": "REFUNDED", "transactionId": transaction_id })
+            .to_string()
+    }
+
+    fn draw(&self) -> GatewayDecision {
         let mut rng = match self.rng.lock() {
             Ok(rng) => rng,
             Err(poisoned) => poisoned.into_inner(),
@@ -89,8 +139,9 @@ mod tests {
         let config = GatewayConfig { success_rate: 0.8, seed: Some(42), latency: Duration::ZERO };
         let (a, b) = (MockGateway::new(&config).expect("gw"), MockGateway::new(&config).expect("gw"));
         let mut approved = 0;
-        for _ in 0..1000 {
-            let (x, y) = (a.decide().await, b.decide().await);
+        for order_id in 0..1000 {
+            let (x, y) = (a.decide(order_id).await, b.decide(order_id).await);
+            assert_eq!(a.decide(order_id).await, x, "an order is answered as the first time");
             assert_eq!(x, y);
             match x {
                 GatewayDecision::Approved { transaction_id } => {

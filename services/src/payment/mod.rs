@@ -6,8 +6,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
+use shop_actors::fault;
 use shop_actors::model::{PaymentReceipt, PaymentStatus};
-use shop_actors::ports::{ChargeRequest, GatewayError, PaymentGateway};
+use shop_actors::ports::{ChargeRequest, GatewayError, PaymentGateway, VoidRequest};
 
 use crate::error::{ServiceError, ServiceResult};
 use crate::money::positive_amount;
@@ -25,7 +26,14 @@ pub struct Payment {
     pub amount: Decimal,
     pub status: PaymentStatus,
     pub transaction_id: Option<String>,
+    /// The gateway's raw answer, as it gave it.
+    #[serde(default)]
+    pub gateway_response: Option<String>,
     pub failure_reason: Option<String>,
+    #[serde(default)]
+    pub refunded_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub refund_reason: Option<String>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -47,9 +55,34 @@ pub struct NewPayment<'a> {
     pub user_id: &'a str,
     pub amount: Decimal,
     pub status: PaymentStatus,
-    pub transaction_id: Option<&'a str>,
     pub failure_reason: Option<&'a str>,
     pub created_at: DateTime<Utc>,
+}
+
+/// A payment's move from one status to the next; `None` fields keep what is stored.
+#[derive(Debug, Clone)]
+pub struct PaymentChange {
+    pub status: PaymentStatus,
+    pub transaction_id: Option<String>,
+    pub gateway_response: Option<String>,
+    pub failure_reason: Option<String>,
+    pub refunded_at: Option<DateTime<Utc>>,
+    pub refund_reason: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+impl PaymentChange {
+    fn to(status: PaymentStatus) -> Self {
+        Self {
+            status,
+            transaction_id: None,
+            gateway_response: None,
+            failure_reason: None,
+            refunded_at: None,
+            refund_reason: None,
+            at: crate::time::now(),
+        }
+    }
 }
 
 /// What the audit needs of a payment.
@@ -59,6 +92,7 @@ pub struct PaymentSummary {
     pub order_id: i64,
     pub status: PaymentStatus,
     pub amount: Decimal,
+    pub transaction_id: Option<String>,
 }
 
 /// Where payments live (the payment database): one per order.
@@ -67,8 +101,19 @@ pub trait PaymentStore: Send + Sync + 'static {
     async fn find_by_order(&self, order_id: i64) -> ServiceResult<Option<Payment>>;
     /// Records the payment; `None` when the order already has one (that one stands).
     async fn insert(&self, payment: NewPayment<'_>) -> ServiceResult<Option<Payment>>;
+    /// Moves the order's payment on if it is still `from` (compare-and-set), answering it as
+    /// stored; `None` if it is not (someone else moved it first).
+    async fn update(
+        &self,
+        order_id: i64,
+        from: PaymentStatus,
+        change: PaymentChange,
+    ) -> ServiceResult<Option<Payment>>;
     async fn summaries(&self) -> ServiceResult<Vec<PaymentSummary>>;
 }
+
+/// Why a charge that went through is given back when its order was cancelled first.
+pub const CHARGED_AFTER_CANCEL: &str = "Charged after the order was cancelled";
 
 #[derive(Clone)]
 pub struct PaymentService {
@@ -81,8 +126,10 @@ impl PaymentService {
         Self { store, gateway: Arc::new(gateway) }
     }
 
-    /// Takes payment for an order, once: asking again for the same order returns the payment
-    /// already recorded and never asks the gateway a second time.
+    /// Takes payment for an order, once, as the seed's steps: the payment saved PENDING, the
+    /// gateway asked, the payment updated to SUCCESS or FAILED. Asking again for the same order
+    /// returns the payment recorded; one left PENDING (the gateway's answer was never stored)
+    /// asks the gateway again, which answers an order it has seen as it did the first time.
     pub async fn process(&self, order_id: i64, user_id: &str, amount: Decimal) -> ServiceResult<Payment> {
         if order_id < 1 {
             return Err(ServiceError::Invalid("orderId must be a positive integer".into()));
@@ -91,33 +138,139 @@ impl PaymentService {
             return Err(ServiceError::Invalid("userId must be 1 to 100 characters".into()));
         }
         let amount = positive_amount("amount", amount)?;
-        if let Some(existing) = self.store.find_by_order(order_id).await? {
-            return Ok(existing);
-        }
-        let (status, transaction_id, failure_reason) = match self.gateway.decide().await {
-            GatewayDecision::Approved { transaction_id } => {
-                (PaymentStatus::Success, Some(transaction_id), None)
+        let payment = match self.store.find_by_order(order_id).await? {
+            Some(existing) => existing,
+            None => {
+                let new = NewPayment {
+                    order_id,
+                    user_id,
+                    amount,
+                    status: PaymentStatus::Pending,
+                    failure_reason: None,
+                    created_at: crate::time::now(),
+                };
+                match self.store.insert(new).await? {
+                    Some(payment) => payment,
+                    // A concurrent request for the same order recorded first: its payment is the one.
+                    None => self.stored(order_id).await?,
+                }
             }
-            GatewayDecision::Declined { reason } => (PaymentStatus::Failed, None, Some(reason)),
         };
-        let new = NewPayment {
-            order_id,
-            user_id,
-            amount,
-            status,
-            transaction_id: transaction_id.as_deref(),
-            failure_reason,
-            created_at: crate::time::now(),
-        };
-        match self.store.insert(new).await? {
-            Some(payment) => Ok(payment),
-            // A concurrent request for the same order recorded first: its payment is the one.
-            None => self
-                .store
-                .find_by_order(order_id)
-                .await?
-                .ok_or_else(|| ServiceError::Internal(format!("payment of order {order_id} vanished"))),
+        if payment.status != PaymentStatus::Pending {
+            return Ok(payment);
         }
+        fault::point("after-payment-pending");
+        let decision = self.gateway.decide(order_id).await;
+        fault::point("after-gateway");
+        let change = match &decision {
+            GatewayDecision::Approved { transaction_id } => PaymentChange {
+                transaction_id: Some(transaction_id.clone()),
+                gateway_response: Some(decision.response()),
+                ..PaymentChange::to(PaymentStatus::Success)
+            },
+            GatewayDecision::Declined { reason } => PaymentChange {
+                gateway_response: Some(decision.response()),
+                failure_reason: Some((*reason).to_owned()),
+                ..PaymentChange::to(PaymentStatus::Failed)
+            },
+        };
+        if let Some(done) = self.store.update(order_id, PaymentStatus::Pending, change).await? {
+            return Ok(done);
+        }
+        // Someone else moved it first: a concurrent request (same answer), or a void because the
+        // order was cancelled meanwhile, in which case an approval is given back.
+        let current = self.stored(order_id).await?;
+        match decision {
+            GatewayDecision::Approved { transaction_id } if current.status == PaymentStatus::Failed => {
+                self.refund(current, Some(transaction_id), CHARGED_AFTER_CANCEL).await
+            }
+            _ => Ok(current),
+        }
+    }
+
+    /// Closes the payment side of a cancelled order, idempotently: no payment, or one still
+    /// PENDING, becomes FAILED with `reason` (so that every order has its payment); a SUCCESS is
+    /// refunded through the gateway (REFUNDED, with the refund's time and reason); FAILED and
+    /// REFUNDED stay as they are.
+    pub async fn void(
+        &self,
+        order_id: i64,
+        user_id: &str,
+        amount: Decimal,
+        reason: &str,
+    ) -> ServiceResult<Payment> {
+        if order_id < 1 {
+            return Err(ServiceError::Invalid("orderId must be a positive integer".into()));
+        }
+        let reason = reason.trim();
+        if reason.is_empty() || reason.len() > 255 {
+            return Err(ServiceError::Invalid("reason must be 1 to 255 characters".into()));
+        }
+        // Each pass either ends or loses a race to another writer, who moved the payment on.
+        for _ in 0..3 {
+            let Some(payment) = self.store.find_by_order(order_id).await? else {
+                let new = NewPayment {
+                    order_id,
+                    user_id,
+                    amount: positive_amount("amount", amount)?,
+                    status: PaymentStatus::Failed,
+                    failure_reason: Some(reason),
+                    created_at: crate::time::now(),
+                };
+                match self.store.insert(new).await? {
+                    Some(payment) => return Ok(payment),
+                    None => continue,
+                }
+            };
+            match payment.status {
+                PaymentStatus::Failed | PaymentStatus::Refunded => return Ok(payment),
+                PaymentStatus::Success => return self.refund(payment, None, reason).await,
+                PaymentStatus::Pending => {
+                    let change = PaymentChange {
+                        failure_reason: Some(reason.to_owned()),
+                        ..PaymentChange::to(PaymentStatus::Failed)
+                    };
+                    if let Some(done) = self.store.update(order_id, PaymentStatus::Pending, change).await? {
+                        return Ok(done);
+                    }
+                }
+            }
+        }
+        Err(ServiceError::Busy(format!("payment of order {order_id} keeps changing; try again")))
+    }
+
+    /// Gives a charge back through the gateway and records it: REFUNDED.
+    async fn refund(
+        &self,
+        payment: Payment,
+        charged: Option<String>,
+        reason: &str,
+    ) -> ServiceResult<Payment> {
+        let from = payment.status;
+        let transaction_id = charged.clone().or(payment.transaction_id.clone()).unwrap_or_default();
+        let refund = self.gateway.refund(&transaction_id).await;
+        let change = PaymentChange {
+            transaction_id: charged,
+            gateway_response: Some(refund),
+            refunded_at: Some(crate::time::now()),
+            refund_reason: Some(reason.to_owned()),
+            ..PaymentChange::to(PaymentStatus::Refunded)
+        };
+        match self.store.update(payment.order_id, from, change).await? {
+            Some(done) => {
+                tracing::info!(order_id = payment.order_id, %transaction_id, reason, "payment refunded");
+                Ok(done)
+            }
+            // Refunded by a concurrent void: the gateway refunds one transaction once.
+            None => self.stored(payment.order_id).await,
+        }
+    }
+
+    async fn stored(&self, order_id: i64) -> ServiceResult<Payment> {
+        self.store
+            .find_by_order(order_id)
+            .await?
+            .ok_or_else(|| ServiceError::Internal(format!("payment of order {order_id} vanished")))
     }
 
     pub async fn find_by_order(&self, order_id: i64) -> ServiceResult<Option<Payment>> {
@@ -132,6 +285,20 @@ impl PaymentGateway for PaymentService {
         self.process(request.order_id, &request.username, request.amount)
             .await
             .map(|p| p.receipt())
+            .map_err(|e| GatewayError::Unavailable(e.to_string()))
+    }
+
+    async fn void(&self, r: VoidRequest) -> Result<PaymentReceipt, GatewayError> {
+        PaymentService::void(self, r.order_id, &r.username, r.amount, &r.reason)
+            .await
+            .map(|p| p.receipt())
+            .map_err(|e| GatewayError::Unavailable(e.to_string()))
+    }
+
+    async fn find(&self, order_id: i64) -> Result<Option<PaymentReceipt>, GatewayError> {
+        self.find_by_order(order_id)
+            .await
+            .map(|p| p.map(|p| p.receipt()))
             .map_err(|e| GatewayError::Unavailable(e.to_string()))
     }
 }

@@ -79,7 +79,7 @@ pub(crate) fn stale_cart(cart: &Cart) -> StoreError {
 pub(crate) fn order_select_sql(filter: &str) -> String {
     format!(
         "SELECT o.id, o.username, o.total_amount, o.status, o.payment_id, o.failure_reason, \
-                o.idempotency_key, o.version, o.created_at, \
+                o.idempotency_key, o.checkout_id, o.unsettled, o.version, o.created_at, \
                 i.product_id, i.product_name, i.price, i.quantity \
          FROM orders o LEFT JOIN order_items i ON i.order_id = o.id \
          WHERE {filter} ORDER BY o.id DESC, i.id"
@@ -87,19 +87,16 @@ pub(crate) fn order_select_sql(filter: &str) -> String {
 }
 
 pub(crate) fn payment_status(s: &str) -> ServiceResult<PaymentStatus> {
-    match s {
-        "SUCCESS" => Ok(PaymentStatus::Success),
-        "FAILED" => Ok(PaymentStatus::Failed),
-        other => Err(ServiceError::Internal(format!("stored payment status {other:?}"))),
-    }
+    s.parse().map_err(|_| ServiceError::Internal(format!("stored payment status {s:?}")))
 }
 
-pub(crate) fn payment_status_str(s: PaymentStatus) -> &'static str {
-    match s {
-        PaymentStatus::Success => "SUCCESS",
-        PaymentStatus::Failed => "FAILED",
-    }
-}
+/// A payment's compare-and-set move from one status to the next; both backends run it. Binds:
+/// status, transaction id, gateway response, failure reason, refunded at, refund reason, updated
+/// at (each but the status and the time kept when NULL), then order id and the expected status.
+pub(crate) const PAYMENT_UPDATE_SQL: &str = "UPDATE payments SET status = ?, \
+     transaction_id = COALESCE(?, transaction_id), gateway_response = COALESCE(?, gateway_response), \
+     failure_reason = COALESCE(?, failure_reason), refunded_at = COALESCE(?, refunded_at), \
+     refund_reason = COALESCE(?, refund_reason), updated_at = ? WHERE order_id = ? AND status = ?";
 
 pub(crate) fn role(s: &str) -> ServiceResult<Role> {
     match s {
@@ -108,3 +105,56 @@ pub(crate) fn role(s: &str) -> ServiceResult<Role> {
         other => Err(ServiceError::Internal(format!("stored role {other:?}"))),
     }
 }
+
+/// The ids of checkouts left unfinished since before a time (PENDING, or with an outcome whose
+/// later steps are open), oldest first; both backends run it (binds: before, before, limit).
+pub(crate) const UNFINISHED_SQL: &str = "SELECT id FROM ( \
+       SELECT id FROM orders WHERE status = 'PENDING' AND updated_at < ? \
+       UNION SELECT id FROM orders WHERE unsettled = 1 AND updated_at < ?) stuck \
+     ORDER BY id LIMIT ?";
+
+/// The recovery lease of one order: taken if free, expired or already ours (binds: owner,
+/// until, id, now, owner).
+pub(crate) const CLAIM_RECOVERY_SQL: &str = "UPDATE orders SET recovery_owner = ?, recovery_until = ? \
+     WHERE id = ? AND (recovery_until IS NULL OR recovery_until < ? OR recovery_owner = ?)";
+
+/// The outbox relay's lease, if free, expired or already ours (binds: owner, until, now, owner).
+pub(crate) const CLAIM_RELAY_SQL: &str = "UPDATE outbox_relay_lease SET owner = ?, lease_until = ? \
+     WHERE name = 'relay' AND (lease_until < ? OR owner = ?)";
+
+/// A stored checkout id.
+pub(crate) fn checkout_id(text: Option<String>) -> ServiceResult<Option<uuid::Uuid>> {
+    text.map(|t| t.parse().map_err(|e| ServiceError::Internal(format!("stored checkout id {t:?}: {e}"))))
+        .transpose()
+}
+
+/// Where each product's units are: stocked, on hand, reserved, sold; both backends run it.
+pub(crate) const STOCK_LEDGER_SQL: &str = "SELECT p.id, p.units_stocked, p.stock, \
+       COALESCE(SUM(CASE WHEN r.status = 'RESERVED' THEN r.quantity ELSE 0 END), 0) AS reserved, \
+       COALESCE(SUM(CASE WHEN r.status = 'COMMITTED' THEN r.quantity ELSE 0 END), 0) AS sold \
+     FROM products p LEFT JOIN stock_reservations r ON r.product_id = p.id \
+     GROUP BY p.id, p.units_stocked, p.stock ORDER BY p.id";
+
+/// Each checkout's reservation lines by status, with their earliest expiry.
+pub(crate) const RESERVATIONS_SQL: &str = "SELECT checkout_id, status, COUNT(*) AS line_count, MIN(expires_at) AS expires_at \
+     FROM stock_reservations GROUP BY checkout_id, status";
+
+/// Checkouts holding a RESERVED line past its expiry (binds: now, limit).
+pub(crate) const EXPIRED_RESERVATIONS_SQL: &str = "SELECT DISTINCT checkout_id FROM stock_reservations \
+     WHERE status = 'RESERVED' AND expires_at < ? LIMIT ?";
+
+/// A product's stock taken if it has enough (binds: quantity, id, quantity).
+pub(crate) const TAKE_STOCK_SQL: &str = "UPDATE products SET stock = stock - ? WHERE id = ? AND stock >= ?";
+
+/// A product's stock given back (binds: quantity, id).
+pub(crate) const RETURN_STOCK_SQL: &str = "UPDATE products SET stock = stock + ? WHERE id = ?";
+
+/// An admin's write of a product: the change in stock is a change in units stocked too
+/// (assigned first: MySQL reads later assignments' columns as already updated). Binds: stock,
+/// name, description, price, stock, updated at, id.
+pub(crate) const PRODUCT_UPDATE_SQL: &str = "UPDATE products SET units_stocked = units_stocked + ? - stock, \
+     name = ?, description = ?, price = ?, stock = ?, updated_at = ? WHERE id = ?";
+
+/// The outbox's outcome events: order id, and 1 once sent.
+pub(crate) const OUTCOME_EVENTS_SQL: &str = "SELECT order_id, CASE WHEN sent_at IS NULL THEN 0 ELSE 1 END AS sent \
+     FROM order_outbox WHERE payload NOT LIKE '%\"eventType\":\"ORDER_CREATED\"%'";

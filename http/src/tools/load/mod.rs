@@ -63,9 +63,15 @@ pub struct LoadConfig {
     /// Checkouts started per second (open loop); overrides the closed loop.
     #[arg(long)]
     pub rate: Option<f64>,
-    /// The product each checkout buys one of.
+    /// The product each checkout buys one of. Checkouts take stock: with `--admin-password` the
+    /// tool makes a product of its own with stock for any run and buys that instead.
     #[arg(long, default_value_t = 2)]
     pub product_id: i64,
+    /// The password of user `admin`, to make the run's product (see `--product-id`).
+    #[arg(long, env = "SHOP_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
+    #[arg(long, env = "SHOP_PRODUCT_URL", default_value = "http://127.0.0.1:8081")]
+    pub product_url: String,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -243,6 +249,10 @@ async fn checkouts(config: &LoadConfig, quiet: bool) -> Result<LoadReport, Strin
     let rec: Shared = Arc::default();
     let run_id = uuid::Uuid::new_v4().simple().to_string();
     let users = register_users(config, &http, &rec, &run_id).await?;
+    let product = match &config.admin_password {
+        Some(password) => run_product(config, &http, password).await?,
+        None => config.product_id,
+    };
     let flooding = Arc::new(std::sync::atomic::AtomicBool::new(config.login_flood > 0));
     let flood = login_flood(config, &http, &rec, &run_id, &flooding);
 
@@ -267,7 +277,6 @@ async fn checkouts(config: &LoadConfig, quiet: bool) -> Result<LoadReport, Strin
         let due = if config.rate.is_some() { due } else { Instant::now() };
         let (http, rec, user, bar) = (http.clone(), rec.clone(), users[i % users.len()].clone(), bar.clone());
         let urls = (config.cart_url.clone(), config.order_url.clone());
-        let product = config.product_id;
         tasks.spawn(async move {
             let _permit = permit;
             one_checkout(&http, &rec, &user, &urls, product, due).await;
@@ -307,6 +316,34 @@ async fn checkouts(config: &LoadConfig, quiet: bool) -> Result<LoadReport, Strin
 type User = Arc<(String, tokio::sync::Mutex<()>)>;
 
 /// The load's users, registered and logged in a few at a time.
+/// A product with stock for any run, made as `admin`.
+async fn run_product(config: &LoadConfig, http: &reqwest::Client, password: &str) -> Result<i64, String> {
+    let login: serde_json::Value = http
+        .post(format!("{}/api/auth/login", config.auth_url))
+        .json(&json!({"username": "admin", "password": password}))
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(|e| format!("admin login: {e}"))?
+        .json()
+        .await
+        .map_err(|e| format!("admin login: {e}"))?;
+    let token = login["token"].as_str().ok_or("admin login: no token")?;
+    let body = json!({"name": "Load test item", "price": "1.00", "stock": shop_services::product::MAX_STOCK});
+    let product: serde_json::Value = http
+        .post(format!("{}/api/products", config.product_url))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(|e| format!("making the run's product: {e}"))?
+        .json()
+        .await
+        .map_err(|e| format!("making the run's product: {e}"))?;
+    product["id"].as_i64().ok_or_else(|| format!("making the run's product: {product}"))
+}
+
 async fn register_users(
     config: &LoadConfig,
     http: &reqwest::Client,

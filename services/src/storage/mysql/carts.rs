@@ -63,7 +63,8 @@ impl CartStore for Carts {
             .run(async |c| {
                 sqlx::query(
                     "SELECT c.version, c.checkout_id, c.checkout_expires_at, \
-                    i.product_id, i.product_name, i.price, i.quantity \
+                    i.product_id, i.product_name, i.price, i.quantity, \
+                    COALESCE(i.added_at, c.updated_at) AS added_at \
              FROM cart c LEFT JOIN cart_items i ON i.cart_id = c.id WHERE c.username = ? ORDER BY i.id",
                 )
                 .bind(username)
@@ -84,6 +85,7 @@ impl CartStore for Carts {
                 product_name: row.try_get("product_name").map_err(store_err)?,
                 price: row.try_get::<Decimal, _>("price").map_err(store_err)?,
                 quantity: quantity(row.try_get("quantity").map_err(store_err)?).map_err(store_err)?,
+                added_at: row.try_get("added_at").map_err(store_err)?,
             });
         }
         Ok(cart)
@@ -120,13 +122,14 @@ impl CartStore for Carts {
             sqlx::query("DELETE FROM cart_items WHERE cart_id = ?").bind(cart_id).execute(&mut *tx).await?;
             if !cart.items.is_empty() {
                 let mut insert =
-                    QueryBuilder::new("INSERT INTO cart_items (cart_id, product_id, product_name, price, quantity) ");
+                    QueryBuilder::new("INSERT INTO cart_items (cart_id, product_id, product_name, price, quantity, added_at) ");
                 insert.push_values(&cart.items, |mut b, i| {
                     b.push_bind(cart_id)
                         .push_bind(i.product_id)
                         .push_bind(&i.product_name)
                         .push_bind(i.price)
-                        .push_bind(i64::from(i.quantity));
+                        .push_bind(i64::from(i.quantity))
+                        .push_bind(i.added_at);
                 });
                 insert.build().execute(&mut *tx).await?;
             }

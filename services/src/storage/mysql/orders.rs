@@ -14,7 +14,10 @@ use super::pool::MySqlDb;
 use super::support::{quantity, store_err};
 use crate::error::{ServiceError, ServiceResult};
 use crate::order::{OrderRepo, OrderSummary};
-use crate::storage::common::{Bind, is_unique_violation, order_select_sql};
+use crate::storage::common::{
+    Bind, CLAIM_RECOVERY_SQL, CLAIM_RELAY_SQL, OUTCOME_EVENTS_SQL, UNFINISHED_SQL, checkout_id,
+    is_unique_violation, order_select_sql,
+};
 
 pub struct Orders(pub MySqlDb);
 
@@ -49,6 +52,8 @@ fn group_orders(rows: &[MySqlRow]) -> ServiceResult<Vec<Order>> {
                 payment_id: row.try_get("payment_id")?,
                 failure_reason: row.try_get("failure_reason")?,
                 idempotency_key: row.try_get("idempotency_key")?,
+                checkout_id: checkout_id(row.try_get("checkout_id")?)?,
+                unsettled: row.try_get("unsettled")?,
                 created_at: row.try_get("created_at")?,
                 version: row.try_get("version")?,
             });
@@ -74,12 +79,13 @@ impl OrderStore for Orders {
         let created = retry_transient!(self.0, |c| {
             let mut tx = c.begin().await?;
             let inserted = sqlx::query(
-                "INSERT INTO orders (username, total_amount, status, idempotency_key, version, created_at, updated_at) \
-                 VALUES (?, ?, 'PENDING', ?, 1, ?, ?)",
+                "INSERT INTO orders (username, total_amount, status, idempotency_key, checkout_id, version, created_at, updated_at) \
+                 VALUES (?, ?, 'PENDING', ?, ?, 1, ?, ?)",
             )
             .bind(&new.username)
             .bind(new.total_amount)
             .bind(&new.idempotency_key)
+            .bind(new.checkout_id.map(|c| c.to_string()))
             .bind(now)
             .bind(now)
             .execute(&mut *tx)
@@ -129,12 +135,13 @@ impl OrderStore for Orders {
         let updated = retry_transient!(self.0, |c| {
             let mut tx = c.begin().await?;
             let done = sqlx::query(
-                "UPDATE orders SET status = ?, payment_id = ?, failure_reason = ?, version = version + 1, \
-                 updated_at = ? WHERE id = ? AND version = ?",
+                "UPDATE orders SET status = ?, payment_id = ?, failure_reason = ?, unsettled = ?, \
+                 version = version + 1, updated_at = ? WHERE id = ? AND version = ?",
             )
             .bind(order.status.as_str())
-            .bind(order.payment_id)
+            .bind(&order.payment_id)
             .bind(&order.failure_reason)
+            .bind(order.unsettled)
             .bind(now)
             .bind(order.id)
             .bind(order.version)
@@ -197,6 +204,62 @@ impl OrderStore for Orders {
         .map_err(store_err)?;
         Ok(())
     }
+
+    async fn unfinished(&self, before: DateTime<Utc>, limit: usize) -> Result<Vec<Order>, StoreError> {
+        let ids: Vec<i64> = self
+            .0
+            .run(async |c| {
+                sqlx::query_scalar(UNFINISHED_SQL)
+                    .bind(before)
+                    .bind(before)
+                    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                    .fetch_all(c)
+                    .await
+            })
+            .await
+            .map_err(store_err)?;
+        let mut found = Vec::with_capacity(ids.len());
+        for id in ids {
+            found.extend(self.load(id).await?);
+        }
+        Ok(found)
+    }
+
+    async fn claim_recovery(
+        &self,
+        order_id: i64,
+        owner: Uuid,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let (owner, now) = (owner.to_string(), crate::time::now());
+        let done = retry_transient!(self.0, |c| {
+            sqlx::query(CLAIM_RECOVERY_SQL)
+                .bind(&owner)
+                .bind(until)
+                .bind(order_id)
+                .bind(now)
+                .bind(&owner)
+                .execute(&mut *c)
+                .await
+        })
+        .map_err(store_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn claim_relay(&self, owner: Uuid, until: DateTime<Utc>) -> Result<bool, StoreError> {
+        let (owner, now) = (owner.to_string(), crate::time::now());
+        let done = retry_transient!(self.0, |c| {
+            sqlx::query(CLAIM_RELAY_SQL)
+                .bind(&owner)
+                .bind(until)
+                .bind(now)
+                .bind(&owner)
+                .execute(&mut *c)
+                .await
+        })
+        .map_err(store_err)?;
+        Ok(done.rows_affected() == 1)
+    }
 }
 
 async fn push_event(
@@ -218,20 +281,35 @@ async fn push_event(
 #[async_trait]
 impl OrderRepo for Orders {
     async fn summaries(&self) -> ServiceResult<Vec<OrderSummary>> {
-        let rows: Vec<(i64, String, Option<i64>, Decimal)> = self
+        type Row = (i64, String, Option<String>, Decimal, Option<String>, bool, DateTime<Utc>);
+        let rows: Vec<Row> = self
             .0
             .run(async |c| {
-                sqlx::query_as("SELECT id, status, payment_id, total_amount FROM orders").fetch_all(c).await
+                sqlx::query_as(
+                    "SELECT id, status, payment_id, total_amount, checkout_id, unsettled, updated_at FROM orders",
+                )
+                .fetch_all(c)
+                .await
             })
             .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, status, payment_id, total_amount)| OrderSummary {
-                id,
-                status,
-                payment_id,
-                total_amount,
+        rows.into_iter()
+            .map(|(id, status, payment_id, total_amount, checkout, unsettled, updated_at)| {
+                Ok(OrderSummary {
+                    id,
+                    status,
+                    payment_id,
+                    total_amount,
+                    checkout_id: checkout_id(checkout)?,
+                    unsettled,
+                    updated_at,
+                })
             })
-            .collect())
+            .collect()
+    }
+
+    async fn outcome_events(&self) -> ServiceResult<Vec<(i64, bool)>> {
+        let rows: Vec<(i64, i64)> =
+            self.0.run(async |c| sqlx::query_as(OUTCOME_EVENTS_SQL).fetch_all(c).await).await?;
+        Ok(rows.into_iter().map(|(id, sent)| (id, sent == 1)).collect())
     }
 }

@@ -2,19 +2,19 @@
 
 use async_trait::async_trait;
 use rust_decimal::Decimal;
+use shop_actors::model::PaymentStatus;
 use sqlx::mysql::MySqlRow;
 use sqlx::{AssertSqlSafe, Row};
 
 use super::pool::MySqlDb;
-use super::support::id;
 use crate::error::ServiceResult;
-use crate::payment::{NewPayment, Payment, PaymentStore, PaymentSummary};
-use crate::storage::common::{is_unique_violation, payment_status, payment_status_str};
+use crate::payment::{NewPayment, Payment, PaymentChange, PaymentStore, PaymentSummary};
+use crate::storage::common::{PAYMENT_UPDATE_SQL, is_unique_violation, payment_status};
 
 pub struct Payments(pub MySqlDb);
 
-const PAYMENT_COLUMNS: &str =
-    "id, order_id, user_id, amount, status, transaction_id, failure_reason, created_at";
+const PAYMENT_COLUMNS: &str = "id, order_id, user_id, amount, status, transaction_id, gateway_response, \
+     failure_reason, refunded_at, refund_reason, created_at";
 
 fn payment(row: &MySqlRow) -> ServiceResult<Payment> {
     Ok(Payment {
@@ -24,14 +24,16 @@ fn payment(row: &MySqlRow) -> ServiceResult<Payment> {
         amount: row.try_get("amount")?,
         status: payment_status(row.try_get::<&str, _>("status")?)?,
         transaction_id: row.try_get("transaction_id")?,
+        gateway_response: row.try_get("gateway_response")?,
         failure_reason: row.try_get("failure_reason")?,
+        refunded_at: row.try_get("refunded_at")?,
+        refund_reason: row.try_get("refund_reason")?,
         created_at: row.try_get("created_at")?,
     })
 }
 
-#[async_trait]
-impl PaymentStore for Payments {
-    async fn find_by_order(&self, order_id: i64) -> ServiceResult<Option<Payment>> {
+impl Payments {
+    async fn find(&self, order_id: i64) -> ServiceResult<Option<Payment>> {
         let row = self
             .0
             .run(async |c| {
@@ -45,32 +47,42 @@ impl PaymentStore for Payments {
             .await?;
         row.as_ref().map(payment).transpose()
     }
+}
+
+#[async_trait]
+impl PaymentStore for Payments {
+    async fn find_by_order(&self, order_id: i64) -> ServiceResult<Option<Payment>> {
+        self.find(order_id).await
+    }
 
     async fn insert(&self, p: NewPayment<'_>) -> ServiceResult<Option<Payment>> {
         let inserted = retry_transient!(self.0, |c| {
             sqlx::query(
-                "INSERT INTO payments (order_id, user_id, amount, status, transaction_id, failure_reason, created_at) \
+                "INSERT INTO payments (order_id, user_id, amount, status, failure_reason, created_at, updated_at) \
                  VALUES (?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(p.order_id)
             .bind(p.user_id)
             .bind(p.amount)
-            .bind(payment_status_str(p.status))
-            .bind(p.transaction_id)
+            .bind(p.status.as_str())
             .bind(p.failure_reason)
+            .bind(p.created_at)
             .bind(p.created_at)
             .execute(&mut *c)
             .await
         });
         match inserted {
             Ok(done) => Ok(Some(Payment {
-                id: id(done.last_insert_id())?,
+                id: super::support::id(done.last_insert_id())?,
                 order_id: p.order_id,
                 user_id: p.user_id.to_owned(),
                 amount: p.amount,
                 status: p.status,
-                transaction_id: p.transaction_id.map(str::to_owned),
+                transaction_id: None,
+                gateway_response: None,
                 failure_reason: p.failure_reason.map(str::to_owned),
+                refunded_at: None,
+                refund_reason: None,
                 created_at: p.created_at,
             })),
             Err(e) if is_unique_violation(&e) => Ok(None),
@@ -78,16 +90,46 @@ impl PaymentStore for Payments {
         }
     }
 
+    async fn update(
+        &self,
+        order_id: i64,
+        from: PaymentStatus,
+        ch: PaymentChange,
+    ) -> ServiceResult<Option<Payment>> {
+        let done = retry_transient!(self.0, |c| {
+            sqlx::query(PAYMENT_UPDATE_SQL)
+                .bind(ch.status.as_str())
+                .bind(&ch.transaction_id)
+                .bind(&ch.gateway_response)
+                .bind(&ch.failure_reason)
+                .bind(ch.refunded_at)
+                .bind(&ch.refund_reason)
+                .bind(ch.at)
+                .bind(order_id)
+                .bind(from.as_str())
+                .execute(&mut *c)
+                .await
+        })?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        // The row as stored (the change keeps what it does not name): one more read, on the
+        // rare path that changes a payment.
+        self.find(order_id).await
+    }
+
     async fn summaries(&self) -> ServiceResult<Vec<PaymentSummary>> {
-        let rows: Vec<(i64, i64, String, Decimal)> = self
+        let rows: Vec<(i64, i64, String, Decimal, Option<String>)> = self
             .0
             .run(async |c| {
-                sqlx::query_as("SELECT id, order_id, status, amount FROM payments").fetch_all(c).await
+                sqlx::query_as("SELECT id, order_id, status, amount, transaction_id FROM payments")
+                    .fetch_all(c)
+                    .await
             })
             .await?;
         rows.into_iter()
-            .map(|(id, order_id, status, amount)| {
-                Ok(PaymentSummary { id, order_id, status: payment_status(&status)?, amount })
+            .map(|(id, order_id, status, amount, transaction_id)| {
+                Ok(PaymentSummary { id, order_id, status: payment_status(&status)?, amount, transaction_id })
             })
             .collect()
     }

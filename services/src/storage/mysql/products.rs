@@ -2,14 +2,23 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
 use sqlx::Connection;
 use sqlx::mysql::MySqlRow;
 use sqlx::{AssertSqlSafe, QueryBuilder, Row};
 
+use shop_actors::model::LineQuantity;
+use shop_actors::ports::Shortage;
+use uuid::Uuid;
+
 use super::pool::MySqlDb;
 use super::support::id;
 use crate::error::{ServiceError, ServiceResult};
-use crate::product::{Product, ProductInput, ProductStore};
+use crate::product::{Product, ProductInput, ProductStore, Refusal, ReservationSummary, StockLedger};
+use crate::storage::common::{
+    EXPIRED_RESERVATIONS_SQL, PRODUCT_UPDATE_SQL, RESERVATIONS_SQL, RETURN_STOCK_SQL, STOCK_LEDGER_SQL,
+    TAKE_STOCK_SQL,
+};
 
 pub struct Products(pub MySqlDb);
 
@@ -62,12 +71,13 @@ impl ProductStore for Products {
         let stock = stock(p)?;
         let done = retry_transient!(self.0, |c| {
             sqlx::query(
-                "INSERT INTO products (name, description, price, stock, created_at, updated_at) \
-                 VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO products (name, description, price, stock, units_stocked, created_at, updated_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(&p.name)
             .bind(&p.description)
             .bind(p.price)
+            .bind(stock)
             .bind(stock)
             .bind(now)
             .bind(now)
@@ -93,17 +103,16 @@ impl ProductStore for Products {
     ) -> ServiceResult<Option<Product>> {
         let stock = stock(p)?;
         let done = retry_transient!(self.0, |c| {
-            sqlx::query(
-                "UPDATE products SET name = ?, description = ?, price = ?, stock = ?, updated_at = ? WHERE id = ?",
-            )
-            .bind(&p.name)
-            .bind(&p.description)
-            .bind(p.price)
-            .bind(stock)
-            .bind(now)
-            .bind(product_id)
-            .execute(&mut *c)
-            .await
+            sqlx::query(PRODUCT_UPDATE_SQL)
+                .bind(stock)
+                .bind(&p.name)
+                .bind(&p.description)
+                .bind(p.price)
+                .bind(stock)
+                .bind(now)
+                .bind(product_id)
+                .execute(&mut *c)
+                .await
         })?;
         if done.rows_affected() == 0 {
             return Ok(None);
@@ -135,12 +144,13 @@ impl ProductStore for Products {
                 return Ok::<usize, sqlx::Error>(0);
             }
             let mut insert = QueryBuilder::new(
-                "INSERT INTO products (name, description, price, stock, created_at, updated_at) ",
+                "INSERT INTO products (name, description, price, stock, units_stocked, created_at, updated_at) ",
             );
             insert.push_values(products.iter().zip(&stocks), |mut b, (p, stock)| {
                 b.push_bind(&p.name)
                     .push_bind(&p.description)
                     .push_bind(p.price)
+                    .push_bind(*stock)
                     .push_bind(*stock)
                     .push_bind(now)
                     .push_bind(now);
@@ -157,4 +167,201 @@ impl ProductStore for Products {
             .run(async |c| sqlx::query_scalar("SELECT id FROM products WHERE stock < 0").fetch_all(c).await)
             .await?)
     }
+
+    async fn reserve(
+        &self,
+        checkout_id: Uuid,
+        lines: &[LineQuantity],
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> ServiceResult<Result<(), Refusal>> {
+        let key = checkout_id.to_string();
+        Ok(retry_transient!(self.0, |c| {
+            let mut tx = c.begin().await?;
+            let held: Option<String> = sqlx::query_scalar(
+                "SELECT status FROM stock_reservations WHERE checkout_id = ? AND status <> 'RELEASED' LIMIT 1",
+            )
+            .bind(&key)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if held.is_some() {
+                return Ok(Ok(()));
+            }
+            // Lines come in product order: concurrent reservations lock rows in one order.
+            for line in lines {
+                let taken = sqlx::query(TAKE_STOCK_SQL)
+                    .bind(line.quantity)
+                    .bind(line.product_id)
+                    .bind(line.quantity)
+                    .execute(&mut *tx)
+                    .await?;
+                if taken.rows_affected() == 0 {
+                    let found: Option<(String, i32)> =
+                        sqlx::query_as("SELECT name, stock FROM products WHERE id = ?")
+                            .bind(line.product_id)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                    // Dropping the transaction rolls back what this reservation took so far.
+                    return Ok(Err(match found {
+                        None => Refusal::UnknownProduct(line.product_id),
+                        Some((product_name, stock)) => Refusal::Insufficient(Shortage {
+                            product_id: line.product_id,
+                            product_name,
+                            requested: line.quantity,
+                            available: u32::try_from(stock).unwrap_or(0),
+                        }),
+                    }));
+                }
+            }
+            let mut insert = QueryBuilder::new(
+                "INSERT INTO stock_reservations (checkout_id, product_id, quantity, status, expires_at, created_at, updated_at) ",
+            );
+            insert.push_values(lines, |mut b, line| {
+                b.push_bind(&key)
+                    .push_bind(line.product_id)
+                    .push_bind(line.quantity)
+                    .push_bind("RESERVED")
+                    .push_bind(expires_at)
+                    .push_bind(now)
+                    .push_bind(now);
+            });
+            insert.build().execute(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(Ok(()))
+        })?)
+    }
+
+    async fn commit_reservation(
+        &self,
+        checkout_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> ServiceResult<Result<(), Shortage>> {
+        let key = checkout_id.to_string();
+        Ok(retry_transient!(self.0, |c| {
+            let mut tx = c.begin().await?;
+            sqlx::query(
+                "UPDATE stock_reservations SET status = 'COMMITTED', updated_at = ? \
+                 WHERE checkout_id = ? AND status = 'RESERVED'",
+            )
+            .bind(now)
+            .bind(&key)
+            .execute(&mut *tx)
+            .await?;
+            // Lines the TTL released before the order was paid: taken again if still there.
+            let lapsed: Vec<(i64, i32)> = sqlx::query_as(
+                "SELECT product_id, quantity FROM stock_reservations \
+                 WHERE checkout_id = ? AND status = 'RELEASED' ORDER BY product_id FOR UPDATE",
+            )
+            .bind(&key)
+            .fetch_all(&mut *tx)
+            .await?;
+            for (product_id, quantity) in lapsed {
+                let taken = sqlx::query(TAKE_STOCK_SQL)
+                    .bind(quantity)
+                    .bind(product_id)
+                    .bind(quantity)
+                    .execute(&mut *tx)
+                    .await?;
+                if taken.rows_affected() == 0 {
+                    let (product_name, stock): (String, i32) =
+                        sqlx::query_as("SELECT name, stock FROM products WHERE id = ?")
+                            .bind(product_id)
+                            .fetch_optional(&mut *tx)
+                            .await?
+                            .unwrap_or_else(|| (format!("product {product_id}"), 0));
+                    tx.commit().await?;
+                    return Ok(Err(Shortage {
+                        product_id,
+                        product_name,
+                        requested: u32::try_from(quantity).unwrap_or(0),
+                        available: u32::try_from(stock).unwrap_or(0),
+                    }));
+                }
+                sqlx::query(
+                    "UPDATE stock_reservations SET status = 'COMMITTED', updated_at = ? \
+                     WHERE checkout_id = ? AND product_id = ?",
+                )
+                .bind(now)
+                .bind(&key)
+                .bind(product_id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(Ok(()))
+        })?)
+    }
+
+    async fn release_reservation(&self, checkout_id: Uuid, now: DateTime<Utc>) -> ServiceResult<usize> {
+        let key = checkout_id.to_string();
+        Ok(retry_transient!(self.0, |c| {
+            let mut tx = c.begin().await?;
+            let held: Vec<(i64, i32)> = sqlx::query_as(
+                "SELECT product_id, quantity FROM stock_reservations \
+                 WHERE checkout_id = ? AND status = 'RESERVED' ORDER BY product_id FOR UPDATE",
+            )
+            .bind(&key)
+            .fetch_all(&mut *tx)
+            .await?;
+            if held.is_empty() {
+                return Ok(0);
+            }
+            sqlx::query(
+                "UPDATE stock_reservations SET status = 'RELEASED', updated_at = ? \
+                 WHERE checkout_id = ? AND status = 'RESERVED'",
+            )
+            .bind(now)
+            .bind(&key)
+            .execute(&mut *tx)
+            .await?;
+            for (product_id, quantity) in &held {
+                sqlx::query(RETURN_STOCK_SQL).bind(quantity).bind(product_id).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(held.len())
+        })?)
+    }
+
+    async fn expired_reservations(&self, now: DateTime<Utc>, limit: usize) -> ServiceResult<Vec<Uuid>> {
+        let ids: Vec<String> = self
+            .0
+            .run(async |c| {
+                sqlx::query_scalar(EXPIRED_RESERVATIONS_SQL)
+                    .bind(now)
+                    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                    .fetch_all(c)
+                    .await
+            })
+            .await?;
+        ids.iter().map(|id| parse_checkout(id)).collect()
+    }
+
+    async fn stock_ledger(&self) -> ServiceResult<Vec<StockLedger>> {
+        let rows: Vec<(i64, i64, i32, Decimal, Decimal)> =
+            self.0.run(async |c| sqlx::query_as(STOCK_LEDGER_SQL).fetch_all(c).await).await?;
+        Ok(rows
+            .into_iter()
+            .map(|(product_id, units_stocked, stock, reserved, sold)| StockLedger {
+                product_id,
+                units_stocked,
+                stock: i64::from(stock),
+                reserved: reserved.try_into().unwrap_or(i64::MAX),
+                sold: sold.try_into().unwrap_or(i64::MAX),
+            })
+            .collect())
+    }
+
+    async fn reservations(&self) -> ServiceResult<Vec<ReservationSummary>> {
+        let rows: Vec<(String, String, i64, DateTime<Utc>)> =
+            self.0.run(async |c| sqlx::query_as(RESERVATIONS_SQL).fetch_all(c).await).await?;
+        rows.into_iter()
+            .map(|(id, status, lines, expires_at)| {
+                Ok(ReservationSummary { checkout_id: parse_checkout(&id)?, status, lines, expires_at })
+            })
+            .collect()
+    }
+}
+
+fn parse_checkout(id: &str) -> ServiceResult<Uuid> {
+    id.parse().map_err(|e| ServiceError::Internal(format!("stored checkout id {id:?}: {e}")))
 }

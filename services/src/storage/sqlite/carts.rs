@@ -5,7 +5,7 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use shop_actors::model::{Cart, CartItem, CheckoutHold};
 use shop_actors::ports::{CartStore, StoreError};
 
-use super::codec::{money_at, parse_ts, quantity_at, store_err, ts};
+use super::codec::{money_at, parse_ts, quantity_at, store_err, time_at, ts};
 use super::db::{SqliteDb, SqliteError, is_unique_violation};
 use crate::storage::common::{money_text, stale_cart};
 
@@ -63,7 +63,8 @@ fn save_cart(c: &mut Connection, cart: &Cart, applied_order: Option<i64>) -> Res
     tx.prepare_cached("DELETE FROM cart_items WHERE cart_id = ?")?.execute([cart_id])?;
     {
         let mut insert = tx.prepare_cached(
-            "INSERT INTO cart_items (cart_id, product_id, product_name, price, quantity) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO cart_items (cart_id, product_id, product_name, price, quantity, added_at) \
+             VALUES (?, ?, ?, ?, ?, ?)",
         )?;
         for i in &cart.items {
             insert.execute(params![
@@ -71,7 +72,8 @@ fn save_cart(c: &mut Connection, cart: &Cart, applied_order: Option<i64>) -> Res
                 i.product_id,
                 i.product_name,
                 money_text(i.price),
-                i64::from(i.quantity)
+                i64::from(i.quantity),
+                ts(i.added_at)
             ])?;
         }
     }
@@ -101,7 +103,8 @@ impl CartStore for Carts {
             .run(move |c| {
                 let mut stmt = c.prepare_cached(
                     "SELECT c.version, c.checkout_id, c.checkout_expires_at, \
-                            i.product_id, i.product_name, i.price, i.quantity \
+                            i.product_id, i.product_name, i.price, i.quantity, \
+                            COALESCE(i.added_at, c.updated_at) AS added_at \
                      FROM cart c LEFT JOIN cart_items i ON i.cart_id = c.id WHERE c.username = ? ORDER BY i.id",
                 )?;
                 let mut rows = stmt.query([&username])?;
@@ -115,6 +118,7 @@ impl CartStore for Carts {
                         product_name: row.get("product_name")?,
                         price: money_at(row, "price")?,
                         quantity: quantity_at(row, "quantity")?,
+                        added_at: time_at(row, "added_at")?,
                     });
                 }
                 Ok(cart)

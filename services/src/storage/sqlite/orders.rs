@@ -1,6 +1,7 @@
 //! SQLite: Orders, their items and their outbox.
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use rusqlite::{Connection, TransactionBehavior, params};
 use shop_actors::model::{NewOrder, Order, OrderEvent, OrderItem};
 use shop_actors::ports::{OrderStore, StoreError};
@@ -10,7 +11,10 @@ use super::codec::{decode, money_at, quantity_at, rows, store_err, time_at, ts};
 use super::db::{SqliteDb, SqliteError, is_unique_violation};
 use crate::error::ServiceResult;
 use crate::order::{OrderRepo, OrderSummary};
-use crate::storage::common::{Bind, money_text, order_select_sql};
+use crate::storage::common::{
+    Bind, CLAIM_RECOVERY_SQL, CLAIM_RELAY_SQL, OUTCOME_EVENTS_SQL, UNFINISHED_SQL, checkout_id, money_text,
+    order_select_sql,
+};
 
 pub struct Orders(pub SqliteDb);
 
@@ -52,6 +56,8 @@ fn group_orders(rows: &mut rusqlite::Rows<'_>) -> Result<Vec<Order>, SqliteError
                 payment_id: row.get("payment_id")?,
                 failure_reason: row.get("failure_reason")?,
                 idempotency_key: row.get("idempotency_key")?,
+                checkout_id: checkout_id(row.get("checkout_id")?).map_err(decode)?,
+                unsettled: row.get("unsettled")?,
                 created_at: time_at(row, "created_at")?,
                 version: row.get("version")?,
             });
@@ -98,11 +104,18 @@ impl OrderStore for Orders {
                 let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 let inserted = tx
                     .prepare_cached(
-                        "INSERT INTO orders (username, total_amount, status, idempotency_key, version, created_at, updated_at) \
-                         VALUES (?, ?, 'PENDING', ?, 1, ?, ?) RETURNING id",
+                        "INSERT INTO orders (username, total_amount, status, idempotency_key, checkout_id, version, created_at, updated_at) \
+                         VALUES (?, ?, 'PENDING', ?, ?, 1, ?, ?) RETURNING id",
                     )?
                     .query_row(
-                        params![new.username, money_text(new.total_amount), new.idempotency_key, at, at],
+                        params![
+                            new.username,
+                            money_text(new.total_amount),
+                            new.idempotency_key,
+                            new.checkout_id.map(|c| c.to_string()),
+                            at,
+                            at
+                        ],
                         |r| r.get::<_, i64>(0),
                     )
                     .map_err(SqliteError::from);
@@ -156,10 +169,18 @@ impl OrderStore for Orders {
                 let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 let changed = tx
                     .prepare_cached(
-                        "UPDATE orders SET status = ?, payment_id = ?, failure_reason = ?, version = version + 1, \
-                         updated_at = ? WHERE id = ? AND version = ?",
+                        "UPDATE orders SET status = ?, payment_id = ?, failure_reason = ?, unsettled = ?, \
+                         version = version + 1, updated_at = ? WHERE id = ? AND version = ?",
                     )?
-                    .execute(params![o.status.as_str(), o.payment_id, o.failure_reason, now, o.id, o.version])?;
+                    .execute(params![
+                        o.status.as_str(),
+                        o.payment_id,
+                        o.failure_reason,
+                        o.unsettled,
+                        now,
+                        o.id,
+                        o.version
+                    ])?;
                 if changed == 0 {
                     return Ok(OrderWrite::Stale);
                 }
@@ -227,6 +248,55 @@ impl OrderStore for Orders {
             .await
             .map_err(store_err)
     }
+
+    async fn unfinished(&self, before: DateTime<Utc>, limit: usize) -> Result<Vec<Order>, StoreError> {
+        let (before, limit) = (ts(before), i64::try_from(limit).unwrap_or(i64::MAX));
+        let ids: Vec<i64> = self
+            .0
+            .read
+            .run(move |c| {
+                rows(c, UNFINISHED_SQL, params![before, before, limit], |r| Ok(r.get::<_, i64>(0)?))
+            })
+            .await
+            .map_err(store_err)?;
+        let mut found = Vec::with_capacity(ids.len());
+        for id in ids {
+            found.extend(self.load(id).await?);
+        }
+        Ok(found)
+    }
+
+    async fn claim_recovery(
+        &self,
+        order_id: i64,
+        owner: Uuid,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let (owner, until, now) = (owner.to_string(), ts(until), ts(crate::time::now()));
+        self.0
+            .write
+            .run(move |c| {
+                let changed = c
+                    .prepare_cached(CLAIM_RECOVERY_SQL)?
+                    .execute(params![owner, until, order_id, now, owner])?;
+                Ok(changed == 1)
+            })
+            .await
+            .map_err(store_err)
+    }
+
+    async fn claim_relay(&self, owner: Uuid, until: DateTime<Utc>) -> Result<bool, StoreError> {
+        let (owner, until, now) = (owner.to_string(), ts(until), ts(crate::time::now()));
+        self.0
+            .write
+            .run(move |c| {
+                let changed =
+                    c.prepare_cached(CLAIM_RELAY_SQL)?.execute(params![owner, until, now, owner])?;
+                Ok(changed == 1)
+            })
+            .await
+            .map_err(store_err)
+    }
 }
 
 #[async_trait]
@@ -236,15 +306,26 @@ impl OrderRepo for Orders {
             .0
             .read
             .run(|c| {
-                rows(c, "SELECT id, status, payment_id, total_amount FROM orders", [], |r| {
+                rows(c, "SELECT id, status, payment_id, total_amount, checkout_id, unsettled, updated_at FROM orders", [], |r| {
                     Ok(OrderSummary {
                         id: r.get("id")?,
                         status: r.get("status")?,
                         payment_id: r.get("payment_id")?,
                         total_amount: money_at(r, "total_amount")?,
+                        checkout_id: checkout_id(r.get("checkout_id")?).map_err(decode)?,
+                        unsettled: r.get("unsettled")?,
+                        updated_at: time_at(r, "updated_at")?,
                     })
                 })
             })
+            .await?)
+    }
+
+    async fn outcome_events(&self) -> ServiceResult<Vec<(i64, bool)>> {
+        Ok(self
+            .0
+            .read
+            .run(|c| rows(c, OUTCOME_EVENTS_SQL, [], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? == 1))))
             .await?)
     }
 }

@@ -123,6 +123,11 @@ impl Cluster {
     }
 
     async fn start_on(brokers: &str, success_rate: &str) -> Self {
+        Self::start_with(brokers, success_rate, &[]).await
+    }
+
+    /// A cluster whose every process also gets `extra` in its environment.
+    async fn start_with(brokers: &str, success_rate: &str, extra: &[(&str, &str)]) -> Self {
         let dir = std::env::temp_dir().join(format!("shop-dist-{}", uuid::Uuid::new_v4().simple()));
         let ports: Vec<(Service, u16)> = Service::ALL.iter().map(|s| (*s, free_port())).collect();
         let port = |s: Service| ports.iter().find(|(x, _)| *x == s).map(|(_, p)| *p).unwrap_or_default();
@@ -141,6 +146,7 @@ impl Cluster {
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
+        .chain(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())))
         .collect();
         let mut databases = Vec::new();
         let mut mysql = MySqlDatabases::default();
@@ -214,6 +220,94 @@ impl Cluster {
             let (_, mut child) = self.children.remove(pos);
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+
+    /// Checks out every buyer at once, as a process is about to abort under them: answers and
+    /// broken connections alike are ignored.
+    async fn checkouts_under_abort(&self, tokens: &[String]) {
+        let url = self.url(Service::Order, "/api/orders");
+        let runs = tokens
+            .iter()
+            .map(|t| self.client.post(&url).bearer_auth(t).timeout(Duration::from_secs(30)).send());
+        let _ = futures::future::join_all(runs).await;
+    }
+
+    /// Sends `signal` (`-STOP`, `-CONT`) to the first process of `service`.
+    fn signal(&self, service: Service, signal: &str) {
+        let (_, child) = self.children.iter().find(|(s, _)| *s == service).expect("a process");
+        let ok = Command::new("kill").args([signal, &child.id().to_string()]).status().expect("kill");
+        assert!(ok.success());
+    }
+
+    /// Replaces the process of `service` by one armed to abort at `fault` (`SHOP_FAULT`).
+    async fn arm(&mut self, service: Service, fault: &str) {
+        self.kill(service);
+        let child = self.spawn(service, self.port(service), &[("SHOP_FAULT".into(), fault.into())]);
+        self.children.push((service, child));
+        self.wait_healthy(self.port(service)).await;
+    }
+
+    /// Waits for the process of `service` to end by itself; whether it aborted (SIGABRT).
+    fn aborted(&mut self, service: Service, within: Duration) -> bool {
+        use std::os::unix::process::ExitStatusExt;
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some((_, child)) = self.children.iter_mut().find(|(s, _)| *s == service)
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                return status.signal() == Some(6);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    /// Waits (up to `within`) for the audit to come out clean with no units left reserved.
+    async fn audit_until_clean(&self, within: Duration) -> shop_services::tools::audit::AuditReport {
+        let deadline = Instant::now() + within;
+        loop {
+            let report = self.audit().await;
+            if report.is_clean() && report.units.reserved == 0 {
+                return report;
+            }
+            assert!(Instant::now() < deadline, "not recovered within {within:?}: {report:?}");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
+    /// The outcome events in the order database's outbox, per order.
+    async fn outcome_events(&self) -> std::collections::HashMap<i64, usize> {
+        let url = self
+            .databases
+            .iter()
+            .find(|(s, _)| *s == Service::Order)
+            .map(|(_, u)| u.clone())
+            .unwrap_or_default();
+        let db = shop_services::testing::open_or_explain(Service::Order, &url).await;
+        let mut counts = std::collections::HashMap::new();
+        for (order_id, _) in db.orders().outcome_events().await.expect("outbox") {
+            *counts.entry(order_id).or_default() += 1;
+        }
+        counts
+    }
+
+    /// Every buyer's cart agrees with their orders (waiting, up to `within`, for the events):
+    /// a PAID order emptied its one-item cart; otherwise the item is still there.
+    async fn carts_agree(&self, tokens: &[String], within: Duration) {
+        let deadline = Instant::now() + within;
+        for token in tokens {
+            let (_, orders) =
+                self.call(Service::Order, reqwest::Method::GET, "/api/orders", Some(token), None).await;
+            let bought = orders.as_array().is_some_and(|all| all.iter().any(|o| o["status"] == "PAID"));
+            loop {
+                let cart = self.cart(token).await;
+                if cart["items"].as_array().map_or(0, Vec::len) == usize::from(!bought) {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "cart {cart} disagrees with orders {orders}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
         }
     }
 
@@ -617,4 +711,141 @@ async fn two_instances_of_order_and_cart_keep_the_invariants() {
     assert!(report.is_clean(), "{:?}", report.violations);
     assert_eq!((report.orders, report.payments), (500, 500));
     assert_eq!(report.orders_by_status.get("PAID").copied(), Some(paid as i64));
+}
+
+/// Recovery settings short enough for a test.
+const QUICK_RECOVERY: [(&str, &str); 5] = [
+    ("SHOP_RECOVERY_THRESHOLD_MS", "2000"),
+    ("SHOP_RECOVERY_INTERVAL_MS", "300"),
+    ("SHOP_RESERVATION_TTL_SECS", "3"),
+    ("SHOP_RESERVATION_SWEEP_MS", "300"),
+    ("SHOP_PAYMENT_TIMEOUT_MS", "1000"),
+];
+
+/// Checkouts running, the process of `service` aborted at `point`, started again: within the
+/// recovery threshold every order is PAID or CANCELLED, carts agree with their orders, the audit
+/// is clean.
+async fn recovers_from_an_abort(service: Service, point: &str) {
+    let mut cluster = Cluster::start_with(&brokers(), "0.5", &QUICK_RECOVERY).await;
+    let tokens = cluster.users_with_cart(6, 2, 1).await;
+    cluster.arm(service, &format!("{point}:3")).await;
+    cluster.checkouts_under_abort(&tokens).await;
+    assert!(
+        cluster.aborted(service, Duration::from_secs(30)),
+        "the {service:?} process did not abort at {point}"
+    );
+    cluster.kill(service);
+    cluster.restart(service);
+    cluster.wait_healthy(cluster.port(service)).await;
+    let report = cluster.audit_until_clean(Duration::from_secs(45)).await;
+    assert_eq!(report.orders, report.payments, "total orders = total payments: {report:?}");
+    cluster.carts_agree(&tokens, Duration::from_secs(30)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_fault_point_recovers_in_distributed_mode() {
+    let points = [
+        (Service::Order, "after-reservation"),
+        (Service::Order, "after-order"),
+        (Service::Payment, "after-payment-pending"),
+        (Service::Payment, "after-gateway"),
+        (Service::Order, "after-payment"),
+        (Service::Order, "after-order-update"),
+        (Service::Cart, "after-event"),
+    ];
+    assert_eq!(points.map(|(_, p)| p), shop_actors::fault::POINTS);
+    for (service, point) in points {
+        recovers_from_an_abort(service, point).await;
+    }
+}
+
+/// Payment frozen (SIGSTOP) under steady checkouts: the breaker answers fast, nothing is left
+/// charged without a PAID order, and recovery settles Payment's side once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_payment_service_fails_checkouts_fast_and_leaves_nothing_charged() {
+    let env = [
+        ("SHOP_PAYMENT_TIMEOUT_MS", "500"),
+        ("SHOP_BREAKER_OPEN_MS", "1000"),
+        ("SHOP_RECOVERY_THRESHOLD_MS", "3000"),
+        ("SHOP_RECOVERY_INTERVAL_MS", "500"),
+    ];
+    let cluster = Cluster::start_with(&brokers(), "1.0", &env).await;
+    let bulk = cluster.bulk_product().await;
+    let tokens = cluster.users_with_cart(6, bulk, 1).await;
+    cluster.signal(Service::Payment, "-STOP");
+    let frozen_until = Instant::now() + Duration::from_secs(15);
+    let runs = tokens.iter().map(|token| {
+        let cluster = &cluster;
+        async move {
+            let mut answers = Vec::new();
+            while Instant::now() < frozen_until {
+                let asked = Instant::now();
+                let (status, body) = cluster
+                    .call(Service::Order, reqwest::Method::POST, "/api/orders", Some(token), None)
+                    .await;
+                answers.push((
+                    asked.elapsed(),
+                    status,
+                    body["status"].as_str().unwrap_or_default().to_owned(),
+                ));
+                if status == 503 {
+                    assert!(body["detail"].as_str().is_some_and(|d| !d.is_empty()), "{body}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+            answers
+        }
+    });
+    let answers: Vec<_> = futures::future::join_all(runs).await.into_iter().flatten().collect();
+    cluster.signal(Service::Payment, "-CONT");
+    let mut times: Vec<Duration> = answers.iter().map(|(t, _, _)| *t).collect();
+    times.sort();
+    let median = times[times.len() / 2];
+    assert!(
+        median < Duration::from_secs(1),
+        "median checkout {median:?} while Payment was frozen: {answers:?}"
+    );
+    assert!(answers.iter().any(|(_, s, _)| *s == 503), "the breaker refused checkouts: {answers:?}");
+    assert!(
+        answers.iter().any(|(_, s, o)| *s == 201 && o == "CANCELLED"),
+        "checkouts past order creation ended CANCELLED: {answers:?}"
+    );
+    let report = cluster.audit_until_clean(Duration::from_secs(45)).await;
+    assert_eq!(report.orders, report.payments, "every cancelled order got its payment record: {report:?}");
+    assert_eq!(report.orders_by_status.get("PENDING"), None, "{report:?}");
+    // Payment is back: checkouts pay again.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, body) =
+            cluster.call(Service::Order, reqwest::Method::POST, "/api/orders", Some(&tokens[0]), None).await;
+        if status == 201 && body["status"] == "PAID" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no checkout paid after Payment resumed: {status} {body}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Two Order instances over one database, both recovering the same stuck checkouts: each is
+/// resumed once (one payment, one outcome event).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_order_instances_resume_each_stuck_checkout_once() {
+    let mut cluster = Cluster::start_with(&brokers(), "0.5", &QUICK_RECOVERY).await;
+    let tokens = cluster.users_with_cart(8, 2, 1).await;
+    cluster.arm(Service::Order, "after-payment:5").await;
+    cluster.checkouts_under_abort(&tokens).await;
+    assert!(cluster.aborted(Service::Order, Duration::from_secs(30)), "the Order process did not abort");
+    cluster.kill(Service::Order);
+    let second = free_port();
+    cluster.restart(Service::Order);
+    let child = cluster.spawn(Service::Order, second, &[]);
+    cluster.children.push((Service::Order, child));
+    cluster.wait_healthy(cluster.port(Service::Order)).await;
+    cluster.wait_healthy(second).await;
+    let report = cluster.audit_until_clean(Duration::from_secs(45)).await;
+    assert_eq!(report.orders, report.payments, "one payment per order: {report:?}");
+    let events = cluster.outcome_events().await;
+    assert_eq!(events.len(), usize::try_from(report.orders).unwrap_or(0), "{events:?}");
+    assert!(events.values().all(|n| *n == 1), "one outcome event per order: {events:?}");
+    cluster.carts_agree(&tokens, Duration::from_secs(30)).await;
 }

@@ -77,6 +77,15 @@ impl Breaker {
         }
     }
 
+    /// Whether the payment side is known to be unreachable right now (open, or probing).
+    pub(crate) fn is_open(&self) -> bool {
+        match *self.state() {
+            State::Closed { .. } => false,
+            State::Open { until } => Instant::now() < until,
+            State::Probing => true,
+        }
+    }
+
     /// A charge was taken (approved or declined): the payment side answers.
     pub(crate) fn succeeded(&self) {
         *self.state() = State::Closed { failures: 0 };

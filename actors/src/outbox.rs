@@ -10,8 +10,11 @@
 //! of one user one after another, in the order they were written (the order a consumer keyed by
 //! user sees on one partition). A publish that fails stops its user's events for this round; the
 //! rest of that user's events go out on a later round, in order. An event may be published twice
-//! (a crash between publish and mark, or two relays on one database): consumers ignore
-//! duplicates.
+//! (a crash between publish and mark): consumers ignore duplicates.
+//!
+//! Several Order instances share one outbox: a relay publishes only while it holds the outbox's
+//! lease (stored, `lease` long, renewed as it runs), so two relays never publish one row twice.
+//! A relay that stops lets its lease lapse and another takes over.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -34,11 +37,46 @@ pub struct OutboxConfig {
     /// How long one round may take, one timer for all its publishes (a deadline); a round
     /// still running then is abandoned, and what it had not marked sent goes out on a later one.
     pub round_timeout: Duration,
+    /// How long the relay's lease on the outbox lasts; renewed when half of it is left.
+    pub lease: Duration,
 }
 
 impl Default for OutboxConfig {
     fn default() -> Self {
-        Self { poll_interval: Duration::from_millis(500), batch: 256, round_timeout: Duration::from_secs(30) }
+        Self {
+            poll_interval: Duration::from_millis(500),
+            batch: 256,
+            round_timeout: Duration::from_secs(30),
+            lease: Duration::from_secs(10),
+        }
+    }
+}
+
+/// This relay's hold on the outbox.
+struct Lease {
+    owner: uuid::Uuid,
+    length: Duration,
+    /// Until when it is held, as far as this relay knows.
+    until: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl Lease {
+    /// Whether this relay may publish now: it holds the lease, renewing it when half is left.
+    async fn hold(&self, store: &dyn OrderStore) -> Result<bool, BusError> {
+        let now = std::time::Instant::now();
+        let held = self.until.lock().map(|u| *u).unwrap_or(None);
+        if held.is_some_and(|until| until > now + self.length / 2) {
+            return Ok(true);
+        }
+        let length = chrono::Duration::from_std(self.length).unwrap_or(chrono::Duration::MAX);
+        let took = store
+            .claim_relay(self.owner, chrono::Utc::now() + length)
+            .await
+            .map_err(|e| BusError(format!("outbox lease: {e}")))?;
+        if let Ok(mut until) = self.until.lock() {
+            *until = took.then_some(now + self.length);
+        }
+        Ok(took)
     }
 }
 
@@ -54,6 +92,7 @@ impl Message for Relay {
 
 pub struct OutboxRelay {
     store: Arc<dyn OrderStore>,
+    lease: Arc<Lease>,
     bus: Arc<dyn EventBus>,
     config: OutboxConfig,
     running: bool,
@@ -93,7 +132,8 @@ impl OutboxRelay {
         self.running = true;
         self.again = false;
         let waiters = std::mem::take(&mut self.waiters);
-        let round = relay_round(self.store.clone(), self.bus.clone(), self.config.batch.max(1));
+        let round =
+            relay_round(self.store.clone(), self.bus.clone(), self.lease.clone(), self.config.batch.max(1));
         let mut deadline = Deadline::after(self.config.round_timeout);
         let round = async move {
             deadline.bound(round).await.unwrap_or_else(|e| Err(BusError(format!("outbox relay round: {e}"))))
@@ -118,10 +158,15 @@ impl OutboxRelay {
 async fn relay_round(
     store: Arc<dyn OrderStore>,
     bus: Arc<dyn EventBus>,
+    lease: Arc<Lease>,
     batch: usize,
 ) -> Result<usize, BusError> {
     let mut relayed = 0;
     loop {
+        if !lease.hold(&*store).await? {
+            // Another relay holds the outbox: it publishes these.
+            return Ok(relayed);
+        }
         let pending = store.unsent_events(batch).await.map_err(|e| BusError(e.to_string()))?;
         let full = pending.len() >= batch;
         if pending.is_empty() {
@@ -180,8 +225,10 @@ impl Outbox {
         bus: Arc<dyn EventBus>,
         config: OutboxConfig,
     ) -> Self {
+        let lease =
+            Arc::new(Lease { owner: uuid::Uuid::new_v4(), length: config.lease, until: Default::default() });
         let relay = OutboxRelay::start_in_arbiter(runtime.arbiter_for("outbox-relay"), move |_| {
-            OutboxRelay { store, bus, config, running: false, again: false, waiters: Vec::new() }
+            OutboxRelay { store, lease, bus, config, running: false, again: false, waiters: Vec::new() }
         });
         Self { relay }
     }

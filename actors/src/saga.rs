@@ -453,7 +453,9 @@ async fn finish(
     let done = if change.to == OrderStatus::Paid {
         follow_up(deps, "commit stock", || deps.stock.commit(checkout_id)).await.is_some()
     } else {
-        let voided = charged.is_ok() || void(deps, order, PAYMENT_UNAVAILABLE).await;
+        // While the breaker is open Payment is known to be away: recovery voids it later.
+        let voided =
+            charged.is_ok() || (!deps.breaker.is_open() && void(deps, order, PAYMENT_UNAVAILABLE).await);
         release_stock(deps, checkout_id).await && voided
     };
     change.unsettled = !done;

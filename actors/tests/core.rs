@@ -530,3 +530,38 @@ async fn recovery_ends_stuck_checkouts_from_what_is_stored() {
     assert_eq!((stats.recovered, stats.refunded), (3, 1));
     assert_eq!(p.core.order.recovery.run_once().await.expect("round"), 0, "nothing is resumed twice");
 }
+
+#[tokio::test]
+async fn two_relays_on_one_outbox_publish_each_event_once() {
+    use shop_actors::model::NewOrder;
+    use shop_actors::ports::OrderStore;
+    use shop_actors::{Outbox, OutboxConfig};
+    let store = Arc::new(MemoryOrderStore::default());
+    for i in 0..20 {
+        let new = NewOrder {
+            username: format!("r{i}"),
+            items: vec![],
+            total_amount: Decimal::ONE,
+            idempotency_key: None,
+            checkout_id: None,
+        };
+        store.create(new).await.expect("order");
+    }
+    let runtime = shop_actors::runtime::ActorRuntime::start(2).expect("runtime");
+    let log = Arc::new(EventLog::default());
+    let bus = Arc::new(shop_actors::bus::InProcessBus::new());
+    bus.subscribe(log.clone());
+    let config = OutboxConfig { poll_interval: Duration::from_millis(20), ..OutboxConfig::default() };
+    let relays: Vec<Outbox> =
+        (0..2).map(|_| Outbox::start(&runtime, store.clone(), bus.clone(), config.clone())).collect();
+    let (a, b) =
+        tokio::join!(relays[0].flush(Duration::from_secs(5)), relays[1].flush(Duration::from_secs(5)));
+    assert_eq!(a.expect("flush") + b.expect("flush"), 20, "one of them published everything");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut ids: Vec<_> = log.events().into_iter().map(|e| e.event_id).collect();
+    assert_eq!(ids.len(), 20, "each event once");
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 20);
+    runtime.shutdown();
+}

@@ -203,7 +203,12 @@ impl Recovery {
                 return Ok(Resumed::Ended { refunded: false });
             }
             Some(r) if r.status.is_final() => {
-                let reason = r.failure_reason.clone().unwrap_or_else(|| "Payment declined".to_owned());
+                let fallback = if r.status == PaymentStatus::Refunded {
+                    CHECKOUT_INTERRUPTED
+                } else {
+                    "Payment declined"
+                };
+                let reason = r.failure_reason.clone().unwrap_or_else(|| fallback.to_owned());
                 (r, reason)
             }
             // No payment, or one whose gateway answer was never stored: closed as not taken (or

@@ -158,3 +158,10 @@ pub(crate) const PRODUCT_UPDATE_SQL: &str = "UPDATE products SET units_stocked =
 /// The outbox's outcome events: order id, and 1 once sent.
 pub(crate) const OUTCOME_EVENTS_SQL: &str = "SELECT order_id, CASE WHEN sent_at IS NULL THEN 0 ELSE 1 END AS sent \
      FROM order_outbox WHERE payload NOT LIKE '%\"eventType\":\"ORDER_CREATED\"%'";
+
+/// A checkout's RESERVED lines moved to a status (binds: status, updated at, checkout id).
+pub(crate) const END_RESERVATION_SQL: &str = "UPDATE stock_reservations SET status = ?, updated_at = ? \
+     WHERE checkout_id = ? AND status = 'RESERVED'";
+
+/// What a shortage names: the product's name and what is left of it (binds: id).
+pub(crate) const SHORTAGE_SQL: &str = "SELECT name, stock FROM products WHERE id = ?";

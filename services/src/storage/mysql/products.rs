@@ -16,8 +16,8 @@ use super::support::id;
 use crate::error::{ServiceError, ServiceResult};
 use crate::product::{Product, ProductInput, ProductStore, Refusal, ReservationSummary, StockLedger};
 use crate::storage::common::{
-    EXPIRED_RESERVATIONS_SQL, PRODUCT_UPDATE_SQL, RESERVATIONS_SQL, RETURN_STOCK_SQL, STOCK_LEDGER_SQL,
-    TAKE_STOCK_SQL,
+    END_RESERVATION_SQL, EXPIRED_RESERVATIONS_SQL, PRODUCT_UPDATE_SQL, RESERVATIONS_SQL, RETURN_STOCK_SQL,
+    SHORTAGE_SQL, STOCK_LEDGER_SQL, TAKE_STOCK_SQL,
 };
 
 pub struct Products(pub MySqlDb);
@@ -197,10 +197,7 @@ impl ProductStore for Products {
                     .await?;
                 if taken.rows_affected() == 0 {
                     let found: Option<(String, i32)> =
-                        sqlx::query_as("SELECT name, stock FROM products WHERE id = ?")
-                            .bind(line.product_id)
-                            .fetch_optional(&mut *tx)
-                            .await?;
+                        sqlx::query_as(SHORTAGE_SQL).bind(line.product_id).fetch_optional(&mut *tx).await?;
                     // Dropping the transaction rolls back what this reservation took so far.
                     return Ok(Err(match found {
                         None => Refusal::UnknownProduct(line.product_id),
@@ -239,14 +236,7 @@ impl ProductStore for Products {
         let key = checkout_id.to_string();
         Ok(retry_transient!(self.0, |c| {
             let mut tx = c.begin().await?;
-            sqlx::query(
-                "UPDATE stock_reservations SET status = 'COMMITTED', updated_at = ? \
-                 WHERE checkout_id = ? AND status = 'RESERVED'",
-            )
-            .bind(now)
-            .bind(&key)
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query(END_RESERVATION_SQL).bind("COMMITTED").bind(now).bind(&key).execute(&mut *tx).await?;
             // Lines the TTL released before the order was paid: taken again if still there.
             let lapsed: Vec<(i64, i32)> = sqlx::query_as(
                 "SELECT product_id, quantity FROM stock_reservations \
@@ -263,12 +253,11 @@ impl ProductStore for Products {
                     .execute(&mut *tx)
                     .await?;
                 if taken.rows_affected() == 0 {
-                    let (product_name, stock): (String, i32) =
-                        sqlx::query_as("SELECT name, stock FROM products WHERE id = ?")
-                            .bind(product_id)
-                            .fetch_optional(&mut *tx)
-                            .await?
-                            .unwrap_or_else(|| (format!("product {product_id}"), 0));
+                    let (product_name, stock): (String, i32) = sqlx::query_as(SHORTAGE_SQL)
+                        .bind(product_id)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .unwrap_or_else(|| (format!("product {product_id}"), 0));
                     tx.commit().await?;
                     return Ok(Err(Shortage {
                         product_id,
@@ -306,14 +295,7 @@ impl ProductStore for Products {
             if held.is_empty() {
                 return Ok(0);
             }
-            sqlx::query(
-                "UPDATE stock_reservations SET status = 'RELEASED', updated_at = ? \
-                 WHERE checkout_id = ? AND status = 'RESERVED'",
-            )
-            .bind(now)
-            .bind(&key)
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query(END_RESERVATION_SQL).bind("RELEASED").bind(now).bind(&key).execute(&mut *tx).await?;
             for (product_id, quantity) in &held {
                 sqlx::query(RETURN_STOCK_SQL).bind(quantity).bind(product_id).execute(&mut *tx).await?;
             }

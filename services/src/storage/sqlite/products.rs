@@ -14,8 +14,8 @@ use super::db::{SqliteDb, SqliteError};
 use crate::error::{ServiceError, ServiceResult};
 use crate::product::{Product, ProductInput, ProductStore, Refusal, ReservationSummary, StockLedger};
 use crate::storage::common::{
-    EXPIRED_RESERVATIONS_SQL, PRODUCT_UPDATE_SQL, RESERVATIONS_SQL, RETURN_STOCK_SQL, STOCK_LEDGER_SQL,
-    TAKE_STOCK_SQL, money_text,
+    END_RESERVATION_SQL, EXPIRED_RESERVATIONS_SQL, PRODUCT_UPDATE_SQL, RESERVATIONS_SQL, RETURN_STOCK_SQL,
+    SHORTAGE_SQL, STOCK_LEDGER_SQL, TAKE_STOCK_SQL, money_text,
 };
 
 pub struct Products(pub SqliteDb);
@@ -171,7 +171,7 @@ impl ProductStore for Products {
                     ])?;
                     if taken == 0 {
                         let found: Option<(String, i64)> = tx
-                            .prepare_cached("SELECT name, stock FROM products WHERE id = ?")?
+                            .prepare_cached(SHORTAGE_SQL)?
                             .query_row([line.product_id], |r| Ok((r.get(0)?, r.get(1)?)))
                             .optional()?;
                         // Dropping the transaction rolls back what this reservation took so far.
@@ -212,11 +212,7 @@ impl ProductStore for Products {
             .write
             .run(move |c| {
                 let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                tx.prepare_cached(
-                    "UPDATE stock_reservations SET status = 'COMMITTED', updated_at = ? \
-                     WHERE checkout_id = ? AND status = 'RESERVED'",
-                )?
-                .execute(params![now, key])?;
+                tx.prepare_cached(END_RESERVATION_SQL)?.execute(params!["COMMITTED", now, key])?;
                 // Lines the TTL released before the order was paid: taken again if still there.
                 let lapsed = rows(
                     &tx,
@@ -231,7 +227,7 @@ impl ProductStore for Products {
                         .execute(params![quantity, product_id, quantity])?;
                     if taken == 0 {
                         let (product_name, stock): (String, i64) = tx
-                            .prepare_cached("SELECT name, stock FROM products WHERE id = ?")?
+                            .prepare_cached(SHORTAGE_SQL)?
                             .query_row([product_id], |r| Ok((r.get(0)?, r.get(1)?)))
                             .optional()?
                             .unwrap_or_else(|| (format!("product {product_id}"), 0));
@@ -271,11 +267,7 @@ impl ProductStore for Products {
                 if held.is_empty() {
                     return Ok(0);
                 }
-                tx.prepare_cached(
-                    "UPDATE stock_reservations SET status = 'RELEASED', updated_at = ? \
-                     WHERE checkout_id = ? AND status = 'RESERVED'",
-                )?
-                .execute(params![now, key])?;
+                tx.prepare_cached(END_RESERVATION_SQL)?.execute(params!["RELEASED", now, key])?;
                 for (product_id, quantity) in &held {
                     tx.prepare_cached(RETURN_STOCK_SQL)?.execute(params![quantity, product_id])?;
                 }

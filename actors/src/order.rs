@@ -161,7 +161,9 @@ impl WriteThrough for OrderActor {
         }
         order.status = to;
         order.payment_id = change.payment_id.or(order.payment_id.take());
-        order.unsettled = change.unsettled;
+        // Only `Settled` closes open steps: shipping an order whose stock commit is still open
+        // keeps it open for recovery.
+        order.unsettled |= change.unsettled;
         order.failure_reason = change.failure_reason.or(order.failure_reason.take());
         Ok(Decision::Changed(OrderEvent::outcome(order, change.checkout_id), ()))
     }

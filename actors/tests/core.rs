@@ -565,3 +565,25 @@ async fn two_relays_on_one_outbox_publish_each_event_once() {
     assert_eq!(ids.len(), 20);
     runtime.shutdown();
 }
+
+#[tokio::test]
+async fn shipping_an_order_keeps_its_open_steps_for_recovery() {
+    use shop_actors::Transition;
+    use shop_actors::model::NewOrder;
+    use shop_actors::ports::OrderStore;
+    let p = core_over(Arc::new(MemoryPayments::new(0)), CoreConfig::default());
+    let new = NewOrder {
+        username: "s".into(),
+        items: vec![],
+        total_amount: Decimal::ONE,
+        idempotency_key: None,
+        checkout_id: Some(uuid::Uuid::new_v4()),
+    };
+    let order = p.orders.create(new).await.expect("order");
+    let orders = &p.core.order.orders;
+    let paid = Transition { unsettled: true, ..Transition::to(OrderStatus::Paid) };
+    assert!(orders.transition(order.id, paid).await.expect("paid").unsettled);
+    let shipped = orders.transition(order.id, Transition::to(OrderStatus::Shipped)).await.expect("shipped");
+    assert!(shipped.unsettled, "shipping does not close the stock commit still owed");
+    assert!(!orders.mark_settled(order.id).await.expect("settled").unsettled);
+}

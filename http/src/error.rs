@@ -46,7 +46,7 @@ struct Problem<'a> {
 }
 
 /// The extension members of a problem about a shortage of stock.
-pub fn shortage_members(s: &shop_actors::ports::Shortage) -> serde_json::Map<String, serde_json::Value> {
+fn shortage_members(s: &shop_actors::ports::Shortage) -> serde_json::Map<String, serde_json::Value> {
     let mut members = serde_json::Map::new();
     members.insert("productId".into(), s.product_id.into());
     members.insert("productName".into(), s.product_name.clone().into());

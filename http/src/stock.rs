@@ -19,7 +19,7 @@ use shop_services::auth::Role;
 use shop_services::product::{ProductService, Refusal};
 use uuid::Uuid;
 
-use crate::error::{ApiError, ApiResult, shortage_members};
+use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath, Caller};
 
 pub(crate) const RESERVATION_ROUTE: &str = "/internal/stock/reservations/{checkout_id}";
@@ -50,10 +50,9 @@ struct ShortageMembers {
     available: u32,
 }
 
+/// A shortage as a 409 problem; `ApiError` carries it in the extension members.
 fn shortage_error(shortage: Shortage) -> ApiError {
-    let mut error = ApiError::from(ServiceError::OutOfStock(shortage.clone()));
-    error.extensions = Some(shortage_members(&shortage));
-    error
+    ServiceError::OutOfStock(shortage).into()
 }
 
 pub(crate) async fn reserve(

@@ -32,14 +32,14 @@ pub(crate) fn release_path(username: &str, checkout_id: Uuid) -> String {
 }
 
 /// What the Cart service answers when it hands a cart to a checkout.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LeaseBody {
     pub checkout_id: Uuid,
     pub items: Vec<LeasedItem>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LeasedItem {
     pub product_id: i64,

@@ -26,6 +26,7 @@ pub mod error;
 pub mod extract;
 mod frontends;
 mod lease;
+mod openapi;
 pub mod routes;
 pub mod serve;
 mod stock;

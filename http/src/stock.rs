@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath, Caller};
+use crate::openapi::*;
 
 pub(crate) const RESERVATION_ROUTE: &str = "/internal/stock/reservations/{checkout_id}";
 pub(crate) const COMMIT_ROUTE: &str = "/internal/stock/reservations/{checkout_id}/commit";
@@ -34,7 +35,7 @@ pub(crate) fn commit_path(checkout_id: Uuid) -> String {
 }
 
 /// What the Order service asks to reserve.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ReserveBody {
     pub lines: Vec<LineQuantity>,
@@ -55,6 +56,15 @@ fn shortage_error(shortage: Shortage) -> ApiError {
     ServiceError::OutOfStock(shortage).into()
 }
 
+/// Holds stock for a checkout (SERVICE); idempotent per checkout.
+#[utoipa::path(put, path = RESERVATION_ROUTE, tag = "internal", security(("bearer" = [])), params(("checkout_id" = Uuid, Path, description = "The checkout holding the stock.")),
+    request_body = ReserveBody, responses(
+    (status = 204, description = "Reserved."),
+    (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+    (status = 403, response = Forbidden), (status = 404, response = NotFound),
+    (status = 409, response = Conflict), (status = 413, response = PayloadTooLarge),
+    (status = 415, response = UnsupportedMediaType), (status = 503, response = Unavailable),
+))]
 pub(crate) async fn reserve(
     State(products): State<ProductService>,
     caller: Caller,
@@ -71,6 +81,13 @@ pub(crate) async fn reserve(
     }
 }
 
+/// Sells what a checkout holds (SERVICE); idempotent.
+#[utoipa::path(post, path = COMMIT_ROUTE, tag = "internal", security(("bearer" = [])), params(("checkout_id" = Uuid, Path, description = "The checkout holding the stock.")), responses(
+    (status = 204, description = "Sold."),
+    (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+    (status = 403, response = Forbidden), (status = 409, response = Conflict),
+    (status = 503, response = Unavailable),
+))]
 pub(crate) async fn commit(
     State(products): State<ProductService>,
     caller: Caller,
@@ -83,6 +100,13 @@ pub(crate) async fn commit(
     }
 }
 
+/// Gives back what a checkout holds (SERVICE); idempotent.
+#[utoipa::path(delete, path = RESERVATION_ROUTE, tag = "internal", security(("bearer" = [])), params(("checkout_id" = Uuid, Path, description = "The checkout holding the stock.")),
+    responses(
+    (status = 204, description = "Released, or nothing was held."),
+    (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+    (status = 403, response = Forbidden), (status = 503, response = Unavailable),
+))]
 pub(crate) async fn release(
     State(products): State<ProductService>,
     caller: Caller,

@@ -14,7 +14,7 @@ use crate::error::{ServiceError, ServiceResult};
 use crate::money::two_places;
 use crate::product::{Product, ProductService};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CartItemView {
     pub product_id: i64,
@@ -25,7 +25,7 @@ pub struct CartItemView {
 }
 
 /// A cart as the REST contract shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CartView {
     pub username: String,

@@ -11,7 +11,7 @@ use shop_actors::{Checkouts, OrderSide, Orders, Transition};
 use crate::error::{ServiceError, ServiceResult};
 use crate::money::two_places;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderItemView {
     pub product_id: i64,
@@ -21,7 +21,7 @@ pub struct OrderItemView {
 }
 
 /// An order as the REST contract shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderView {
     pub id: i64,

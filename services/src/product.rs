@@ -20,7 +20,7 @@ use uuid::Uuid;
 use crate::error::{ServiceError, ServiceResult};
 use crate::money::positive_amount;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Product {
     pub id: i64,

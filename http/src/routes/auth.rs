@@ -1,12 +1,16 @@
 use axum::extract::{FromRef, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use shop_services::auth::{AuthService, JwtKeys, LoginResponse, NewUser, User};
 
 use crate::error::ApiResult;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
 use crate::extract::{ApiJson, Caller};
+use crate::openapi::{self, *};
 
 #[derive(Clone, FromRef)]
 pub struct AuthState {
@@ -14,7 +18,7 @@ pub struct AuthState {
     pub keys: JwtKeys,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RegisterRequest {
     username: String,
@@ -22,7 +26,7 @@ struct RegisterRequest {
     password: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct LoginRequest {
     username: String,
@@ -30,13 +34,20 @@ struct LoginRequest {
 }
 
 pub fn router(state: AuthState) -> Router {
-    let routes = Router::new()
-        .route("/api/auth/register", post(register))
-        .route("/api/auth/login", post(login))
-        .route("/api/auth/me", get(me));
+    let routes = OpenApiRouter::with_openapi(openapi::base("auth", "Accounts and JWT login."))
+        .routes(routes!(register))
+        .routes(routes!(login))
+        .routes(routes!(me));
     super::finish("auth", routes, state)
 }
 
+/// Makes an account with role USER.
+#[utoipa::path(post, path = "/api/auth/register", tag = "auth", request_body = RegisterRequest, responses(
+    (status = 201, description = "The new user.", body = User),
+    (status = 400, response = BadRequest), (status = 409, response = Conflict),
+    (status = 413, response = PayloadTooLarge), (status = 415, response = UnsupportedMediaType),
+    (status = 503, response = Unavailable),
+))]
 async fn register(
     State(auth): State<AuthService>,
     ApiJson(req): ApiJson<RegisterRequest>,
@@ -46,6 +57,13 @@ async fn register(
     Ok((StatusCode::CREATED, Json(user)))
 }
 
+/// Checks a password and hands out a bearer token.
+#[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = LoginRequest, responses(
+    (status = 200, description = "A bearer token.", body = LoginResponse),
+    (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+    (status = 413, response = PayloadTooLarge), (status = 415, response = UnsupportedMediaType),
+    (status = 503, response = Unavailable),
+))]
 async fn login(
     State(auth): State<AuthService>,
     ApiJson(req): ApiJson<LoginRequest>,
@@ -53,6 +71,12 @@ async fn login(
     Ok(Json(auth.login(&req.username, &req.password).await?))
 }
 
+/// The caller's own account.
+#[utoipa::path(get, path = "/api/auth/me", tag = "auth", security(("bearer" = [])), responses(
+    (status = 200, description = "The caller.", body = User),
+    (status = 401, response = Unauthorized), (status = 404, response = NotFound),
+    (status = 503, response = Unavailable),
+))]
 async fn me(State(auth): State<AuthService>, caller: Caller) -> ApiResult<Json<User>> {
     Ok(Json(auth.find(caller.username()).await?))
 }

@@ -1,15 +1,18 @@
 use axum::extract::{FromRef, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use shop_services::auth::{JwtKeys, Role};
 use shop_services::cart::{CartService, CartView};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::error::ApiResult;
 use crate::extract::{ApiJson, ApiPath, Caller};
 use crate::lease::{self, LeaseBody};
+use crate::openapi::{self, *};
 
 #[derive(Clone, FromRef)]
 pub struct CartState {
@@ -17,35 +20,47 @@ pub struct CartState {
     pub keys: JwtKeys,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct AddRequest {
     product_id: i64,
     quantity: i64,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct QuantityRequest {
     quantity: i64,
 }
 
 pub fn router(state: CartState) -> Router {
-    let routes = Router::new()
-        .route("/api/cart", get(show).delete(clear))
-        .route("/api/cart/add", post(add))
-        .route("/api/cart/items/{product_id}", put(set_quantity))
-        .route("/api/cart/items/{product_id}", delete(remove))
+    let routes = OpenApiRouter::with_openapi(openapi::base("cart", "Each user's cart."))
+        .routes(routes!(show, clear))
+        .routes(routes!(add))
+        .routes(routes!(set_quantity, remove))
         // The Order service's side door (SERVICE tokens only): hand a cart to a checkout, give it back.
-        .route(lease::BEGIN_ROUTE, post(begin_checkout))
-        .route(lease::RELEASE_ROUTE, delete(release_checkout));
+        .routes(routes!(begin_checkout))
+        .routes(routes!(release_checkout));
     super::finish("cart", routes, state)
 }
 
+/// The caller's cart.
+#[utoipa::path(get, path = "/api/cart", tag = "cart", security(("bearer" = [])), responses(
+    (status = 200, description = "The cart.", body = CartView),
+    (status = 401, response = Unauthorized), (status = 503, response = Unavailable),
+))]
 async fn show(State(carts): State<CartService>, caller: Caller) -> ApiResult<Json<CartView>> {
     Ok(Json(carts.get(caller.username()).await?))
 }
 
+/// Adds a product to the caller's cart (or more of it).
+#[utoipa::path(post, path = "/api/cart/add", tag = "cart", security(("bearer" = [])), request_body = AddRequest, responses(
+    (status = 200, description = "The cart as it is now.", body = CartView),
+    (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+    (status = 404, response = NotFound), (status = 409, response = Conflict),
+    (status = 413, response = PayloadTooLarge), (status = 415, response = UnsupportedMediaType),
+    (status = 503, response = Unavailable),
+))]
 async fn add(
     State(carts): State<CartService>,
     caller: Caller,
@@ -54,6 +69,15 @@ async fn add(
     Ok(Json(carts.add(caller.username(), req.product_id, req.quantity).await?))
 }
 
+/// Sets how many of a product the cart holds.
+#[utoipa::path(put, path = "/api/cart/items/{product_id}", tag = "cart", security(("bearer" = [])), params(("product_id" = i64, Path, description = "The product's id.")),
+    request_body = QuantityRequest, responses(
+    (status = 200, description = "The cart as it is now.", body = CartView),
+    (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+    (status = 404, response = NotFound), (status = 409, response = Conflict),
+    (status = 413, response = PayloadTooLarge), (status = 415, response = UnsupportedMediaType),
+    (status = 503, response = Unavailable),
+))]
 async fn set_quantity(
     State(carts): State<CartService>,
     caller: Caller,
@@ -63,6 +87,13 @@ async fn set_quantity(
     Ok(Json(carts.set_quantity(caller.username(), product_id, req.quantity).await?))
 }
 
+/// Takes a product out of the cart.
+#[utoipa::path(delete, path = "/api/cart/items/{product_id}", tag = "cart", security(("bearer" = [])), params(("product_id" = i64, Path, description = "The product's id.")), responses(
+    (status = 200, description = "The cart as it is now.", body = CartView),
+    (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+    (status = 404, response = NotFound), (status = 409, response = Conflict),
+    (status = 503, response = Unavailable),
+))]
 async fn remove(
     State(carts): State<CartService>,
     caller: Caller,
@@ -71,11 +102,25 @@ async fn remove(
     Ok(Json(carts.remove(caller.username(), product_id).await?))
 }
 
+/// Empties the cart.
+#[utoipa::path(delete, path = "/api/cart", tag = "cart", security(("bearer" = [])), responses(
+    (status = 204, description = "Emptied."),
+    (status = 401, response = Unauthorized), (status = 409, response = Conflict),
+    (status = 503, response = Unavailable),
+))]
 async fn clear(State(carts): State<CartService>, caller: Caller) -> ApiResult<StatusCode> {
     carts.clear(caller.username()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Hands the user's cart to a checkout (SERVICE).
+#[utoipa::path(post, path = lease::BEGIN_ROUTE, tag = "internal", security(("bearer" = [])),
+    params(("username" = String, Path, description = "Whose cart.")), responses(
+    (status = 200, description = "The lease: the checkout's id and the items it holds.", body = LeaseBody),
+    (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+    (status = 403, response = Forbidden), (status = 409, response = Conflict),
+    (status = 503, response = Unavailable),
+))]
 async fn begin_checkout(
     State(carts): State<CartService>,
     caller: Caller,
@@ -85,6 +130,16 @@ async fn begin_checkout(
     Ok(Json(carts.begin_checkout(&username).await?.into()))
 }
 
+/// Gives a leased cart back (SERVICE).
+#[utoipa::path(delete, path = lease::RELEASE_ROUTE, tag = "internal", security(("bearer" = [])), params(
+    ("username" = String, Path, description = "Whose cart."),
+    ("checkout_id" = Uuid, Path, description = "The checkout that holds it."),
+), responses(
+    (status = 204, description = "Released."),
+    (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+    (status = 403, response = Forbidden), (status = 409, response = Conflict),
+    (status = 503, response = Unavailable),
+))]
 async fn release_checkout(
     State(carts): State<CartService>,
     caller: Caller,

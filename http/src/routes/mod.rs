@@ -1,12 +1,15 @@
-//! One router per service. Each carries `/health` and answers unknown paths and methods with
-//! problem+json.
+//! One router per service. Each carries its OpenAPI document (`/openapi.json`, `/docs`),
+//! `/health`, and answers unknown paths and methods with problem+json.
 
-use axum::Router;
 use axum::http::StatusCode;
-use axum::routing::get;
-use serde_json::json;
+use axum::{Extension, Json, Router};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::error::ApiError;
+use crate::openapi;
 
 pub mod auth;
 pub mod cart;
@@ -14,21 +17,41 @@ pub mod order;
 pub mod payment;
 pub mod product;
 
-/// Adds what every service has: `GET /health`, 404 and 405 as problem+json, request tracing.
+/// Which service answers: the one thing `/health` says besides that it is alive.
+#[derive(Clone, Copy)]
+struct ServiceName(&'static str);
+
+#[derive(Serialize, ToSchema)]
+struct Health {
+    #[schema(example = "UP")]
+    status: &'static str,
+    #[schema(example = "order")]
+    service: &'static str,
+}
+
+/// Alive: the process answers. Says nothing of what it depends on (that is `/ready`).
+#[utoipa::path(get, path = "/health", tag = "operations", responses(
+    (status = 200, description = "The service is alive.", body = Health),
+))]
+async fn health(Extension(ServiceName(service)): Extension<ServiceName>) -> Json<Health> {
+    Json(Health { status: "UP", service })
+}
+
+/// Adds what every service has: its document, `GET /health`, 404 and 405 as problem+json,
+/// request tracing.
 pub fn finish<S: Clone + Send + Sync + 'static>(
     service: &'static str,
-    router: Router<S>,
+    routes: OpenApiRouter<S>,
     state: S,
 ) -> Router {
+    let (router, doc) = routes.routes(routes!(health)).split_for_parts();
     router
-        .route(
-            "/health",
-            get(move || async move { axum::Json(json!({ "status": "UP", "service": service })) }),
-        )
+        .merge(openapi::docs(doc))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "this endpoint does not take that method")
         })
+        .layer(Extension(ServiceName(service)))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }

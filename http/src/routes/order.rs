@@ -1,13 +1,17 @@
 use axum::extract::{FromRef, State};
 use axum::http::StatusCode;
-use axum::routing::{get, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use shop_services::auth::{JwtKeys, Role};
 use shop_services::order::{OrderService, OrderView};
 
 use crate::error::ApiResult;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
 use crate::extract::{ApiJson, ApiPath, Caller, IdempotencyKeyHeader};
+use crate::openapi::{self, *};
 
 #[derive(Clone, FromRef)]
 pub struct OrderState {
@@ -15,20 +19,30 @@ pub struct OrderState {
     pub keys: JwtKeys,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct StatusRequest {
+    /// The next status: SHIPPED after PAID, DELIVERED after SHIPPED.
+    #[schema(example = "SHIPPED")]
     status: String,
 }
 
 pub fn router(state: OrderState) -> Router {
-    let routes = Router::new()
-        .route("/api/orders", get(list).post(place))
-        .route("/api/orders/{id}", get(show))
-        .route("/api/orders/{id}/status", put(set_status));
+    let routes = OpenApiRouter::with_openapi(openapi::base("order", "Orders and the checkout saga."))
+        .routes(routes!(list, place))
+        .routes(routes!(show))
+        .routes(routes!(set_status));
     super::finish("order", routes, state)
 }
 
+/// Checks the caller's cart out: the order, its stock and its payment, PAID or CANCELLED.
+#[utoipa::path(post, path = "/api/orders", tag = "order", security(("bearer" = [])), params(
+    ("Idempotency-Key" = Option<String>, Header, description = "The same key answers the same order (1 to 255 visible ASCII characters)."),
+), responses(
+    (status = 201, description = "The order, PAID or CANCELLED with the gateway's reason.", body = OrderView),
+    (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+    (status = 409, response = Conflict), (status = 503, response = Unavailable),
+))]
 async fn place(
     State(orders): State<OrderService>,
     caller: Caller,
@@ -37,10 +51,21 @@ async fn place(
     Ok((StatusCode::CREATED, Json(orders.place(caller.username(), key).await?)))
 }
 
+/// The caller's orders.
+#[utoipa::path(get, path = "/api/orders", tag = "order", security(("bearer" = [])), responses(
+    (status = 200, description = "The orders, newest first.", body = Vec<OrderView>),
+    (status = 401, response = Unauthorized), (status = 503, response = Unavailable),
+))]
 async fn list(State(orders): State<OrderService>, caller: Caller) -> ApiResult<Json<Vec<OrderView>>> {
     Ok(Json(orders.list(caller.username()).await?))
 }
 
+/// One of the caller's orders.
+#[utoipa::path(get, path = "/api/orders/{id}", tag = "order", security(("bearer" = [])), params(("id" = i64, Path, description = "The order's id.")), responses(
+    (status = 200, description = "The order.", body = OrderView),
+    (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+    (status = 404, response = NotFound), (status = 503, response = Unavailable),
+))]
 async fn show(
     State(orders): State<OrderService>,
     caller: Caller,
@@ -49,6 +74,15 @@ async fn show(
     Ok(Json(orders.get(caller.username(), id).await?))
 }
 
+/// Moves a paid order on (ADMIN).
+#[utoipa::path(put, path = "/api/orders/{id}/status", tag = "order", security(("bearer" = [])), params(("id" = i64, Path, description = "The order's id.")), request_body = StatusRequest,
+    responses(
+    (status = 200, description = "The order as it is now.", body = OrderView),
+    (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+    (status = 403, response = Forbidden), (status = 404, response = NotFound),
+    (status = 409, response = Conflict), (status = 413, response = PayloadTooLarge),
+    (status = 415, response = UnsupportedMediaType), (status = 503, response = Unavailable),
+))]
 async fn set_status(
     State(orders): State<OrderService>,
     caller: Caller,

@@ -1,5 +1,4 @@
 use axum::extract::{FromRef, State};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use rust_decimal::Decimal;
 use serde::Deserialize;
@@ -8,7 +7,12 @@ use shop_services::auth::{JwtKeys, Role};
 use shop_services::payment::{Payment, PaymentService};
 
 use crate::error::ApiResult;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
 use crate::extract::{ApiJson, ApiPath, Caller};
+use crate::openapi::{self, *};
 
 #[derive(Clone, FromRef)]
 pub struct PaymentState {
@@ -17,14 +21,14 @@ pub struct PaymentState {
 }
 
 /// The seed sends a numeric user id; this system keys users by name. Both are accepted.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(untagged)]
 enum UserId {
     Number(i64),
     Text(String),
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct ProcessRequest {
     order_id: i64,
@@ -36,7 +40,7 @@ struct ProcessRequest {
 const CALLERS: [Role; 2] = [Role::Service, Role::Admin];
 
 /// The payment side of a cancelled order, closed (service credentials only).
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct VoidBody {
     order_id: i64,
@@ -46,13 +50,22 @@ struct VoidBody {
 }
 
 pub fn router(state: PaymentState) -> Router {
-    let routes = Router::new()
-        .route("/api/payments/process", post(process))
-        .route(VOID_ROUTE, post(void))
-        .route("/api/payments/order/{order_id}", get(by_order));
+    let routes = OpenApiRouter::with_openapi(openapi::base("payment", "Payments through the mock gateway."))
+        .routes(routes!(process))
+        .routes(routes!(void))
+        .routes(routes!(by_order));
     super::finish("payment", routes, state)
 }
 
+/// Charges an order through the gateway (SERVICE or ADMIN); one payment per order.
+#[utoipa::path(post, path = "/api/payments/process", tag = "payment", security(("bearer" = [])), request_body = ProcessRequest,
+    responses(
+    (status = 200, description = "The payment: SUCCESS with its transaction id, or FAILED with the reason.", body = Payment),
+    (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+    (status = 403, response = Forbidden), (status = 409, response = Conflict),
+    (status = 413, response = PayloadTooLarge), (status = 415, response = UnsupportedMediaType),
+    (status = 503, response = Unavailable),
+))]
 async fn process(
     State(payments): State<PaymentService>,
     caller: Caller,
@@ -69,6 +82,14 @@ async fn process(
 /// Where the Order service closes the payment side of a cancelled order.
 pub(crate) const VOID_ROUTE: &str = "/internal/payments/void";
 
+/// Closes the payment side of a cancelled order (SERVICE): a pending payment fails, a charge is refunded.
+#[utoipa::path(post, path = VOID_ROUTE, tag = "internal", security(("bearer" = [])), request_body = VoidBody, responses(
+    (status = 200, description = "The payment as it is now.", body = Payment),
+    (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+    (status = 403, response = Forbidden), (status = 409, response = Conflict),
+    (status = 413, response = PayloadTooLarge), (status = 415, response = UnsupportedMediaType),
+    (status = 503, response = Unavailable),
+))]
 async fn void(
     State(payments): State<PaymentService>,
     caller: Caller,
@@ -78,6 +99,14 @@ async fn void(
     Ok(Json(payments.void(req.order_id, &req.user_id, req.amount, &req.reason).await?))
 }
 
+/// The payment of an order (SERVICE or ADMIN).
+#[utoipa::path(get, path = "/api/payments/order/{order_id}", tag = "payment", security(("bearer" = [])),
+    params(("order_id" = i64, Path, description = "The order's id.")), responses(
+    (status = 200, description = "The payment.", body = Payment),
+    (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+    (status = 403, response = Forbidden), (status = 404, response = NotFound),
+    (status = 503, response = Unavailable),
+))]
 async fn by_order(
     State(payments): State<PaymentService>,
     caller: Caller,

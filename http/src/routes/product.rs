@@ -1,14 +1,17 @@
 use axum::extract::{FromRef, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use shop_services::auth::{JwtKeys, Role};
 use shop_services::product::{Product, ProductInput, ProductService};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::error::ApiResult;
 use crate::extract::{ApiJson, ApiPath, Caller};
+use crate::openapi::{self, *};
 use crate::stock;
 
 #[derive(Clone, FromRef)]
@@ -17,14 +20,15 @@ pub struct ProductState {
     pub keys: JwtKeys,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct ProductRequest {
     name: String,
     #[serde(default)]
     description: Option<String>,
-    /// A JSON number or a string; exact either way.
+    /// A JSON number or a string; exact either way. More than zero.
     price: Decimal,
+    /// Units on hand; not negative.
     stock: i64,
 }
 
@@ -35,22 +39,42 @@ impl From<ProductRequest> for ProductInput {
 }
 
 pub fn router(state: ProductState) -> Router {
-    let routes = Router::new()
-        .route("/api/products", get(list).post(create))
-        .route("/api/products/{id}", get(show).put(update).delete(remove))
-        .route(stock::RESERVATION_ROUTE, put(stock::reserve).delete(stock::release))
-        .route(stock::COMMIT_ROUTE, post(stock::commit));
+    let routes = OpenApiRouter::with_openapi(openapi::base("product", "The catalog and its stock."))
+        .routes(routes!(list, create))
+        .routes(routes!(show, update, remove))
+        .routes(routes!(stock::reserve, stock::release))
+        .routes(routes!(stock::commit));
     super::finish("product", routes, state)
 }
 
+/// Every product.
+#[utoipa::path(get, path = "/api/products", tag = "product", responses(
+    (status = 200, description = "The catalog.", body = Vec<Product>),
+    (status = 503, response = Unavailable),
+))]
 async fn list(State(products): State<ProductService>) -> ApiResult<Json<Vec<Product>>> {
     Ok(Json(products.list().await?))
 }
 
+/// One product.
+#[utoipa::path(get, path = "/api/products/{id}", tag = "product", params(("id" = i64, Path, description = "The product's id.")), responses(
+    (status = 200, description = "The product.", body = Product),
+    (status = 400, response = BadRequest), (status = 404, response = NotFound),
+    (status = 503, response = Unavailable),
+))]
 async fn show(State(products): State<ProductService>, ApiPath(id): ApiPath<i64>) -> ApiResult<Json<Product>> {
     Ok(Json(products.get(id).await?))
 }
 
+/// Adds a product (ADMIN).
+#[utoipa::path(post, path = "/api/products", tag = "product", security(("bearer" = [])),
+    request_body = ProductRequest, responses(
+    (status = 201, description = "The new product.", body = Product),
+    (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+    (status = 403, response = Forbidden),
+    (status = 413, response = PayloadTooLarge), (status = 415, response = UnsupportedMediaType),
+    (status = 503, response = Unavailable),
+))]
 async fn create(
     State(products): State<ProductService>,
     caller: Caller,
@@ -60,6 +84,15 @@ async fn create(
     Ok((StatusCode::CREATED, Json(products.create(req.into()).await?)))
 }
 
+/// Replaces a product (ADMIN).
+#[utoipa::path(put, path = "/api/products/{id}", tag = "product", security(("bearer" = [])), params(("id" = i64, Path, description = "The product's id.")),
+    request_body = ProductRequest, responses(
+    (status = 200, description = "The product as it is now.", body = Product),
+    (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+    (status = 403, response = Forbidden), (status = 404, response = NotFound),
+    (status = 413, response = PayloadTooLarge), (status = 415, response = UnsupportedMediaType),
+    (status = 503, response = Unavailable),
+))]
 async fn update(
     State(products): State<ProductService>,
     caller: Caller,
@@ -70,6 +103,14 @@ async fn update(
     Ok(Json(products.update(id, req.into()).await?))
 }
 
+/// Deletes a product (ADMIN).
+#[utoipa::path(delete, path = "/api/products/{id}", tag = "product", security(("bearer" = [])), params(("id" = i64, Path, description = "The product's id.")),
+    responses(
+    (status = 204, description = "Deleted."),
+    (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+    (status = 403, response = Forbidden), (status = 404, response = NotFound),
+    (status = 409, response = Conflict), (status = 503, response = Unavailable),
+))]
 async fn remove(
     State(products): State<ProductService>,
     caller: Caller,

@@ -17,7 +17,7 @@ mod gateway;
 
 pub use self::gateway::{FAILURE_REASONS, GatewayConfig, GatewayDecision, MockGateway};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Payment {
     pub id: i64,

@@ -146,6 +146,14 @@ impl PaymentPool {
         }
     }
 
+    /// Checkouts holding a place now: charging (at most one per worker), and waiting for a
+    /// worker.
+    pub fn in_use(&self) -> (usize, usize) {
+        let workers = self.workers.iter().map(Vec::len).sum::<usize>();
+        let held = (workers * (1 + self.config.queue_per_worker.max(1))).saturating_sub(self.available());
+        (held.min(workers), held.saturating_sub(workers))
+    }
+
     /// Room left in the pool right now.
     pub fn available(&self) -> usize {
         self.permits.available_permits()

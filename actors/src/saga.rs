@@ -132,6 +132,8 @@ struct Counters {
     started: AtomicU64,
     paid: AtomicU64,
     cancelled: AtomicU64,
+    replayed: AtomicU64,
+    refused: AtomicU64,
     failed: AtomicU64,
 }
 
@@ -140,8 +142,19 @@ pub struct SagaStats {
     pub started: u64,
     pub paid: u64,
     pub cancelled: u64,
-    /// Checkouts that ended with an error (busy, empty cart, unavailable).
+    /// Answered with the order an earlier request with the same idempotency key made.
+    pub replayed: u64,
+    /// Refused before any order was made: empty cart, out of stock, busy, payment unavailable.
+    pub refused: u64,
+    /// Ended without an answer (a service was away); recovery ends the order if one was made.
     pub failed: u64,
+}
+
+/// Whether a checkout made the order it answers with, or found it made by an earlier request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    Made,
+    Replayed,
 }
 
 /// What the saga talks to.
@@ -190,12 +203,14 @@ impl Handler<Checkout> for CheckoutSaga {
             deps.counters.started.fetch_add(1, Ordering::Relaxed);
             let result = run(&deps, msg).await;
             let counter = match &result {
-                Ok(o) if o.status == OrderStatus::Cancelled => &deps.counters.cancelled,
-                Ok(_) => &deps.counters.paid,
-                Err(_) => &deps.counters.failed,
+                Ok((_, Answer::Replayed)) => &deps.counters.replayed,
+                Ok((o, Answer::Made)) if o.status == OrderStatus::Cancelled => &deps.counters.cancelled,
+                Ok((_, Answer::Made)) => &deps.counters.paid,
+                Err(CheckoutError::Unavailable(_)) => &deps.counters.failed,
+                Err(_) => &deps.counters.refused,
             };
             counter.fetch_add(1, Ordering::Relaxed);
-            result
+            result.map(|(order, _)| order)
         })
     }
 }
@@ -215,14 +230,14 @@ async fn existing_order(
     }
 }
 
-async fn run(deps: &SagaDeps, req: Checkout) -> Result<Order, CheckoutError> {
+async fn run(deps: &SagaDeps, req: Checkout) -> Result<(Order, Answer), CheckoutError> {
     // One timer bounds every forward step; compensations run with each message's own timeout,
     // since they must still run when a step has used the deadline up.
     let mut deadline = Deadline::after(deps.config.deadline);
     let username = req.username.as_str();
     let key = req.idempotency_key.as_deref();
     if let Some(order) = deadline.bound(existing_order(deps, username, key)).await.map_err(unavailable)?? {
-        return Ok(order);
+        return Ok((order, Answer::Replayed));
     }
     let mut turn = match deps.breaker.admit() {
         Admit::No(retry_after) => return Err(CheckoutError::PaymentUnavailable { retry_after }),
@@ -231,13 +246,13 @@ async fn run(deps: &SagaDeps, req: Checkout) -> Result<Order, CheckoutError> {
     let permit = deps.pool.permit().await.map_err(|_| CheckoutError::Busy)?;
     let lease = match lease_cart(deps, &mut deadline, username, key).await? {
         Step::Next(lease) => lease,
-        Step::Done(order) => return Ok(order),
+        Step::Done(order) => return Ok((order, Answer::Replayed)),
     };
     reserve(deps, &mut deadline, username, &lease).await?;
     fault::point("after-reservation");
     let order = match create_order(deps, &mut deadline, &req, &lease).await? {
         Step::Next(order) => order,
-        Step::Done(order) => return Ok(order),
+        Step::Done(order) => return Ok((order, Answer::Replayed)),
     };
     fault::point("after-order");
     // Its ORDER_CREATED event goes out with the outcome's (the relay sends oldest first), or on
@@ -256,7 +271,7 @@ async fn run(deps: &SagaDeps, req: Checkout) -> Result<Order, CheckoutError> {
         release(deps, username, lease.checkout_id).await;
     }
     announce(deps, &order).await;
-    Ok(order)
+    Ok((order, Answer::Made))
 }
 
 /// This checkout's turn past the circuit breaker: a probe that never reaches payment gives its
@@ -576,6 +591,8 @@ impl Checkouts {
             started: c.started.load(Ordering::Relaxed),
             paid: c.paid.load(Ordering::Relaxed),
             cancelled: c.cancelled.load(Ordering::Relaxed),
+            replayed: c.replayed.load(Ordering::Relaxed),
+            refused: c.refused.load(Ordering::Relaxed),
             failed: c.failed.load(Ordering::Relaxed),
         }
     }

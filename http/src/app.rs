@@ -16,7 +16,7 @@ use shop_services::tools::audit::{AuditOptions, AuditReport};
 use shop_services::{Service, ServiceError};
 
 use crate::config::RunConfig;
-use crate::frontends::{self, Frontend, Servers, StartError};
+use crate::frontends::{self, Check, Frontend, Servers, StartError};
 
 /// The five service databases.
 #[derive(Clone, Debug)]
@@ -38,6 +38,16 @@ impl Databases {
             payment: open(Service::Payment).await?,
             order: open(Service::Order).await?,
         })
+    }
+
+    fn get(&self, service: Service) -> &Database {
+        match service {
+            Service::Auth => &self.auth,
+            Service::Product => &self.product,
+            Service::Cart => &self.cart,
+            Service::Payment => &self.payment,
+            Service::Order => &self.order,
+        }
     }
 
     async fn close(&self) {
@@ -101,7 +111,8 @@ impl Application {
         let mut servers = Servers::new();
         servers.background(products.clone().sweep_forever());
         for ((service, listener), frontend) in Service::ALL.into_iter().zip(listeners).zip(services) {
-            servers.spawn(service, listener, frontend, &keys)?;
+            let checks = vec![Check::database(databases.get(service))];
+            servers.spawn(service, listener, frontend, &keys, checks)?;
         }
         Ok(Self { servers, core, databases, bus })
     }

@@ -7,13 +7,14 @@
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use shop_actors::{BreakerConfig, CoreConfig, PaymentPoolConfig, RecoveryConfig, SagaConfig};
+use shop_actors::{BreakerConfig, CoreConfig, PaymentPoolConfig, RecoveryConfig, RegistryStats, SagaConfig};
 use shop_services::auth::{AuthConfig, AuthService, JwtKeys};
 use shop_services::cart::CartService;
-use shop_services::order::OrderService;
+use shop_services::order::{OrderFigures, OrderService};
 use shop_services::payment::{GatewayConfig, MockGateway, PaymentService};
 use shop_services::product::{ProductService, StockConfig};
 use shop_services::storage::{Database, PoolConfig};
@@ -23,6 +24,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::RunConfig;
+use crate::metrics::{Figure, Metrics, Source};
+pub(crate) use crate::ops::Check;
+use crate::ops::Ops;
 use crate::routes;
 
 #[derive(Debug, thiserror::Error)]
@@ -48,20 +52,120 @@ pub(crate) enum Frontend {
 }
 
 impl Frontend {
-    /// The service's router: its routes, `/health`, problem+json for everything else.
-    pub(crate) fn router(self, keys: JwtKeys) -> Router {
+    /// The service's router: its routes, `/health`, `/ready` (answered by `checks`), `/metrics`,
+    /// problem+json for everything else.
+    pub(crate) fn router(self, keys: JwtKeys, checks: Vec<Check>) -> Router {
+        let ops = Ops { metrics: Metrics::new(self.name(), self.figures()), checks: Arc::new(checks) };
         match self {
-            Frontend::Auth(auth) => routes::auth::router(routes::auth::AuthState { auth: *auth, keys }),
+            Frontend::Auth(auth) => routes::auth::router(routes::auth::AuthState { auth: *auth, keys }, ops),
             Frontend::Product(products) => {
-                routes::product::router(routes::product::ProductState { products, keys })
+                routes::product::router(routes::product::ProductState { products, keys }, ops)
             }
-            Frontend::Cart(carts) => routes::cart::router(routes::cart::CartState { carts, keys }),
+            Frontend::Cart(carts) => routes::cart::router(routes::cart::CartState { carts, keys }, ops),
             Frontend::Payment(payments) => {
-                routes::payment::router(routes::payment::PaymentState { payments, keys })
+                routes::payment::router(routes::payment::PaymentState { payments, keys }, ops)
             }
-            Frontend::Order(orders) => routes::order::router(routes::order::OrderState { orders, keys }),
+            Frontend::Order(orders) => routes::order::router(routes::order::OrderState { orders, keys }, ops),
         }
     }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Frontend::Auth(_) => Service::Auth,
+            Frontend::Product(_) => Service::Product,
+            Frontend::Cart(_) => Service::Cart,
+            Frontend::Payment(_) => Service::Payment,
+            Frontend::Order(_) => Service::Order,
+        }
+        .name()
+    }
+
+    /// What the service's `/metrics` shows besides its requests, read when scraped.
+    fn figures(&self) -> Vec<Source> {
+        match self {
+            Frontend::Auth(auth) => {
+                let auth = (**auth).clone();
+                vec![Arc::new(move || {
+                    let (waiting, refused) = auth.hashing_queue();
+                    vec![
+                        Figure::gauge(
+                            "login_hashing_waiting",
+                            "Logins and registrations queued or being hashed",
+                            waiting as u64,
+                        ),
+                        Figure::counter(
+                            "login_hashing_refused",
+                            "Logins and registrations refused: the hashing queue was full",
+                            refused,
+                        ),
+                    ]
+                })]
+            }
+            Frontend::Cart(carts) => {
+                let carts = carts.clone();
+                vec![Arc::new(move || actor_figures("cart", carts.actor_stats()))]
+            }
+            Frontend::Order(orders) => {
+                let orders = orders.clone();
+                vec![Arc::new(move || order_figures(orders.figures()))]
+            }
+            Frontend::Product(_) | Frontend::Payment(_) => Vec::new(),
+        }
+    }
+}
+
+/// Live and passivated entity actors of one kind.
+fn actor_figures(kind: &'static str, stats: RegistryStats) -> Vec<Figure> {
+    let label = vec![("kind", kind)];
+    vec![
+        Figure {
+            values: vec![(label.clone(), stats.live as u64)],
+            ..Figure::gauge("actors_live", "Entity actors in memory", 0)
+        },
+        Figure {
+            values: vec![(label.clone(), stats.activations)],
+            ..Figure::counter("actors_activated", "Entity actors started (from storage)", 0)
+        },
+        Figure {
+            values: vec![(label, stats.passivations)],
+            ..Figure::counter("actors_passivated", "Entity actors stopped after idling", 0)
+        },
+    ]
+}
+
+fn order_figures(f: OrderFigures) -> Vec<Figure> {
+    let c = f.checkouts;
+    let outcomes = [
+        ("paid", c.paid),
+        ("cancelled", c.cancelled),
+        ("refused", c.refused),
+        ("failed", c.failed),
+        ("replayed", c.replayed),
+        ("recovered", f.recovery.recovered),
+        ("refunded", f.recovery.refunded),
+    ];
+    let mut figures = vec![
+        Figure {
+            values: outcomes.iter().map(|(outcome, n)| (vec![("outcome", *outcome)], *n)).collect(),
+            ..Figure::counter(
+                "checkouts",
+                "Checkouts by how they ended: paid, cancelled, refused (no order made), failed (left to recovery), replayed (idempotency key), recovered and refunded (by recovery)",
+                0,
+            )
+        },
+        Figure::gauge(
+            "payment_pool_in_flight",
+            "Charges being made by the payment workers",
+            f.payments_in_flight as u64,
+        ),
+        Figure::gauge(
+            "payment_pool_queued",
+            "Checkouts waiting for a payment worker",
+            f.payments_queued as u64,
+        ),
+    ];
+    figures.extend(actor_figures("order", f.actors));
+    figures
 }
 
 /// The Auth service, with user `admin` made when `SHOP_ADMIN_PASSWORD` is set.
@@ -184,9 +288,10 @@ impl Servers {
         listener: TcpListener,
         frontend: Frontend,
         keys: &JwtKeys,
+        checks: Vec<Check>,
     ) -> std::io::Result<()> {
         let addr = listener.local_addr()?;
-        let router = frontend.router(keys.clone());
+        let router = frontend.router(keys.clone(), checks);
         let mut stop = self.shutdown.subscribe();
         let server = tokio::spawn(async move {
             axum::serve(listener, router)

@@ -19,7 +19,7 @@ use crate::clients::{
     ClientConfig, HttpCartPort, HttpCatalog, HttpPaymentGateway, HttpStockPort, ServiceClient,
 };
 use crate::config::ServeConfig;
-use crate::frontends::{self, Frontend, Servers, StartError};
+use crate::frontends::{self, Check, Frontend, Servers, StartError};
 
 /// One running service.
 pub struct Node {
@@ -98,7 +98,7 @@ impl Node {
         if let Some(sweep) = sweep {
             servers.background(sweep);
         }
-        servers.spawn(service, listener, frontend, &keys)?;
+        servers.spawn(service, listener, frontend, &keys, vec![Check::database(&database)])?;
         Ok(Self { service, servers, runtime, database })
     }
 

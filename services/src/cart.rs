@@ -90,6 +90,11 @@ impl CartService {
         Self { carts, catalog }
     }
 
+    /// The cart actors' counters (`/metrics`).
+    pub fn actor_stats(&self) -> shop_actors::RegistryStats {
+        self.carts.stats()
+    }
+
     pub async fn get(&self, username: &str) -> ServiceResult<CartView> {
         Ok(self.carts.get(username).await?.into())
     }

@@ -6,7 +6,9 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 use shop_actors::model::{Order, OrderStatus};
 use shop_actors::ports::OrderStore;
-use shop_actors::{Checkouts, OrderSide, Orders, Transition};
+use shop_actors::{
+    Checkouts, OrderSide, Orders, PaymentPool, Recovery, RecoveryStats, RegistryStats, SagaStats, Transition,
+};
 
 use crate::error::{ServiceError, ServiceResult};
 use crate::money::two_places;
@@ -86,6 +88,19 @@ pub trait OrderRepo: OrderStore {
 pub struct OrderService {
     orders: Orders,
     checkouts: Checkouts,
+    payments: PaymentPool,
+    recovery: Recovery,
+}
+
+/// What `/metrics` shows of the Order side: read from the actor core's own counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrderFigures {
+    pub checkouts: SagaStats,
+    pub recovery: RecoveryStats,
+    pub actors: RegistryStats,
+    /// Charges being made now, and checkouts waiting for a payment worker.
+    pub payments_in_flight: usize,
+    pub payments_queued: usize,
 }
 
 /// A client's `Idempotency-Key`: 1 to 100 visible ASCII characters.
@@ -108,7 +123,23 @@ impl IdempotencyKey {
 
 impl OrderService {
     pub fn new(side: &OrderSide) -> Self {
-        Self { orders: side.orders.clone(), checkouts: side.checkouts.clone() }
+        Self {
+            orders: side.orders.clone(),
+            checkouts: side.checkouts.clone(),
+            payments: side.payments.clone(),
+            recovery: side.recovery.clone(),
+        }
+    }
+
+    pub fn figures(&self) -> OrderFigures {
+        let (payments_in_flight, payments_queued) = self.payments.in_use();
+        OrderFigures {
+            checkouts: self.checkouts.stats(),
+            recovery: self.recovery.stats(),
+            actors: self.orders.stats(),
+            payments_in_flight,
+            payments_queued,
+        }
     }
 
     /// Runs the checkout saga for the user's cart. With an idempotency key, the same key returns

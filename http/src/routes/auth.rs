@@ -33,12 +33,12 @@ struct LoginRequest {
     password: String,
 }
 
-pub fn router(state: AuthState) -> Router {
+pub(crate) fn router(state: AuthState, ops: crate::ops::Ops) -> Router {
     let routes = OpenApiRouter::with_openapi(openapi::base("auth", "Accounts and JWT login."))
         .routes(routes!(register))
         .routes(routes!(login))
         .routes(routes!(me));
-    super::finish("auth", routes, state)
+    super::finish("auth", routes, state, ops)
 }
 
 /// Makes an account with role USER.

@@ -33,7 +33,7 @@ struct QuantityRequest {
     quantity: i64,
 }
 
-pub fn router(state: CartState) -> Router {
+pub(crate) fn router(state: CartState, ops: crate::ops::Ops) -> Router {
     let routes = OpenApiRouter::with_openapi(openapi::base("cart", "Each user's cart."))
         .routes(routes!(show, clear))
         .routes(routes!(add))
@@ -41,7 +41,7 @@ pub fn router(state: CartState) -> Router {
         // The Order service's side door (SERVICE tokens only): hand a cart to a checkout, give it back.
         .routes(routes!(begin_checkout))
         .routes(routes!(release_checkout));
-    super::finish("cart", routes, state)
+    super::finish("cart", routes, state, ops)
 }
 
 /// The caller's cart.

@@ -9,7 +9,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::ApiError;
-use crate::openapi;
+use crate::ops::{self, Ops};
+use crate::{metrics, openapi};
 
 pub mod auth;
 pub mod cart;
@@ -37,14 +38,19 @@ async fn health(Extension(ServiceName(service)): Extension<ServiceName>) -> Json
     Json(Health { status: "UP", service })
 }
 
-/// Adds what every service has: its document, `GET /health`, 404 and 405 as problem+json,
+/// Adds what every service has: its document, `GET /health`, `/ready`, `/metrics`, 404 and 405 as problem+json,
 /// request tracing.
-pub fn finish<S: Clone + Send + Sync + 'static>(
+pub(crate) fn finish<S: Clone + Send + Sync + 'static>(
     service: &'static str,
     routes: OpenApiRouter<S>,
     state: S,
+    ops: Ops,
 ) -> Router {
-    let (router, doc) = routes.routes(routes!(health)).split_for_parts();
+    let operations = OpenApiRouter::new()
+        .routes(routes!(ops::ready))
+        .routes(routes!(ops::metrics))
+        .with_state(ops.clone());
+    let (router, doc) = routes.routes(routes!(health)).merge(operations).split_for_parts();
     router
         .merge(openapi::docs(doc))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
@@ -52,6 +58,7 @@ pub fn finish<S: Clone + Send + Sync + 'static>(
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "this endpoint does not take that method")
         })
         .layer(Extension(ServiceName(service)))
+        .layer(axum::middleware::from_fn_with_state(ops.metrics, metrics::track))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }

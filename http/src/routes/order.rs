@@ -27,12 +27,12 @@ struct StatusRequest {
     status: String,
 }
 
-pub fn router(state: OrderState) -> Router {
+pub(crate) fn router(state: OrderState, ops: crate::ops::Ops) -> Router {
     let routes = OpenApiRouter::with_openapi(openapi::base("order", "Orders and the checkout saga."))
         .routes(routes!(list, place))
         .routes(routes!(show))
         .routes(routes!(set_status));
-    super::finish("order", routes, state)
+    super::finish("order", routes, state, ops)
 }
 
 /// Checks the caller's cart out: the order, its stock and its payment, PAID or CANCELLED.

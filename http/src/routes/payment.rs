@@ -49,12 +49,12 @@ struct VoidBody {
     reason: String,
 }
 
-pub fn router(state: PaymentState) -> Router {
+pub(crate) fn router(state: PaymentState, ops: crate::ops::Ops) -> Router {
     let routes = OpenApiRouter::with_openapi(openapi::base("payment", "Payments through the mock gateway."))
         .routes(routes!(process))
         .routes(routes!(void))
         .routes(routes!(by_order));
-    super::finish("payment", routes, state)
+    super::finish("payment", routes, state, ops)
 }
 
 /// Charges an order through the gateway (SERVICE or ADMIN); one payment per order.

@@ -38,13 +38,13 @@ impl From<ProductRequest> for ProductInput {
     }
 }
 
-pub fn router(state: ProductState) -> Router {
+pub(crate) fn router(state: ProductState, ops: crate::ops::Ops) -> Router {
     let routes = OpenApiRouter::with_openapi(openapi::base("product", "The catalog and its stock."))
         .routes(routes!(list, create))
         .routes(routes!(show, update, remove))
         .routes(routes!(stock::reserve, stock::release))
         .routes(routes!(stock::commit));
-    super::finish("product", routes, state)
+    super::finish("product", routes, state, ops)
 }
 
 /// Every product.

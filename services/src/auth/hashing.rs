@@ -40,6 +40,25 @@ struct Job {
 #[derive(Clone)]
 pub struct PasswordHasher {
     queue: SyncSender<Job>,
+    figures: Arc<Figures>,
+}
+
+/// What `/metrics` shows of the hashing queue.
+#[derive(Debug, Default)]
+struct Figures {
+    /// Requests queued or being hashed now.
+    waiting: std::sync::atomic::AtomicUsize,
+    /// Requests refused because the queue was full.
+    refused: std::sync::atomic::AtomicU64,
+}
+
+/// Counts a request as waiting until it is answered.
+struct Waiting<'a>(&'a Figures);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl PasswordHasher {
@@ -60,7 +79,7 @@ impl PasswordHasher {
                 .spawn(move || work(&rx, cpu_share))
                 .map_err(|e| ServiceError::Internal(format!("starting a hashing thread: {e}")))?;
         }
-        Ok(Self { queue: tx })
+        Ok(Self { queue: tx, figures: Arc::default() })
     }
 
     pub async fn hash(&self, password: String, cost: u32) -> ServiceResult<String> {
@@ -77,11 +96,20 @@ impl PasswordHasher {
         }
     }
 
+    /// Requests queued or being hashed now, and requests refused so far.
+    pub fn queue(&self) -> (usize, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.figures.waiting.load(Relaxed), self.figures.refused.load(Relaxed))
+    }
+
     async fn submit(&self, work: Work) -> ServiceResult<Answer> {
         let (reply, answer) = oneshot::channel();
+        self.figures.waiting.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let _waiting = Waiting(&self.figures);
         match self.queue.try_send(Job { work, reply }) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
+                self.figures.refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 return Err(ServiceError::Busy("too many logins at once; try again shortly".into()));
             }
             Err(TrySendError::Disconnected(_)) => {

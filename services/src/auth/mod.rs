@@ -112,6 +112,11 @@ pub struct AuthService {
 }
 
 impl AuthService {
+    /// Logins and registrations queued or being hashed now, and refused so far (queue full).
+    pub fn hashing_queue(&self) -> (usize, u64) {
+        self.hashing.queue()
+    }
+
     pub async fn new(users: Arc<dyn UserStore>, keys: JwtKeys, config: &AuthConfig) -> ServiceResult<Self> {
         let hashing =
             PasswordHasher::start(config.hash_concurrency, config.hash_queue, config.hash_cpu_share)?;

@@ -109,6 +109,30 @@ impl Database {
         self.repository::<dyn OrderRepo>(|db| Arc::new(sqlite::Orders(db)), |db| Arc::new(mysql::Orders(db)))
     }
 
+    /// Whether the database answers a query now (`/ready`).
+    pub async fn ping(&self) -> ServiceResult<()> {
+        match self {
+            Self::Sqlite(db) => db
+                .read
+                .run(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
+                .await
+                .map_err(|e| ServiceError::Internal(format!("SQLite: {e}"))),
+            Self::MySql(db) => db
+                .run(async |conn| sqlx::Connection::ping(conn).await)
+                .await
+                .map_err(|e| ServiceError::Internal(format!("MySQL: {e}"))),
+        }
+    }
+
+    /// Connections of the pool in use now and at most (MySQL; SQLite has a fixed set of
+    /// threads and no pool).
+    pub fn pool_use(&self) -> Option<(usize, usize)> {
+        match self {
+            Self::Sqlite(_) => None,
+            Self::MySql(db) => Some(db.in_use()),
+        }
+    }
+
     pub async fn close(&self) {
         match self {
             // Its threads end when the last handle on it is dropped.

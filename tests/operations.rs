@@ -1,0 +1,394 @@
+//! What the people who run the services use: each service's OpenAPI document (and real answers
+//! checked against it), `/metrics` and `/ready`, in embedded mode.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use common::{Backend, TestApp};
+use reqwest::Method;
+use serde_json::{Value, json};
+use shop_services::Service;
+
+/// A service's document, fetched and checked to be OpenAPI 3 with paths.
+async fn document(t: &TestApp, service: Service) -> Value {
+    let reply = t.call(service, Method::GET, "/openapi.json", None, None).await;
+    let doc = reply.ok(200).clone();
+    let version = doc["openapi"].as_str().unwrap_or_default();
+    assert!(version.starts_with("3."), "{}: not OpenAPI 3: {version:?}", service.name());
+    assert!(doc["paths"].as_object().is_some_and(|p| !p.is_empty()), "{}: no paths", service.name());
+    doc
+}
+
+/// Follows `#/components/...` references.
+fn resolve<'a>(doc: &'a Value, v: &'a Value) -> &'a Value {
+    match v["$ref"].as_str() {
+        Some(r) => {
+            let pointer = r.trim_start_matches('#');
+            resolve(doc, doc.pointer(pointer).unwrap_or_else(|| panic!("dangling reference {r}")))
+        }
+        None => v,
+    }
+}
+
+/// Whether `value` conforms to `schema` (the subset utoipa writes: type, required, properties,
+/// items, enum, oneOf/allOf); the first mismatch, with where it was.
+fn conforms(doc: &Value, schema: &Value, value: &Value, at: &str) -> Result<(), String> {
+    let schema = resolve(doc, schema);
+    if let Some(all) = schema["allOf"].as_array() {
+        return all.iter().try_for_each(|s| conforms(doc, s, value, at));
+    }
+    if let Some(any) = schema["oneOf"].as_array().or(schema["anyOf"].as_array()) {
+        return if any.iter().any(|s| conforms(doc, s, value, at).is_ok()) {
+            Ok(())
+        } else {
+            Err(format!("{at}: {value} matches none of {any:?}"))
+        };
+    }
+    if let Some(options) = schema["enum"].as_array()
+        && !options.contains(value)
+    {
+        return Err(format!("{at}: {value} is not one of {options:?}"));
+    }
+    let types: Vec<&str> = match &schema["type"] {
+        Value::String(t) => vec![t.as_str()],
+        Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => return Ok(()),
+    };
+    let kind = match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    };
+    if !types.iter().any(|t| *t == kind || (*t == "number" && kind == "integer")) {
+        return Err(format!("{at}: {value} is {kind}, the document says {types:?}"));
+    }
+    if let Value::Object(fields) = value {
+        for required in schema["required"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+            if !fields.contains_key(required) {
+                return Err(format!("{at}: required field {required} missing from {value}"));
+            }
+        }
+        let properties = schema["properties"].as_object();
+        for (name, field) in fields {
+            match properties.and_then(|p| p.get(name)) {
+                Some(s) => conforms(doc, s, field, &format!("{at}.{name}"))?,
+                None if schema["additionalProperties"] == json!(false) => {
+                    return Err(format!("{at}: field {name} is not in the document"));
+                }
+                None => {}
+            }
+        }
+    }
+    if let (Value::Array(items), Some(item)) = (value, schema.get("items")) {
+        for (i, v) in items.iter().enumerate() {
+            conforms(doc, item, v, &format!("{at}[{i}]"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Checks one real answer against the document: its status is declared for the operation, and
+/// its body conforms to the declared schema of that status and content type.
+fn check_answer(doc: &Value, method: &str, path: &str, reply: &common::Reply) {
+    let operation = &doc["paths"][path][method];
+    assert!(operation.is_object(), "{method} {path} is not in the document");
+    let status = reply.status.as_u16().to_string();
+    let response = resolve(doc, &operation["responses"][&status]);
+    assert!(response.is_object(), "{method} {path} answered {status}, which the document does not declare");
+    let content_type = reply.content_type.split(';').next().unwrap_or_default();
+    if reply.body.is_null() {
+        return;
+    }
+    let declared = &response["content"][content_type];
+    assert!(declared.is_object(), "{method} {path} {status}: {content_type} is not declared: {response}");
+    if let Err(e) = conforms(doc, &declared["schema"], &reply.body, "body") {
+        panic!("{method} {path} {status} does not conform: {e}");
+    }
+}
+
+#[tokio::test]
+async fn every_service_documents_its_routes_and_real_answers_conform() {
+    let t = TestApp::on(Backend::Sqlite, |c| c.payment_success_rate = 1.0).await;
+    let mut docs = HashMap::new();
+    for service in Service::ALL {
+        docs.insert(service, document(&t, service).await);
+        let page = t.client.get(t.url(service, "/docs/")).send().await.expect("docs page");
+        assert_eq!(page.status(), 200, "{}: /docs/", service.name());
+        let html = page.text().await.expect("html");
+        assert!(html.contains("swagger"), "{}: /docs/ is not the Swagger UI page", service.name());
+    }
+    let auth = &docs[&Service::Auth];
+    let register = t.register("ann").await;
+    check_answer(auth, "post", "/api/auth/register", &register);
+    check_answer(auth, "post", "/api/auth/register", &t.register("ann").await);
+    let login = t.login("ann", common::PASSWORD).await;
+    check_answer(auth, "post", "/api/auth/login", &login);
+    check_answer(auth, "post", "/api/auth/login", &t.login("ann", "wrong password").await);
+    let ann = login.body["token"].as_str().expect("token").to_owned();
+    check_answer(
+        auth,
+        "get",
+        "/api/auth/me",
+        &t.call(Service::Auth, Method::GET, "/api/auth/me", Some(&ann), None).await,
+    );
+
+    let product = &docs[&Service::Product];
+    let products = t.call(Service::Product, Method::GET, "/api/products", None, None).await;
+    check_answer(product, "get", "/api/products", &products);
+    check_answer(
+        product,
+        "get",
+        "/api/products/{id}",
+        &t.call(Service::Product, Method::GET, "/api/products/1", None, None).await,
+    );
+    check_answer(
+        product,
+        "get",
+        "/api/products/{id}",
+        &t.call(Service::Product, Method::GET, "/api/products/999999", None, None).await,
+    );
+    let refused = t
+        .call(
+            Service::Product,
+            Method::POST,
+            "/api/products",
+            Some(&ann),
+            Some(json!({"name": "x", "price": 1, "stock": 1})),
+        )
+        .await;
+    check_answer(product, "post", "/api/products", &refused);
+
+    let cart = &docs[&Service::Cart];
+    let added = t.add(&ann, 1, 2).await;
+    check_answer(cart, "post", "/api/cart/add", &added);
+    check_answer(cart, "post", "/api/cart/add", &t.add(&ann, 1, 0).await);
+    check_answer(
+        cart,
+        "get",
+        "/api/cart",
+        &t.call(Service::Cart, Method::GET, "/api/cart", Some(&ann), None).await,
+    );
+
+    let order = &docs[&Service::Order];
+    let placed = t.checkout(&ann).await;
+    check_answer(order, "post", "/api/orders", &placed);
+    check_answer(order, "post", "/api/orders", &t.checkout(&ann).await);
+    let id = placed.body["id"].as_i64().expect("order id");
+    check_answer(
+        order,
+        "get",
+        "/api/orders",
+        &t.call(Service::Order, Method::GET, "/api/orders", Some(&ann), None).await,
+    );
+    let path = format!("/api/orders/{id}");
+    check_answer(
+        order,
+        "get",
+        "/api/orders/{id}",
+        &t.call(Service::Order, Method::GET, &path, Some(&ann), None).await,
+    );
+    check_answer(
+        order,
+        "get",
+        "/api/orders/{id}",
+        &t.call(Service::Order, Method::GET, &path, None, None).await,
+    );
+
+    let payment = &docs[&Service::Payment];
+    let path = format!("/api/payments/order/{id}");
+    check_answer(
+        payment,
+        "get",
+        "/api/payments/order/{order_id}",
+        &t.call(Service::Payment, Method::GET, &path, Some(&ann), None).await,
+    );
+    let admin = t.admin().await;
+    check_answer(
+        payment,
+        "get",
+        "/api/payments/order/{order_id}",
+        &t.call(Service::Payment, Method::GET, &path, Some(&admin), None).await,
+    );
+
+    for service in Service::ALL {
+        let doc = &docs[&service];
+        check_answer(doc, "get", "/health", &t.call(service, Method::GET, "/health", None, None).await);
+        check_answer(doc, "get", "/ready", &t.call(service, Method::GET, "/ready", None, None).await);
+    }
+}
+
+/// The samples of a Prometheus text exposition, by name and label set; panics on a line that
+/// is not one.
+fn samples(text: &str) -> HashMap<String, f64> {
+    let mut found = HashMap::new();
+    for line in text.lines().filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("not a sample: {line:?}"));
+        let value: f64 = value.parse().unwrap_or_else(|_| panic!("not a value in {line:?}"));
+        let name = series.split('{').next().unwrap_or_default();
+        assert!(
+            !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "not a metric name in {line:?}"
+        );
+        if let Some(labels) = series.strip_prefix(name) {
+            assert!(
+                labels.is_empty() || (labels.starts_with('{') && labels.ends_with('}')),
+                "labels of {line:?}"
+            );
+        }
+        found.insert(series.to_owned(), value);
+    }
+    found
+}
+
+async fn metrics(t: &TestApp, service: Service) -> HashMap<String, f64> {
+    let resp = t.client.get(t.url(service, "/metrics")).send().await.expect("metrics");
+    assert_eq!(resp.status(), 200);
+    let content_type = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    assert!(content_type.starts_with("text/plain"), "{content_type}");
+    samples(&resp.text().await.expect("text"))
+}
+
+#[tokio::test]
+async fn metrics_count_checkouts_as_the_orders_table_does_and_requests_by_route() {
+    let t = TestApp::on(Backend::Sqlite, |_| {}).await;
+    let bulk = t.bulk_product().await;
+    let names: Vec<String> = (0..8).map(|i| format!("meter{i}")).collect();
+    let users: Vec<String> = futures::future::join_all(names.iter().map(|n| t.user(n))).await;
+    let runs = users.iter().map(|token| async {
+        for _ in 0..5 {
+            t.add(token, bulk, 1).await.ok(200);
+            t.checkout(token).await.ok(201);
+        }
+    });
+    futures::future::join_all(runs).await;
+    // Refused before any order: nothing in the cart.
+    for name in ["emptyone", "emptytwo", "emptythree"] {
+        let token = t.user(name).await;
+        t.checkout(&token).await.problem(400);
+    }
+
+    let report = t.app.databases().audit().await.expect("audit");
+    let order = metrics(&t, Service::Order).await;
+    let count = |outcome: &str| {
+        order.get(&format!("shop_checkouts_total{{service=\"order\",outcome=\"{outcome}\"}}")).copied()
+    };
+    let table = |status: &str| report.orders_by_status.get(status).copied().unwrap_or(0) as f64;
+    assert_eq!(count("paid"), Some(table("PAID")), "{order:?}");
+    assert_eq!(count("cancelled"), Some(table("CANCELLED")), "{order:?}");
+    assert_eq!(count("paid").unwrap_or(0.0) + count("cancelled").unwrap_or(0.0), 40.0);
+    assert_eq!(count("refused"), Some(3.0), "the three empty carts");
+    let placed =
+        "shop_http_requests_total{service=\"order\",method=\"POST\",route=\"/api/orders\",status=\"201\"}";
+    assert_eq!(order.get(placed).copied(), Some(40.0), "{order:?}");
+    assert!(order.contains_key("shop_actors_live{service=\"order\",kind=\"order\"}"), "{order:?}");
+    assert!(order.contains_key("shop_payment_pool_in_flight{service=\"order\"}"), "{order:?}");
+
+    let cart = metrics(&t, Service::Cart).await;
+    let adds =
+        "shop_http_requests_total{service=\"cart\",method=\"POST\",route=\"/api/cart/add\",status=\"200\"}";
+    assert_eq!(cart.get(adds).copied(), Some(40.0), "{cart:?}");
+    assert_eq!(cart.get("shop_actors_live{service=\"cart\",kind=\"cart\"}").copied(), Some(11.0), "{cart:?}");
+    // Each service keeps its own figures: the order service counted no cart request.
+    assert!(!order.keys().any(|k| k.contains("/api/cart")), "{order:?}");
+    let auth = metrics(&t, Service::Auth).await;
+    assert!(auth.contains_key("shop_login_hashing_waiting{service=\"auth\"}"), "{auth:?}");
+}
+
+/// A TCP forwarder to the MySQL server that can be cut and restored: the database "goes away"
+/// for whatever connects through it, and comes back.
+struct Cable {
+    addr: std::net::SocketAddr,
+    target: String,
+    tasks: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Cable {
+    async fn to(target: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the cable");
+        let cable = Self {
+            addr: listener.local_addr().expect("addr"),
+            target: target.to_owned(),
+            tasks: Arc::default(),
+        };
+        cable.serve(listener);
+        cable
+    }
+
+    fn serve(&self, listener: tokio::net::TcpListener) {
+        let (target, tasks) = (self.target.clone(), self.tasks.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let target = target.clone();
+                let conn = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                tasks.lock().expect("tasks").push(conn);
+            }
+        });
+        self.tasks.lock().expect("tasks").push(accept);
+    }
+
+    /// Every connection through the cable is closed and no new one is accepted.
+    fn cut(&self) {
+        for task in self.tasks.lock().expect("tasks").drain(..) {
+            task.abort();
+        }
+    }
+
+    async fn restore(&self) {
+        let listener = tokio::net::TcpListener::bind(self.addr).await.expect("bind the cable again");
+        self.serve(listener);
+    }
+}
+
+#[tokio::test]
+async fn ready_answers_503_while_the_database_is_away_and_200_when_it_is_back() {
+    let server = shop_services::testing::mysql_server_url();
+    let authority = server
+        .trim_start_matches("mysql://")
+        .rsplit('@')
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches('/')
+        .to_owned();
+    let cable = Cable::to(&authority).await;
+    let via = cable.addr.to_string();
+    let t = TestApp::on(Backend::MySql, |c| {
+        let url = c.storage.database_url(Service::Order).replacen(&authority, &via, 1);
+        c.storage.set_database_url(Service::Order, url);
+    })
+    .await;
+    let ready = t.call(Service::Order, Method::GET, "/ready", None, None).await;
+    assert_eq!(ready.ok(200)["status"], "READY");
+
+    cable.cut();
+    let away = t.call(Service::Order, Method::GET, "/ready", None, None).await;
+    let detail = away.problem(503);
+    assert!(detail.contains("database"), "{detail}");
+    assert_eq!(
+        t.call(Service::Product, Method::GET, "/ready", None, None).await.status,
+        200,
+        "the others stay ready"
+    );
+
+    cable.restore().await;
+    // Each probe may meet one pooled connection that died with the cable (and drops it); a
+    // readiness probe is asked again, as an orchestrator does.
+    let mut back = t.call(Service::Order, Method::GET, "/ready", None, None).await;
+    for _ in 0..40 {
+        if back.status == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        back = t.call(Service::Order, Method::GET, "/ready", None, None).await;
+    }
+    assert_eq!(back.ok(200)["status"], "READY");
+}

@@ -93,7 +93,10 @@ impl Cart {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LineQuantity {
+    #[serde(deserialize_with = "whole::i64")]
     pub product_id: i64,
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1000))]
+    #[serde(deserialize_with = "whole::u32")]
     pub quantity: u32,
 }
 
@@ -419,5 +422,57 @@ mod tests {
         assert_eq!(v["reason"], "Insufficient funds");
         assert_eq!("PAID".parse::<OrderStatus>(), Ok(OrderStatus::Paid));
         assert!("paid".parse::<OrderStatus>().is_err());
+    }
+}
+
+/// Whole numbers as JSON Schema counts them: `3` and also `3.0` (an `integer` in an OpenAPI
+/// document admits both). Anything with a fraction, or out of range, is refused.
+pub mod whole {
+    use serde::de::{Deserialize, Deserializer, Error};
+
+    fn number<'de, D: Deserializer<'de>>(d: D) -> Result<i128, D::Error> {
+        let n = serde_json::Number::deserialize(d)?;
+        if let Some(i) = n.as_i64() {
+            return Ok(i.into());
+        }
+        if let Some(u) = n.as_u64() {
+            return Ok(u.into());
+        }
+        match n.as_f64() {
+            // Beyond 2^53 a float no longer tells whole numbers apart.
+            Some(f) if f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_992.0 => Ok(f as i128),
+            _ => Err(D::Error::custom(format!("invalid value: {n}, expected a whole number"))),
+        }
+    }
+
+    pub fn i64<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+        let n = number(d)?;
+        i64::try_from(n).map_err(|_| D::Error::custom(format!("{n} is out of range")))
+    }
+
+    pub fn u32<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+        let n = number(d)?;
+        u32::try_from(n).map_err(|_| D::Error::custom(format!("{n} is out of range for a quantity")))
+    }
+}
+
+#[cfg(test)]
+mod whole_tests {
+    #[derive(serde::Deserialize, Debug)]
+    struct Line {
+        #[serde(deserialize_with = "super::whole::u32")]
+        quantity: u32,
+    }
+
+    #[test]
+    fn whole_numbers_may_be_written_with_a_zero_fraction_and_nothing_else() {
+        let read = |json: &str| serde_json::from_str::<Line>(json).map(|l| l.quantity);
+        assert_eq!(read(r#"{"quantity": 3}"#).ok(), Some(3));
+        assert_eq!(read(r#"{"quantity": 3.0}"#).ok(), Some(3));
+        for bad in
+            [r#"{"quantity": 3.5}"#, r#"{"quantity": -1}"#, r#"{"quantity": 1e300}"#, r#"{"quantity": "3"}"#]
+        {
+            assert!(read(bad).is_err(), "{bad} must be refused");
+        }
     }
 }

@@ -75,3 +75,24 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKeyHeader {
         }
     }
 }
+
+/// A numeric id in a path: `12`, or `12.0`, which an OpenAPI `integer` admits too.
+#[derive(Debug, Clone, Copy)]
+pub struct Id(pub i64);
+
+impl<'de> serde::Deserialize<'de> for Id {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let text = std::borrow::Cow::<str>::deserialize(d)?;
+        if let Ok(id) = text.parse::<i64>() {
+            return Ok(Id(id));
+        }
+        match text.split_once('.') {
+            Some((int, fraction)) if fraction.chars().all(|c| c == '0') => int
+                .parse::<i64>()
+                .map(Id)
+                .map_err(|_| D::Error::custom(format!("Cannot parse `{text}` to an id"))),
+            _ => Err(D::Error::custom(format!("Cannot parse `{text}` to an id"))),
+        }
+    }
+}

@@ -38,6 +38,7 @@ pub(crate) fn commit_path(checkout_id: Uuid) -> String {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ReserveBody {
+    #[schema(min_items = 1)]
     pub lines: Vec<LineQuantity>,
 }
 

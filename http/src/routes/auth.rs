@@ -21,8 +21,16 @@ pub struct AuthState {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RegisterRequest {
+    #[schema(pattern = r"^[A-Za-z0-9_.-]{3,50}$", example = "ann")]
     username: String,
+    #[schema(
+        max_length = 100,
+        pattern = r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-][A-Za-z0-9.-]*\.[A-Za-z0-9.-]*[A-Za-z0-9-]$",
+        example = "ann@example.com"
+    )]
     email: String,
+    /// 8 to 72 bytes (bcrypt reads no more).
+    #[schema(min_length = 8, max_length = 72, example = "password123")]
     password: String,
 }
 

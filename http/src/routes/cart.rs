@@ -10,7 +10,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::error::ApiResult;
-use crate::extract::{ApiJson, ApiPath, Caller};
+use crate::extract::{ApiJson, ApiPath, Caller, Id};
 use crate::lease::{self, LeaseBody};
 use crate::openapi::{self, *};
 
@@ -23,13 +23,19 @@ pub struct CartState {
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct AddRequest {
+    #[serde(deserialize_with = "shop_actors::model::whole::i64")]
     product_id: i64,
+    #[schema(minimum = 1, maximum = 1000)]
+    #[serde(deserialize_with = "shop_actors::model::whole::i64")]
     quantity: i64,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct QuantityRequest {
+    /// 0 takes the line out.
+    #[schema(minimum = 0, maximum = 1000)]
+    #[serde(deserialize_with = "shop_actors::model::whole::i64")]
     quantity: i64,
 }
 
@@ -81,7 +87,7 @@ async fn add(
 async fn set_quantity(
     State(carts): State<CartService>,
     caller: Caller,
-    ApiPath(product_id): ApiPath<i64>,
+    ApiPath(Id(product_id)): ApiPath<Id>,
     ApiJson(req): ApiJson<QuantityRequest>,
 ) -> ApiResult<Json<CartView>> {
     Ok(Json(carts.set_quantity(caller.username(), product_id, req.quantity).await?))
@@ -97,7 +103,7 @@ async fn set_quantity(
 async fn remove(
     State(carts): State<CartService>,
     caller: Caller,
-    ApiPath(product_id): ApiPath<i64>,
+    ApiPath(Id(product_id)): ApiPath<Id>,
 ) -> ApiResult<Json<CartView>> {
     Ok(Json(carts.remove(caller.username(), product_id).await?))
 }

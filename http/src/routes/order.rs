@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::extract::{ApiJson, ApiPath, Caller, IdempotencyKeyHeader};
+use crate::extract::{ApiJson, ApiPath, Caller, Id, IdempotencyKeyHeader};
 use crate::openapi::{self, *};
 
 #[derive(Clone, FromRef)]
@@ -23,7 +23,7 @@ pub struct OrderState {
 #[serde(deny_unknown_fields)]
 struct StatusRequest {
     /// The next status: SHIPPED after PAID, DELIVERED after SHIPPED.
-    #[schema(example = "SHIPPED")]
+    #[schema(value_type = shop_actors::model::OrderStatus, example = "SHIPPED")]
     status: String,
 }
 
@@ -69,7 +69,7 @@ async fn list(State(orders): State<OrderService>, caller: Caller) -> ApiResult<J
 async fn show(
     State(orders): State<OrderService>,
     caller: Caller,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(Id(id)): ApiPath<Id>,
 ) -> ApiResult<Json<OrderView>> {
     Ok(Json(orders.get(caller.username(), id).await?))
 }
@@ -86,7 +86,7 @@ async fn show(
 async fn set_status(
     State(orders): State<OrderService>,
     caller: Caller,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(Id(id)): ApiPath<Id>,
     ApiJson(req): ApiJson<StatusRequest>,
 ) -> ApiResult<Json<OrderView>> {
     caller.require(&[Role::Admin])?;

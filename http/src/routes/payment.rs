@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::extract::{ApiJson, ApiPath, Caller};
+use crate::extract::{ApiJson, ApiPath, Caller, Id};
 use crate::openapi::{self, *};
 
 #[derive(Clone, FromRef)]
@@ -21,19 +21,43 @@ pub struct PaymentState {
 }
 
 /// The seed sends a numeric user id; this system keys users by name. Both are accepted.
-#[derive(Deserialize, ToSchema)]
+#[derive(Deserialize)]
 #[serde(untagged)]
 enum UserId {
-    Number(i64),
+    Number(#[serde(deserialize_with = "shop_actors::model::whole::i64")] i64),
     Text(String),
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct ProcessRequest {
+    #[schema(minimum = 1)]
+    #[serde(deserialize_with = "shop_actors::model::whole::i64")]
     order_id: i64,
+    #[schema(schema_with = user_id_schema)]
     user_id: UserId,
+    #[schema(value_type = f64, exclusive_minimum = 0, maximum = 99999999.99, multiple_of = 0.01)]
     amount: Decimal,
+}
+
+/// A number, or 1 to 100 characters not all spaces.
+fn user_id_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+    OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new().schema_type(Type::Integer).format(Some(
+                utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Int64),
+            )),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(100))
+                .pattern(Some(r"[^\s]")),
+        )
+        .build()
+        .into()
 }
 
 /// Payments are taken by the Order service, never by end users.
@@ -43,9 +67,13 @@ const CALLERS: [Role; 2] = [Role::Service, Role::Admin];
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct VoidBody {
+    #[schema(minimum = 1)]
+    #[serde(deserialize_with = "shop_actors::model::whole::i64")]
     order_id: i64,
     user_id: String,
+    #[schema(value_type = f64, exclusive_minimum = 0, maximum = 99999999.99, multiple_of = 0.01)]
     amount: Decimal,
+    #[schema(min_length = 1, max_length = 255, pattern = r"[^\s]")]
     reason: String,
 }
 
@@ -110,7 +138,7 @@ async fn void(
 async fn by_order(
     State(payments): State<PaymentService>,
     caller: Caller,
-    ApiPath(order_id): ApiPath<i64>,
+    ApiPath(Id(order_id)): ApiPath<Id>,
 ) -> ApiResult<Json<Payment>> {
     caller.require(&CALLERS)?;
     let payment = payments.find_by_order(order_id).await?;

@@ -10,7 +10,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::ApiResult;
-use crate::extract::{ApiJson, ApiPath, Caller};
+use crate::extract::{ApiJson, ApiPath, Caller, Id};
 use crate::openapi::{self, *};
 use crate::stock;
 
@@ -23,12 +23,18 @@ pub struct ProductState {
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct ProductRequest {
+    /// Surrounding spaces are trimmed.
+    #[schema(min_length = 1, max_length = 255, pattern = r"[^\s]", example = "Keyboard")]
     name: String,
     #[serde(default)]
+    #[schema(max_length = 2000)]
     description: Option<String>,
-    /// A JSON number or a string; exact either way. More than zero.
+    /// A JSON number or a string; exact either way. More than zero, two decimal places at most.
+    #[schema(value_type = f64, exclusive_minimum = 0, maximum = 99999999.99, multiple_of = 0.01, example = 49.99)]
     price: Decimal,
-    /// Units on hand; not negative.
+    /// Units on hand.
+    #[schema(minimum = 0, maximum = 1000000)]
+    #[serde(deserialize_with = "shop_actors::model::whole::i64")]
     stock: i64,
 }
 
@@ -62,7 +68,10 @@ async fn list(State(products): State<ProductService>) -> ApiResult<Json<Vec<Prod
     (status = 400, response = BadRequest), (status = 404, response = NotFound),
     (status = 503, response = Unavailable),
 ))]
-async fn show(State(products): State<ProductService>, ApiPath(id): ApiPath<i64>) -> ApiResult<Json<Product>> {
+async fn show(
+    State(products): State<ProductService>,
+    ApiPath(Id(id)): ApiPath<Id>,
+) -> ApiResult<Json<Product>> {
     Ok(Json(products.get(id).await?))
 }
 
@@ -96,7 +105,7 @@ async fn create(
 async fn update(
     State(products): State<ProductService>,
     caller: Caller,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(Id(id)): ApiPath<Id>,
     ApiJson(req): ApiJson<ProductRequest>,
 ) -> ApiResult<Json<Product>> {
     caller.require(&[Role::Admin])?;
@@ -114,7 +123,7 @@ async fn update(
 async fn remove(
     State(products): State<ProductService>,
     caller: Caller,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(Id(id)): ApiPath<Id>,
 ) -> ApiResult<StatusCode> {
     caller.require(&[Role::Admin])?;
     products.delete(id).await?;

@@ -194,11 +194,16 @@ fn validate_new_user(u: &NewUser) -> ServiceResult<()> {
             "username must be 3 to 50 characters: letters, digits, '_', '-' or '.'".into(),
         ));
     }
+    // The rule the OpenAPI document states as a pattern (http/src/routes/auth.rs).
     let email_ok = u.email.len() <= 100
         && u.email.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
-        })
-        && !u.email.chars().any(char::is_whitespace);
+            !local.is_empty()
+                && local.chars().all(|c| c.is_ascii_alphanumeric() || "._%+-".contains(c))
+                && domain.chars().all(|c| c.is_ascii_alphanumeric() || ".-".contains(c))
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+        });
     if !email_ok {
         return Err(ServiceError::Invalid("email must be a valid address of at most 100 characters".into()));
     }

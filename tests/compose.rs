@@ -39,9 +39,15 @@ fn compose_sets_only_known_variables_and_everything_each_service_needs() {
     let compose = compose();
     let services = compose["services"].as_mapping().expect("services");
     let mut served = BTreeSet::new();
+    let mut scraped = BTreeSet::new();
     for (name, def) in services {
         let name = name.as_str().expect("service name");
         let Some(command) = def["command"].as_sequence() else { continue };
+        if let Some(port) = def["environment"].as_mapping().and_then(|env| {
+            env.iter().find_map(|(k, v)| k.as_str().filter(|k| k.ends_with("_PORT")).and(v.as_str()))
+        }) {
+            scraped.insert(format!("{name}:{port}"));
+        }
         let args: Vec<&str> = command.iter().filter_map(Value::as_str).collect();
         assert_eq!(args.first(), Some(&"serve"), "{name}: {args:?}");
         let service = args.get(1).copied().expect("serve <service>");
@@ -84,6 +90,41 @@ fn compose_sets_only_known_variables_and_everything_each_service_needs() {
         ["auth", "cart", "order", "payment", "product"].map(str::to_owned).into_iter().collect()
     );
     assert!(services.contains_key("mysql") && services.contains_key("kafka"));
+
+    // Prometheus scrapes each service where it listens, and the dashboard asks for figures the
+    // services export.
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/prometheus.yml");
+    let prometheus: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(path).expect("prometheus.yml")).expect("YAML");
+    let targets: BTreeSet<String> = prometheus["scrape_configs"][0]["static_configs"][0]["targets"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(targets, scraped, "deploy/prometheus.yml scrapes what compose runs");
+    assert_eq!(prometheus["scrape_configs"][0]["metrics_path"].as_str(), Some("/metrics"));
+    assert!(services.contains_key("prometheus") && services.contains_key("grafana"));
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/grafana/dashboards/shop.json");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("dashboard")).expect("dashboard JSON");
+    let exported = [
+        "shop_checkouts_total",
+        "shop_http_requests_total",
+        "shop_http_request_duration_seconds_bucket",
+        "shop_payment_pool_in_flight",
+        "shop_payment_pool_queued",
+        "shop_actors_live",
+        "shop_login_hashing_waiting",
+        "shop_login_hashing_refused_total",
+    ];
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("expr");
+            assert!(exported.iter().any(|m| expr.contains(m)), "{expr} asks for no figure shop exports");
+        }
+    }
     assert_eq!(
         compose["services"]["kafka"]["environment"]["KAFKA_PROCESS_ROLES"].as_str(),
         Some("broker,controller")

@@ -361,6 +361,25 @@ impl Cluster {
         (status, body)
     }
 
+    /// `GET /ready` of `service`: its status and the problem's detail (empty when ready).
+    async fn ready(&self, service: Service) -> (u16, String) {
+        let (status, body) = self.call(service, reqwest::Method::GET, "/ready", None, None).await;
+        (status, body["detail"].as_str().unwrap_or_default().to_owned())
+    }
+
+    /// Polls `/ready` of `service` until it answers 200 (as an orchestrator does), or fails.
+    async fn ready_again(&self, service: Service, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let (status, detail) = self.ready(service).await;
+            if status == 200 {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{} not ready again: {status} {detail}", service.name());
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
     async fn user(&self, name: &str) -> String {
         let body =
             json!({"username": name, "email": format!("{name}@example.com"), "password": "password123"});
@@ -504,8 +523,18 @@ async fn checkouts_go_on_while_the_broker_is_paused_and_the_events_follow() {
     let broker = Broker::start();
     let cluster = Cluster::start_on(&broker.addr, "0.5").await;
     let users = cluster.users_with_cart(8, 2, 2).await;
+    for service in [Service::Order, Service::Cart, Service::Product] {
+        assert_eq!(cluster.ready(service).await.0, 200, "{} ready before the pause", service.name());
+    }
     broker.signal("-STOP");
     let paused = Instant::now();
+    // Both services that use the broker say so; Product, which does not, stays ready.
+    for service in [Service::Order, Service::Cart] {
+        let (status, detail) = cluster.ready(service).await;
+        assert_eq!(status, 503, "{} /ready with the broker paused: {detail}", service.name());
+        assert!(detail.contains("broker"), "{detail}");
+    }
+    assert_eq!(cluster.ready(Service::Product).await.0, 200);
     let mut outcomes = Vec::new();
     for token in &users {
         let started = Instant::now();
@@ -524,6 +553,8 @@ async fn checkouts_go_on_while_the_broker_is_paused_and_the_events_follow() {
     let remaining = Duration::from_secs(30).saturating_sub(paused.elapsed());
     tokio::time::sleep(remaining).await;
     broker.signal("-CONT");
+    cluster.ready_again(Service::Order, Duration::from_secs(30)).await;
+    cluster.ready_again(Service::Cart, Duration::from_secs(30)).await;
 
     let deadline = Instant::now() + Duration::from_secs(90);
     for (token, outcome) in users.iter().zip(&outcomes) {
@@ -774,6 +805,9 @@ async fn a_frozen_payment_service_fails_checkouts_fast_and_leaves_nothing_charge
     let tokens = cluster.users_with_cart(6, bulk, 1).await;
     cluster.signal(Service::Payment, "-STOP");
     let frozen_until = Instant::now() + Duration::from_secs(30);
+    let (status, detail) = cluster.ready(Service::Order).await;
+    assert_eq!(status, 503, "Order /ready with Payment frozen: {detail}");
+    assert!(detail.contains("payment"), "{detail}");
     let runs = tokens.iter().map(|token| {
         let cluster = &cluster;
         async move {
@@ -798,6 +832,7 @@ async fn a_frozen_payment_service_fails_checkouts_fast_and_leaves_nothing_charge
     });
     let answers: Vec<_> = futures::future::join_all(runs).await.into_iter().flatten().collect();
     cluster.signal(Service::Payment, "-CONT");
+    cluster.ready_again(Service::Order, Duration::from_secs(30)).await;
     let mut times: Vec<Duration> = answers.iter().map(|(t, _, _)| *t).collect();
     times.sort();
     let median = times[times.len() / 2];

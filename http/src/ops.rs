@@ -36,6 +36,44 @@ impl Check {
     }
 }
 
+impl Check {
+    /// The broker answers with the `ORDER_EVENTS` topic.
+    pub(crate) fn broker(probe: shop_services::kafka::BrokerProbe) -> Self {
+        Self {
+            name: "broker",
+            probe: Arc::new(move || {
+                let probe = probe.clone();
+                Box::pin(async move { probe.check(PEER_TIMEOUT).await.map_err(|e| e.to_string()) })
+            }),
+        }
+    }
+
+    /// The peer service at `base` answers its `/health`.
+    pub(crate) fn peer(name: &'static str, base: &str) -> Result<Self, String> {
+        let http = reqwest::Client::builder()
+            .timeout(PEER_TIMEOUT)
+            .build()
+            .map_err(|e| format!("the {name} readiness client: {e}"))?;
+        let url = format!("{}/health", base.trim_end_matches('/'));
+        Ok(Self {
+            name,
+            probe: Arc::new(move || {
+                let (http, url) = (http.clone(), url.clone());
+                Box::pin(async move {
+                    match http.get(&url).send().await {
+                        Ok(r) if r.status().is_success() => Ok(()),
+                        Ok(r) => Err(format!("{url} answered {}", r.status())),
+                        Err(e) => Err(format!("{url}: {e}")),
+                    }
+                })
+            }),
+        })
+    }
+}
+
+/// How long a peer or the broker may take to answer a readiness probe (below [`CHECK_TIMEOUT`]).
+const PEER_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(1500);
+
 /// The service's metrics and readiness checks. Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Ops {

@@ -11,7 +11,7 @@ use shop_actors::{CartSide, OrderPorts, OrderSide, SagaConfig};
 use shop_services::Service;
 use shop_services::auth::JwtKeys;
 use shop_services::cart::CartService;
-use shop_services::kafka::{KafkaBus, KafkaConfig};
+use shop_services::kafka::{BrokerProbe, KafkaBus, KafkaConfig};
 use shop_services::order::OrderService;
 use shop_services::storage::Database;
 
@@ -46,6 +46,7 @@ impl Node {
 
         let mut runtime = None;
         let mut sweep = None;
+        let mut checks = vec![Check::database(&database)];
         let frontend = match service {
             Service::Auth => Frontend::Auth(Box::new(frontends::auth(run, &database, &keys).await?)),
             Service::Product => {
@@ -60,6 +61,8 @@ impl Node {
                 let core = frontends::core_config(run);
                 let rt = Arc::new(ActorRuntime::start(core.arbiters)?);
                 let cart = CartSide::start(rt.clone(), database.carts(), core.carts);
+                checks.push(peers.broker()?);
+                checks.push(peers.check("product", &config.product_url, "SHOP_PRODUCT_URL")?);
                 let group = config.kafka_group.as_str();
                 KafkaBus::start(&rt, peers.kafka()?, Some((group, cart.handler())))
                     .await
@@ -68,6 +71,10 @@ impl Node {
                 Frontend::Cart(CartService::new(cart.carts, Arc::new(catalog)))
             }
             Service::Order => {
+                checks.push(peers.broker()?);
+                checks.push(peers.check("cart", &config.cart_url, "SHOP_CART_URL")?);
+                checks.push(peers.check("product", &config.product_url, "SHOP_PRODUCT_URL")?);
+                checks.push(peers.check("payment", &config.payment_url, "SHOP_PAYMENT_URL")?);
                 let core = frontends::core_config(run);
                 let rt = Arc::new(ActorRuntime::start(core.arbiters)?);
                 let ports = OrderPorts {
@@ -98,7 +105,7 @@ impl Node {
         if let Some(sweep) = sweep {
             servers.background(sweep);
         }
-        servers.spawn(service, listener, frontend, &keys, vec![Check::database(&database)])?;
+        servers.spawn(service, listener, frontend, &keys, checks)?;
         Ok(Self { service, servers, runtime, database })
     }
 
@@ -165,6 +172,16 @@ impl Peers<'_> {
             config,
         )
         .map_err(StartError::Config)
+    }
+
+    /// `/ready`'s check of the peer at `url` (set by `name`).
+    fn check(&self, peer: &'static str, url: &Option<String>, name: &str) -> Result<Check, StartError> {
+        Check::peer(peer, self.required(url, name)?).map_err(StartError::Config)
+    }
+
+    /// `/ready`'s check of the broker.
+    fn broker(&self) -> Result<Check, StartError> {
+        Ok(Check::broker(BrokerProbe::new(&self.kafka()?).map_err(kafka_error)?))
     }
 
     fn kafka(&self) -> Result<KafkaConfig, StartError> {

@@ -89,6 +89,34 @@ pub async fn ensure_topics(config: &KafkaConfig) -> Result<(), BusError> {
     Ok(())
 }
 
+/// Asks the broker for the metadata of `ORDER_EVENTS` (`/ready`), on a client of its own made
+/// once.
+#[derive(Clone)]
+pub struct BrokerProbe {
+    client: Arc<rdkafka::consumer::BaseConsumer>,
+}
+
+impl BrokerProbe {
+    pub fn new(config: &KafkaConfig) -> Result<Self, BusError> {
+        Ok(Self { client: Arc::new(config.client().create().map_err(kafka_err)?) })
+    }
+
+    /// Whether the broker answers within `timeout`, with the topic.
+    pub async fn check(&self, timeout: Duration) -> Result<(), BusError> {
+        let client = self.client.clone();
+        let answer = tokio::task::spawn_blocking(move || {
+            client.fetch_metadata(Some(ORDER_EVENTS), timeout).map_err(kafka_err).and_then(|m| {
+                match m.topics().iter().find(|t| t.name() == ORDER_EVENTS) {
+                    Some(t) if t.error().is_none() => Ok(()),
+                    _ => Err(kafka_err(format!("the broker does not have {ORDER_EVENTS}"))),
+                }
+            })
+        })
+        .await;
+        answer.unwrap_or_else(|e| Err(kafka_err(e)))
+    }
+}
+
 /// Publish one event; answered once the broker has acknowledged it.
 #[derive(Clone)]
 struct Publish(OrderEvent);

@@ -263,6 +263,30 @@ impl Cluster {
         false
     }
 
+    /// Waits (up to `within`) for every process to end by itself and forgets them; how each
+    /// ended. One still running then is a failure.
+    fn exits(&mut self, within: Duration) -> Vec<(Service, std::process::ExitStatus)> {
+        let deadline = Instant::now() + within;
+        let mut ended = Vec::new();
+        while !self.children.is_empty() {
+            let mut i = 0;
+            while i < self.children.len() {
+                if let Ok(Some(status)) = self.children[i].1.try_wait() {
+                    ended.push((self.children.remove(i).0, status));
+                } else {
+                    i += 1;
+                }
+            }
+            let running: Vec<_> = self.children.iter().map(|(s, _)| s.name()).collect();
+            assert!(
+                Instant::now() < deadline || running.is_empty(),
+                "still running after {within:?}: {running:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        ended
+    }
+
     /// Waits (up to `within`) for the audit to come out clean with no units left reserved.
     async fn audit_until_clean(&self, within: Duration) -> shop_services::tools::audit::AuditReport {
         let deadline = Instant::now() + within;
@@ -882,6 +906,40 @@ async fn two_order_instances_resume_each_stuck_checkout_once() {
     assert_eq!(report.orders, report.payments, "one payment per order: {report:?}");
     let events = cluster.outcome_events().await;
     assert_eq!(events.len(), usize::try_from(report.orders).unwrap_or(0), "{events:?}");
+    assert!(events.values().all(|n| *n == 1), "one outcome event per order: {events:?}");
+    cluster.carts_agree(&tokens, Duration::from_secs(30)).await;
+}
+
+/// SIGTERM to every process while checkouts go on: each stops accepting, lets what it has in
+/// flight finish and exits 0. Started again, no order is left PENDING, every order has exactly one
+/// outcome event, every cart agrees with its orders and the audit is clean.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_to_every_process_during_checkouts_ends_cleanly() {
+    let mut cluster = Cluster::start_with(&brokers(), "0.5", &QUICK_RECOVERY).await;
+    let bulk = cluster.bulk_product().await;
+    let tokens = cluster.users_with_cart(16, bulk, 1).await;
+    let terminate = async {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        for service in Service::ALL {
+            cluster.signal(service, "-TERM");
+        }
+    };
+    tokio::join!(cluster.checkouts_under_abort(&tokens), terminate);
+    for (service, status) in cluster.exits(Duration::from_secs(60)) {
+        assert!(status.success(), "{} did not exit 0 on SIGTERM: {status}", service.name());
+    }
+    for service in Service::ALL {
+        cluster.restart(service);
+    }
+    for service in Service::ALL {
+        cluster.wait_healthy(cluster.port(service)).await;
+    }
+    let report = cluster.audit_until_clean(Duration::from_secs(45)).await;
+    assert!(report.orders > 0, "the processes were stopped before any checkout began: {report:?}");
+    assert_eq!(report.orders_by_status.get("PENDING").copied().unwrap_or(0), 0, "{report:?}");
+    assert_eq!(report.orders, report.payments, "total orders = total payments: {report:?}");
+    let events = cluster.outcome_events().await;
+    assert_eq!(events.len() as i64, report.orders, "an outcome event per order: {events:?}");
     assert!(events.values().all(|n| *n == 1), "one outcome event per order: {events:?}");
     cluster.carts_agree(&tokens, Duration::from_secs(30)).await;
 }

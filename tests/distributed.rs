@@ -943,3 +943,40 @@ async fn sigterm_to_every_process_during_checkouts_ends_cleanly() {
     assert!(events.values().all(|n| *n == 1), "one outcome event per order: {events:?}");
     cluster.carts_agree(&tokens, Duration::from_secs(30)).await;
 }
+
+/// One checkout, asked with a `traceparent`, is found by its trace id in the logs of the Order,
+/// Cart, Product and Payment processes (JSON lines, each carrying its request's span), and its
+/// answer carries the same trace back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_checkouts_trace_id_is_in_the_logs_of_every_service_it_touches() {
+    let env = [("SHOP_LOG", "info,shop_http::trace=debug"), ("SHOP_LOG_FORMAT", "json")];
+    let cluster = Cluster::start_with(&brokers(), "1.0", &env).await;
+    let tokens = cluster.users_with_cart(1, 2, 1).await;
+    let trace = format!("{:032x}", uuid::Uuid::new_v4().as_u128());
+    let resp = cluster
+        .client
+        .post(cluster.url(Service::Order, "/api/orders"))
+        .bearer_auth(&tokens[0])
+        .header("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"))
+        .send()
+        .await
+        .expect("checkout");
+    assert_eq!(resp.status(), 201);
+    let echoed =
+        resp.headers().get("traceparent").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    assert!(echoed.starts_with(&format!("00-{trace}-")), "{echoed}");
+    for service in [Service::Order, Service::Cart, Service::Product, Service::Payment] {
+        let log = cluster.dir().join(format!("{}-{}.log", service.name(), cluster.port(service)));
+        let text = std::fs::read_to_string(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .filter(|l| l.contains(&trace))
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+            .collect();
+        assert!(!lines.is_empty(), "{} logged nothing of trace {trace}:\n{text}", service.name());
+        for line in &lines {
+            assert_eq!(line["span"]["trace_id"], json!(trace), "{line}");
+            assert!(line["span"]["request_id"].as_str().is_some_and(|id| !id.is_empty()), "{line}");
+        }
+    }
+}

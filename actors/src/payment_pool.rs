@@ -48,8 +48,9 @@ pub enum PoolError {
     Gateway(#[from] GatewayError),
 }
 
+/// A charge, and the span of the checkout that asks (its logs and calls carry that trace).
 #[derive(Clone)]
-struct Charge(ChargeRequest);
+struct Charge(ChargeRequest, tracing::Span);
 
 impl Message for Charge {
     type Result = Result<PaymentReceipt, GatewayError>;
@@ -71,9 +72,10 @@ impl Actor for PaymentWorker {
 impl Handler<Charge> for PaymentWorker {
     type Result = AtomicResponse<Self, Result<PaymentReceipt, GatewayError>>;
 
-    fn handle(&mut self, Charge(req): Charge, _ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, Charge(req, span): Charge, _ctx: &mut Self::Context) -> Self::Result {
         let gateway = self.gateway.clone();
-        AtomicResponse::new(Box::pin(async move { gateway.charge(req).await }.into_actor(self)))
+        let charge = tracing::Instrument::instrument(async move { gateway.charge(req).await }, span);
+        AtomicResponse::new(Box::pin(charge.into_actor(self)))
     }
 }
 
@@ -136,7 +138,7 @@ impl PaymentPool {
         // A worker on the arbiter of the user's cart and checkout, so the charge stays on one thread.
         let local = &self.workers[placement(request.username.as_str(), self.workers.len())];
         let worker = &local[self.next.fetch_add(1, Ordering::Relaxed) % local.len()];
-        let sent = worker.send(Charge(request));
+        let sent = worker.send(Charge(request, tracing::Span::current()));
         // Under a deadline (the checkout saga's) that deadline bounds the charge: no timer here.
         let answer =
             if deadline::bounded() { sent.await } else { sent.timeout(self.config.call_timeout).await };

@@ -120,6 +120,9 @@ pub enum CheckoutError {
 pub struct Checkout {
     pub username: String,
     pub idempotency_key: Option<String>,
+    /// The span of whoever asked (an HTTP request): the saga's steps run in it, so that their
+    /// logs and calls carry its trace.
+    pub span: tracing::Span,
 }
 
 impl Message for Checkout {
@@ -201,7 +204,8 @@ impl Handler<Checkout> for CheckoutSaga {
         let deps = self.deps.clone();
         Box::pin(async move {
             deps.counters.started.fetch_add(1, Ordering::Relaxed);
-            let result = run(&deps, msg).await;
+            let span = msg.span.clone();
+            let result = tracing::Instrument::instrument(run(&deps, msg), span).await;
             let counter = match &result {
                 Ok((_, Answer::Replayed)) => &deps.counters.replayed,
                 Ok((o, Answer::Made)) if o.status == OrderStatus::Cancelled => &deps.counters.cancelled,
@@ -575,7 +579,7 @@ impl Checkouts {
         idempotency_key: Option<String>,
     ) -> Result<Order, CheckoutError> {
         let supervisor = &self.supervisors[placement(username, self.supervisors.len())];
-        let msg = Checkout { username: username.to_owned(), idempotency_key };
+        let msg = Checkout { username: username.to_owned(), idempotency_key, span: tracing::Span::current() };
         match supervisor.send(msg).timeout(self.deps.config.request_timeout).await {
             Ok(result) => result,
             Err(MailboxError::Timeout) => Err(CheckoutError::Busy),

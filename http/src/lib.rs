@@ -33,6 +33,7 @@ pub mod routes;
 pub mod serve;
 mod stock;
 pub mod tools;
+pub mod trace;
 
 pub use crate::app::{Application, Databases};
 pub use crate::cli::{Cli, Command};

@@ -12,9 +12,22 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("SHOP_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
-        .init();
+    let filter = EnvFilter::try_from_env("SHOP_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // Human-readable by default; one JSON object a line with SHOP_LOG_FORMAT=json. Either way a
+    // line logged in a request carries that request's span: its request id and trace id.
+    match std::env::var("SHOP_LOG_FORMAT").as_deref() {
+        Ok("json") => tracing_subscriber::fmt()
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_env_filter(filter)
+            .init(),
+        Ok("text") | Err(_) => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        Ok(other) => {
+            eprintln!("shop: SHOP_LOG_FORMAT must be json or text, not {other:?}");
+            return ExitCode::FAILURE;
+        }
+    }
     let workers = match &cli.command {
         None => cli.run.worker_threads,
         Some(Command::Run(run) | Command::Serve(shop_http::ServeConfig { run, .. })) => run.worker_threads,

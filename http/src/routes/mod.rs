@@ -39,7 +39,7 @@ async fn health(Extension(ServiceName(service)): Extension<ServiceName>) -> Json
 }
 
 /// Adds what every service has: its document, `GET /health`, `/ready`, `/metrics`, 404 and 405 as problem+json,
-/// request tracing.
+/// each request in its span (request id, trace id; [`crate::trace`]).
 pub(crate) fn finish<S: Clone + Send + Sync + 'static>(
     service: &'static str,
     routes: OpenApiRouter<S>,
@@ -59,6 +59,6 @@ pub(crate) fn finish<S: Clone + Send + Sync + 'static>(
         })
         .layer(Extension(ServiceName(service)))
         .layer(axum::middleware::from_fn_with_state(ops.metrics, metrics::track))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn(move |request, next| crate::trace::traced(service, request, next)))
         .with_state(state)
 }

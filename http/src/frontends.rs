@@ -54,8 +54,8 @@ pub(crate) enum Frontend {
 impl Frontend {
     /// The service's router: its routes, `/health`, `/ready` (answered by `checks`), `/metrics`,
     /// problem+json for everything else.
-    pub(crate) fn router(self, keys: JwtKeys, checks: Vec<Check>) -> Router {
-        let ops = Ops { metrics: Metrics::new(self.name(), self.figures()), checks: Arc::new(checks) };
+    pub(crate) fn router(self, service: Service, keys: JwtKeys, checks: Vec<Check>) -> Router {
+        let ops = Ops { metrics: Metrics::new(service.name(), self.figures()), checks: Arc::new(checks) };
         match self {
             Frontend::Auth(auth) => routes::auth::router(routes::auth::AuthState { auth: *auth, keys }, ops),
             Frontend::Product(products) => {
@@ -67,17 +67,6 @@ impl Frontend {
             }
             Frontend::Order(orders) => routes::order::router(routes::order::OrderState { orders, keys }, ops),
         }
-    }
-
-    fn name(&self) -> &'static str {
-        match self {
-            Frontend::Auth(_) => Service::Auth,
-            Frontend::Product(_) => Service::Product,
-            Frontend::Cart(_) => Service::Cart,
-            Frontend::Payment(_) => Service::Payment,
-            Frontend::Order(_) => Service::Order,
-        }
-        .name()
     }
 
     /// What the service's `/metrics` shows besides its requests, read when scraped.
@@ -291,7 +280,7 @@ impl Servers {
         checks: Vec<Check>,
     ) -> std::io::Result<()> {
         let addr = listener.local_addr()?;
-        let router = frontend.router(keys.clone(), checks);
+        let router = frontend.router(service, keys.clone(), checks);
         let mut stop = self.shutdown.subscribe();
         let server = tokio::spawn(async move {
             axum::serve(listener, router)

@@ -62,20 +62,17 @@ impl Figure {
 /// Reads a service's figures at scrape time.
 pub(crate) type Source = Arc<dyn Fn() -> Vec<Figure> + Send + Sync>;
 
-#[derive(Debug)]
-struct Sources(Vec<SourceDebug>);
+struct Sources(Vec<Source>);
 
-struct SourceDebug(Source);
-
-impl std::fmt::Debug for SourceDebug {
+impl std::fmt::Debug for Sources {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Source")
+        write!(f, "Sources({})", self.0.len())
     }
 }
 
 impl Collector for Sources {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        for SourceDebug(source) in &self.0 {
+        for source in &self.0 {
             for figure in source() {
                 let kind = match figure.kind {
                     Kind::Counter => MetricType::Counter,
@@ -130,7 +127,7 @@ impl Metrics {
             prometheus_client::registry::Unit::Seconds,
             latency.clone(),
         );
-        registry.register_collector(Box::new(Sources(sources.into_iter().map(SourceDebug).collect())));
+        registry.register_collector(Box::new(Sources(sources)));
         Self { inner: Arc::new(Inner { registry, requests, latency }) }
     }
 

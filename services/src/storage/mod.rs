@@ -124,15 +124,6 @@ impl Database {
         }
     }
 
-    /// Connections of the pool in use now and at most (MySQL; SQLite has a fixed set of
-    /// threads and no pool).
-    pub fn pool_use(&self) -> Option<(usize, usize)> {
-        match self {
-            Self::Sqlite(_) => None,
-            Self::MySql(db) => Some(db.in_use()),
-        }
-    }
-
     pub async fn close(&self) {
         match self {
             // Its threads end when the last handle on it is dropped.

@@ -45,8 +45,6 @@ struct Inner {
     idle: Mutex<Vec<(MySqlConnection, Instant)>>,
     acquire_timeout: Duration,
     ping_after_idle: Duration,
-    /// Connections there may be at most.
-    max: usize,
 }
 
 impl std::fmt::Debug for MySqlDb {
@@ -74,7 +72,6 @@ impl MySqlDb {
                 idle: Mutex::new(Vec::new()),
                 acquire_timeout: config.acquire_timeout,
                 ping_after_idle: config.ping_after_idle,
-                max: config.max_connections.max(1) as usize,
             }),
         };
         db.acquire().await?.release().await;
@@ -116,12 +113,6 @@ impl MySqlDb {
         let mut conn = inner.options.connect().await?;
         (inner.on_connect)(&mut conn).await?;
         Ok(Lease { conn, inner: inner.clone(), _slot: slot })
-    }
-
-    /// Connections leased now, and the most there may be.
-    pub fn in_use(&self) -> (usize, usize) {
-        let free = self.inner.slots.available_permits();
-        (self.inner.max.saturating_sub(free), self.inner.max)
     }
 
     /// Closes the idle connections and refuses new leases; leases out now close on return.

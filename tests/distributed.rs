@@ -948,15 +948,21 @@ async fn sigterm_to_every_process_during_checkouts_ends_cleanly() {
 /// Cart, Product and Payment processes (JSON lines, each carrying its request's span), and its
 /// answer carries the same trace back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_checkouts_trace_id_is_in_the_logs_of_every_service_it_touches() {
-    let env = [("SHOP_LOG", "info,shop_http::trace=debug"), ("SHOP_LOG_FORMAT", "json")];
+async fn one_checkout_is_followed_across_every_service_by_its_trace_and_its_history() {
+    let env =
+        [("SHOP_LOG", "info,shop_http::trace=debug,shop_services::kafka=debug"), ("SHOP_LOG_FORMAT", "json")];
     let cluster = Cluster::start_with(&brokers(), "1.0", &env).await;
-    let tokens = cluster.users_with_cart(1, 2, 1).await;
+    let username = unique("t");
+    let token = cluster.user(&username).await;
+    let add = json!({"productId": 2, "quantity": 1});
+    let (status, body) =
+        cluster.call(Service::Cart, reqwest::Method::POST, "/api/cart/add", Some(&token), Some(add)).await;
+    assert_eq!(status, 200, "{body}");
     let trace = format!("{:032x}", uuid::Uuid::new_v4().as_u128());
     let resp = cluster
         .client
         .post(cluster.url(Service::Order, "/api/orders"))
-        .bearer_auth(&tokens[0])
+        .bearer_auth(&token)
         .header("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"))
         .send()
         .await
@@ -965,10 +971,38 @@ async fn one_checkouts_trace_id_is_in_the_logs_of_every_service_it_touches() {
     let echoed =
         resp.headers().get("traceparent").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     assert!(echoed.starts_with(&format!("00-{trace}-")), "{echoed}");
+    let order: Value = resp.json().await.expect("the order");
+    assert_eq!(order["status"], "PAID", "{order}");
+    let order_id = order["id"].as_i64().expect("an id");
+
+    // The ORDER_COMPLETED record on the broker carries the checkout's trace in its header.
+    let header = completed_record_traceparent(&username, order_id).await;
+    assert!(header.starts_with(&format!("00-{trace}-")), "the record's traceparent is {header:?}");
+
+    // The Cart consumer read it back: its handling of the event is logged in the same trace.
+    let cart_log = cluster.dir().join(format!("cart-{}.log", cluster.port(Service::Cart)));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = std::fs::read_to_string(&cart_log).unwrap_or_default();
+        let handled = text.lines().filter(|l| l.contains(&trace)).any(|l| {
+            let line: Value =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}"));
+            line["span"]["name"] == "event" && line["fields"]["message"] == "handled"
+        });
+        if handled {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the Cart service never handled the event in trace {trace}:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
     for service in [Service::Order, Service::Cart, Service::Product, Service::Payment] {
         let log = cluster.dir().join(format!("{}-{}.log", service.name(), cluster.port(service)));
         let text = std::fs::read_to_string(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
-        let lines: Vec<serde_json::Value> = text
+        let lines: Vec<Value> = text
             .lines()
             .filter(|l| l.contains(&trace))
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
@@ -976,7 +1010,73 @@ async fn one_checkouts_trace_id_is_in_the_logs_of_every_service_it_touches() {
         assert!(!lines.is_empty(), "{} logged nothing of trace {trace}:\n{text}", service.name());
         for line in &lines {
             assert_eq!(line["span"]["trace_id"], json!(trace), "{line}");
-            assert!(line["span"]["request_id"].as_str().is_some_and(|id| !id.is_empty()), "{line}");
+            if line["span"]["name"] == "request" {
+                assert!(line["span"]["request_id"].as_str().is_some_and(|id| !id.is_empty()), "{line}");
+            }
         }
+    }
+
+    // Its history, gathered by Order from the rows of Product, Payment and Cart over HTTP.
+    let path = format!("/api/orders/{order_id}/history");
+    let (status, history) =
+        cluster.call(Service::Order, reqwest::Method::GET, &path, Some(&token), None).await;
+    assert_eq!(status, 200, "{history}");
+    let steps: Vec<(String, String)> = history["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .map(|s| {
+            (
+                s["step"].as_str().unwrap_or_default().to_owned(),
+                s["service"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    for (step, service) in [
+        ("CREATED", "order"),
+        ("STOCK_RESERVED", "product"),
+        ("PAYMENT_ASKED", "payment"),
+        ("PAYMENT_APPROVED", "payment"),
+        ("PAID", "order"),
+        ("STOCK_COMMITTED", "product"),
+        ("EVENT_SENT", "order"),
+        ("CART_CLEARED", "cart"),
+    ] {
+        assert!(
+            steps.contains(&(step.to_owned(), service.to_owned())),
+            "no {step} from {service}: {steps:?}"
+        );
+    }
+}
+
+/// The `traceparent` header of the ORDER_COMPLETED record of `order_id`, read from the broker
+/// with a consumer group of the test's own.
+async fn completed_record_traceparent(username: &str, order_id: i64) -> String {
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::message::{Headers, Message};
+    let consumer: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", unique("trace-test-"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("a consumer");
+    consumer.subscribe(&["ORDER_EVENTS"]).expect("subscribe");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "no ORDER_COMPLETED record of order {order_id} on ORDER_EVENTS within 60 s");
+        let Ok(Ok(record)) = tokio::time::timeout(left, consumer.recv()).await else { continue };
+        if record.key() != Some(username.as_bytes()) {
+            continue;
+        }
+        let event: Value = serde_json::from_slice(record.payload().unwrap_or_default()).expect("an event");
+        if event["orderId"] != json!(order_id) || event["eventType"] != "ORDER_COMPLETED" {
+            continue;
+        }
+        assert!(event.get("traceparent").is_none(), "the trace rides in the header, not the event: {event}");
+        let headers = record.headers().expect("the record has headers");
+        let header = headers.iter().find(|h| h.key == "traceparent").expect("a traceparent header");
+        return String::from_utf8(header.value.expect("a value").to_vec()).expect("UTF-8");
     }
 }

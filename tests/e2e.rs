@@ -726,6 +726,7 @@ async fn shop_audit_reads_the_databases_and_fails_on_a_broken_invariant() {
         total_amount: Decimal::new(100, 2),
         idempotency_key: None,
         checkout_id: None,
+        traceparent: None,
     };
     let pending = t.app.databases().order.orders().create(new).await.expect("order stored");
     let broken = audit();

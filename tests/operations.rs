@@ -200,6 +200,14 @@ async fn every_service_documents_its_routes_and_real_answers_conform() {
         &t.call(Service::Order, Method::GET, &path, None, None).await,
     );
 
+    let path = format!("/api/orders/{id}/history");
+    check_answer(
+        order,
+        "get",
+        "/api/orders/{id}/history",
+        &t.call(Service::Order, Method::GET, &path, Some(&ann), None).await,
+    );
+
     let payment = &docs[&Service::Payment];
     let path = format!("/api/payments/order/{id}");
     check_answer(
@@ -391,4 +399,106 @@ async fn ready_answers_503_while_the_database_is_away_and_200_when_it_is_back() 
         back = t.call(Service::Order, Method::GET, "/ready", None, None).await;
     }
     assert_eq!(back.ok(200)["status"], "READY");
+}
+
+/// The steps of `id`'s history as `token` sees them, checked to be in time order.
+async fn history(t: &TestApp, token: &str, id: i64) -> Vec<(String, String)> {
+    let path = format!("/api/orders/{id}/history");
+    let reply = t.call(Service::Order, Method::GET, &path, Some(token), None).await;
+    let body = reply.ok(200);
+    assert_eq!(body["orderId"], json!(id), "{body}");
+    let steps = body["steps"].as_array().expect("steps");
+    let times: Vec<chrono::DateTime<chrono::Utc>> =
+        steps.iter().map(|s| s["at"].as_str().expect("at").parse().expect("a time")).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "not in time order: {body}");
+    steps
+        .iter()
+        .map(|s| {
+            (s["step"].as_str().expect("step").to_owned(), s["service"].as_str().expect("service").to_owned())
+        })
+        .collect()
+}
+
+fn names(steps: &[(String, String)]) -> Vec<&str> {
+    steps.iter().map(|(step, _)| step.as_str()).collect()
+}
+
+#[tokio::test]
+async fn an_orders_history_lists_each_step_from_the_rows_of_every_service_on_both_backends() {
+    for backend in [Backend::Sqlite, Backend::MySql] {
+        // At 50% (a fixed seed), a paid and a declined order come within a few checkouts.
+        let t = TestApp::on(backend, |c| c.payment_success_rate = 0.5).await;
+        let (ann, bob, admin) = (t.user("ann").await, t.user("bob").await, t.admin().await);
+        let product = t.bulk_product().await;
+        let mut outcomes = HashMap::new();
+        for _ in 0..20 {
+            t.add(&ann, product, 2).await.ok(200);
+            let order = t.checkout(&ann).await.ok(201).clone();
+            outcomes
+                .entry(order["status"].as_str().expect("status").to_owned())
+                .or_insert(common::id_of(&order));
+            if outcomes.len() == 2 {
+                break;
+            }
+        }
+        assert_eq!(outcomes.len(), 2, "{backend:?}: 20 checkouts at 50% were all {outcomes:?}");
+        let (paid, cancelled) = (outcomes["PAID"], outcomes["CANCELLED"]);
+
+        let steps = history(&t, &ann, paid).await;
+        let expected = [
+            ("CREATED", "order"),
+            ("STOCK_RESERVED", "product"),
+            ("PAYMENT_ASKED", "payment"),
+            ("PAYMENT_APPROVED", "payment"),
+            ("PAID", "order"),
+            ("STOCK_COMMITTED", "product"),
+            ("CART_CLEARED", "cart"),
+        ];
+        for (step, service) in expected {
+            assert!(
+                steps.contains(&(step.to_owned(), service.to_owned())),
+                "{backend:?}: no {step} from {service}: {steps:?}"
+            );
+        }
+        let sent = names(&steps).iter().filter(|s| **s == "EVENT_SENT").count();
+        assert_eq!(sent, 2, "{backend:?}: ORDER_CREATED and ORDER_COMPLETED sent: {steps:?}");
+        assert!(!names(&steps).contains(&"SHIPPED"), "{backend:?}: {steps:?}");
+
+        let steps = history(&t, &ann, cancelled).await;
+        for step in
+            ["CREATED", "STOCK_RESERVED", "PAYMENT_ASKED", "PAYMENT_DECLINED", "CANCELLED", "STOCK_RELEASED"]
+        {
+            assert!(names(&steps).contains(&step), "{backend:?}: no {step}: {steps:?}");
+        }
+        for step in ["PAID", "CART_CLEARED", "STOCK_COMMITTED"] {
+            assert!(!names(&steps).contains(&step), "{backend:?}: {step} on a declined order: {steps:?}");
+        }
+
+        // Fulfilment appears as the admin does it, and the admin may read any user's history.
+        for status in ["SHIPPED", "DELIVERED"] {
+            let path = format!("/api/orders/{paid}/status");
+            t.call(Service::Order, Method::PUT, &path, Some(&admin), Some(json!({ "status": status })))
+                .await
+                .ok(200);
+        }
+        let steps = history(&t, &admin, paid).await;
+        assert_eq!(names(&steps)[steps.len() - 2..], ["SHIPPED", "DELIVERED"], "{backend:?}: {steps:?}");
+
+        // Another user's order, or none at all, is not found; no token is 401.
+        let path = format!("/api/orders/{paid}/history");
+        assert!(
+            t.call(Service::Order, Method::GET, &path, Some(&bob), None)
+                .await
+                .problem(404)
+                .contains("not found")
+        );
+        let none = t.call(Service::Order, Method::GET, "/api/orders/999999/history", Some(&ann), None).await;
+        none.problem(404);
+        t.call(Service::Order, Method::GET, &path, None, None).await.problem(401);
+        // The internal side doors answer only service tokens.
+        for service in [Service::Product, Service::Payment, Service::Cart] {
+            let side = format!("/internal/history?orderId={paid}&username=ann");
+            t.call(service, Method::GET, &side, Some(&ann), None).await.problem(403);
+        }
+    }
 }

@@ -282,7 +282,7 @@ async fn decide(
             // A cart still held by this very checkout has not had it applied: applying clears
             // the hold in the same write, and a hold's id is never used again. Only otherwise is
             // the store asked (a stale cache is caught by the version on the write).
-            if !releases && store.checkout_applied(&cart.username, order_id).await? {
+            if !releases && store.checkout_applied(&cart.username, order_id).await?.is_some() {
                 Decision::Unchanged(None)
             } else {
                 cart.subtract(&items);

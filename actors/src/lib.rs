@@ -88,6 +88,7 @@ mod registry;
 pub mod retry;
 pub mod runtime;
 mod saga;
+pub mod trace;
 
 pub use crate::breaker::BreakerConfig;
 #[cfg(feature = "test-support")]

@@ -25,7 +25,7 @@ fn poisoned<T>(_: T) -> StoreError {
 pub struct MemoryCartStore {
     carts: Mutex<HashMap<String, Cart>>,
     /// Orders whose checkout has been taken out of each user's cart.
-    applied: Mutex<HashMap<String, HashSet<i64>>>,
+    applied: Mutex<HashMap<String, HashMap<i64, DateTime<Utc>>>>,
 }
 
 #[async_trait]
@@ -43,7 +43,7 @@ impl CartStore for MemoryCartStore {
         }
         if let Some(order_id) = applied_order {
             let mut applied = self.applied.lock().map_err(poisoned)?;
-            if !applied.entry(cart.username.clone()).or_default().insert(order_id) {
+            if applied.entry(cart.username.clone()).or_default().insert(order_id, Utc::now()).is_some() {
                 return Err(StoreError::Conflict(format!("order {order_id} already applied")));
             }
         }
@@ -54,8 +54,12 @@ impl CartStore for MemoryCartStore {
         Ok(version)
     }
 
-    async fn checkout_applied(&self, username: &str, order_id: i64) -> Result<bool, StoreError> {
-        Ok(self.applied.lock().map_err(poisoned)?.get(username).is_some_and(|a| a.contains(&order_id)))
+    async fn checkout_applied(
+        &self,
+        username: &str,
+        order_id: i64,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(self.applied.lock().map_err(poisoned)?.get(username).and_then(|a| a.get(&order_id).copied()))
     }
 }
 
@@ -98,14 +102,14 @@ impl OrderStore for MemoryOrderStore {
         }
         t.next_id += 1;
         let id = t.next_id;
-        let checkout_id = new.checkout_id;
+        let (checkout_id, traceparent) = (new.checkout_id, new.traceparent.clone());
         let order = Order::created(id, new, Utc::now());
         if let Some(key) = key {
             t.by_idempotency_key.insert(key, id);
         }
         t.by_user.entry(order.username.clone()).or_default().push(id);
         t.changed_at.insert(id, Utc::now());
-        t.outbox.push_back(OrderEvent::created(&order, checkout_id));
+        t.outbox.push_back(OrderEvent::created(&order, checkout_id).in_trace(traceparent));
         t.orders.insert(id, order.clone());
         Ok(order)
     }

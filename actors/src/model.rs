@@ -234,6 +234,9 @@ pub struct NewOrder {
     pub idempotency_key: Option<String>,
     /// The cart checkout the order comes from (carried by its events).
     pub checkout_id: Option<Uuid>,
+    /// The trace of the checkout that makes it (a `traceparent`), carried by its
+    /// `ORDER_CREATED` event.
+    pub traceparent: Option<String>,
 }
 
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -292,6 +295,17 @@ pub enum OrderEventType {
     OrderCancelled,
 }
 
+impl OrderEventType {
+    /// As the event's JSON names it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            OrderEventType::OrderCreated => "ORDER_CREATED",
+            OrderEventType::OrderCompleted => "ORDER_COMPLETED",
+            OrderEventType::OrderCancelled => "ORDER_CANCELLED",
+        }
+    }
+}
+
 /// The value of a record on `ORDER_EVENTS` (and legacy `ORDER_CREATED`), keyed by username.
 /// `eventType`, `username`, `orderId` and `reason` are the seed's fields; the rest are additions.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -310,6 +324,11 @@ pub struct OrderEvent {
     /// The cart checkout this order came from; the cart releases its checkout lease on it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkout_id: Option<Uuid>,
+    /// The trace the event belongs to (a W3C `traceparent`), when the change it announces was
+    /// made in one. Not part of the event's JSON: the outbox keeps it in a column of its own and
+    /// the Kafka bridge sends it as the record's `traceparent` header.
+    #[serde(skip)]
+    pub traceparent: Option<String>,
 }
 
 impl OrderEvent {
@@ -326,12 +345,19 @@ impl OrderEvent {
             occurred_at: Utc::now(),
             items: order.lines(),
             checkout_id,
+            traceparent: None,
         }
     }
 
-    /// The `ORDER_CREATED` event a store writes with a new order.
+    /// The `ORDER_CREATED` event a store writes with a new order (in the trace of its
+    /// [`NewOrder::traceparent`], through [`OrderEvent::in_trace`]).
     pub fn created(order: &Order, checkout_id: Option<Uuid>) -> Self {
         Self::new(OrderEventType::OrderCreated, order, checkout_id)
+    }
+
+    /// The same event, as part of the trace `traceparent`.
+    pub fn in_trace(self, traceparent: Option<String>) -> Self {
+        Self { traceparent, ..self }
     }
 
     /// The event announcing that `order` has reached its saga outcome, if it has.

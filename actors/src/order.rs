@@ -60,12 +60,21 @@ pub struct Transition {
     pub unsettled: bool,
     /// The checkout the outcome event names, so that the cart lets go of exactly its hold.
     pub checkout_id: Option<Uuid>,
+    /// The trace the outcome event carries (a `traceparent`): the checkout's.
+    pub traceparent: Option<String>,
 }
 
 impl Transition {
     /// A change of status only (an admin shipping an order, say).
     pub fn to(to: OrderStatus) -> Self {
-        Self { to, payment_id: None, failure_reason: None, unsettled: false, checkout_id: None }
+        Self {
+            to,
+            payment_id: None,
+            failure_reason: None,
+            unsettled: false,
+            checkout_id: None,
+            traceparent: None,
+        }
     }
 }
 
@@ -165,7 +174,8 @@ impl WriteThrough for OrderActor {
         // keeps it open for recovery.
         order.unsettled |= change.unsettled;
         order.failure_reason = change.failure_reason.or(order.failure_reason.take());
-        Ok(Decision::Changed(OrderEvent::outcome(order, change.checkout_id), ()))
+        let event = OrderEvent::outcome(order, change.checkout_id).map(|e| e.in_trace(change.traceparent));
+        Ok(Decision::Changed(event, ()))
     }
 
     async fn save(

@@ -40,8 +40,12 @@ pub trait CartStore: Send + Sync + 'static {
     async fn save_hold(&self, cart: &Cart) -> Result<i64, StoreError> {
         self.save(cart, None).await
     }
-    /// Whether this order's checkout has already been taken out of the user's cart.
-    async fn checkout_applied(&self, username: &str, order_id: i64) -> Result<bool, StoreError>;
+    /// When this order's checkout was taken out of the user's cart, if it has been.
+    async fn checkout_applied(
+        &self,
+        username: &str,
+        order_id: i64,
+    ) -> Result<Option<DateTime<Utc>>, StoreError>;
 }
 
 /// Where orders live, with their outbox: every order event is written in the same transaction as

@@ -409,6 +409,7 @@ async fn create_order(
         total_amount,
         idempotency_key: req.idempotency_key.clone(),
         checkout_id: Some(lease.checkout_id),
+        traceparent: crate::trace::outgoing(),
     };
     let created = match deadline.bound(deps.orders.create(new)).await {
         Ok(created) => created,
@@ -434,27 +435,23 @@ async fn create_order(
 /// CANCELLED with the gateway's reason (or [`PAYMENT_UNAVAILABLE`] when payment could not be
 /// taken at all).
 fn outcome(charged: &Result<PaymentReceipt, PoolError>, order: &Order, checkout_id: Uuid) -> Transition {
-    let checkout_id = Some(checkout_id);
-    match charged {
-        Ok(r) if r.status == PaymentStatus::Success => Transition {
-            payment_id: r.transaction_id.clone(),
-            checkout_id,
-            ..Transition::to(OrderStatus::Paid)
-        },
+    let change = match charged {
+        Ok(r) if r.status == PaymentStatus::Success => {
+            Transition { payment_id: r.transaction_id.clone(), ..Transition::to(OrderStatus::Paid) }
+        }
         Ok(r) => Transition {
             failure_reason: Some(r.failure_reason.clone().unwrap_or_else(|| "Payment declined".to_owned())),
-            checkout_id,
             ..Transition::to(OrderStatus::Cancelled)
         },
         Err(e) => {
             tracing::error!(order_id = order.id, error = %e, "payment could not be taken; cancelling");
             Transition {
                 failure_reason: Some(PAYMENT_UNAVAILABLE.to_owned()),
-                checkout_id,
                 ..Transition::to(OrderStatus::Cancelled)
             }
         }
-    }
+    };
+    Transition { checkout_id: Some(checkout_id), traceparent: crate::trace::outgoing(), ..change }
 }
 
 /// Steps 7 and 8: the steps the outcome asks for, then the outcome stored with its event. PAID

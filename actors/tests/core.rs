@@ -228,7 +228,11 @@ impl CartStore for PanicOnce {
         }
         self.inner.save(cart, applied).await
     }
-    async fn checkout_applied(&self, username: &str, order_id: i64) -> Result<bool, StoreError> {
+    async fn checkout_applied(
+        &self,
+        username: &str,
+        order_id: i64,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
         self.inner.checkout_applied(username, order_id).await
     }
 }
@@ -489,6 +493,7 @@ async fn recovery_ends_stuck_checkouts_from_what_is_stored() {
             items: vec![item],
             idempotency_key: Some(format!("k{i}")),
             checkout_id: Some(checkout_id),
+            traceparent: None,
         };
         stuck.push(p.orders.create(new).await.expect("order"));
     }
@@ -544,6 +549,7 @@ async fn two_relays_on_one_outbox_publish_each_event_once() {
             total_amount: Decimal::ONE,
             idempotency_key: None,
             checkout_id: None,
+            traceparent: None,
         };
         store.create(new).await.expect("order");
     }
@@ -578,6 +584,7 @@ async fn shipping_an_order_keeps_its_open_steps_for_recovery() {
         total_amount: Decimal::ONE,
         idempotency_key: None,
         checkout_id: Some(uuid::Uuid::new_v4()),
+        traceparent: None,
     };
     let order = p.orders.create(new).await.expect("order");
     let orders = &p.core.order.orders;

@@ -10,6 +10,7 @@ use shop_actors::Core;
 use shop_actors::bus::InProcessBus;
 use shop_services::auth::{JwtKeys, load_or_create_secret};
 use shop_services::cart::CartService;
+use shop_services::history::HistorySource;
 use shop_services::order::OrderService;
 use shop_services::storage::Database;
 use shop_services::tools::audit::{AuditOptions, AuditReport};
@@ -101,12 +102,16 @@ impl Application {
         )?;
         bus.subscribe(core.cart.handler());
 
+        let carts =
+            CartService::new(core.cart.carts.clone(), Arc::new(products.clone()), databases.cart.carts());
+        let history: Vec<Arc<dyn HistorySource>> =
+            vec![Arc::new(products.clone()), Arc::new(payments.clone()), Arc::new(carts.clone())];
         let services = [
             Frontend::Auth(Box::new(frontends::auth(&config, &databases.auth, &keys).await?)),
             Frontend::Product(products.clone()),
-            Frontend::Cart(CartService::new(core.cart.carts.clone(), Arc::new(products.clone()))),
+            Frontend::Cart(carts),
             Frontend::Payment(payments),
-            Frontend::Order(OrderService::new(&core.order)),
+            Frontend::Order(OrderService::new(&core.order, databases.order.orders(), history)),
         ];
         let mut servers = Servers::new();
         servers.background(products.clone().sweep_forever());

@@ -1,6 +1,7 @@
 //! HTTP clients behind the ports the saga and the Cart service already use, for distributed mode:
 //! Order → Cart (`CartPort`), Order → Payment (`PaymentGateway`), Order → Product (`StockPort`),
-//! Cart → Product (`Catalog`).
+//! Cart → Product (`Catalog`), and Order → Product / Payment / Cart for an order's history
+//! (`HistorySource`).
 //!
 //! Every call carries a SERVICE token signed with the shared secret, has a connect and a request
 //! timeout, and waits for one of a bounded number of in-flight slots per peer (a slow peer makes
@@ -23,6 +24,7 @@ use shop_actors::ports::{
 use shop_actors::retry::{Backoff, Retry};
 use shop_services::auth::{JwtKeys, Role};
 use shop_services::cart::Catalog;
+use shop_services::history::{HistorySource, HistoryStep, OrderRef};
 use shop_services::payment::Payment;
 use shop_services::product::Product;
 use shop_services::{ServiceError, ServiceResult};
@@ -240,6 +242,29 @@ impl CartPort for HttpCartPort {
             .await
             .map(|_| ())
             .map_err(|e| CartPortError::Unavailable(e.to_string()))
+    }
+}
+
+/// Order → Product, Payment or Cart: that service's steps of an order's history.
+pub struct HttpHistory {
+    pub client: ServiceClient,
+    /// The service, as the history names it.
+    pub name: &'static str,
+}
+
+#[async_trait]
+impl HistorySource for HttpHistory {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    async fn steps(&self, order: &OrderRef) -> ServiceResult<Vec<HistoryStep>> {
+        let busy = |e: String| ServiceError::Busy(format!("{} service: {e}", self.name));
+        let query = serde_urlencoded::to_string(order).map_err(|e| busy(e.to_string()))?;
+        let path = format!("{}?{query}", crate::history::HISTORY_ROUTE);
+        let bytes =
+            self.client.call_idempotent(Method::GET, &path, None).await.map_err(|e| busy(e.to_string()))?;
+        parse(&bytes).map_err(busy)
     }
 }
 

@@ -25,6 +25,7 @@ pub mod config;
 pub mod error;
 pub mod extract;
 mod frontends;
+mod history;
 mod lease;
 mod metrics;
 mod openapi;

@@ -11,12 +11,13 @@ use shop_actors::{CartSide, OrderPorts, OrderSide, SagaConfig};
 use shop_services::Service;
 use shop_services::auth::JwtKeys;
 use shop_services::cart::CartService;
+use shop_services::history::HistorySource;
 use shop_services::kafka::{BrokerProbe, KafkaBus, KafkaConfig};
 use shop_services::order::OrderService;
 use shop_services::storage::Database;
 
 use crate::clients::{
-    ClientConfig, HttpCartPort, HttpCatalog, HttpPaymentGateway, HttpStockPort, ServiceClient,
+    ClientConfig, HttpCartPort, HttpCatalog, HttpHistory, HttpPaymentGateway, HttpStockPort, ServiceClient,
 };
 use crate::config::ServeConfig;
 use crate::frontends::{self, Check, Frontend, Servers, StartError};
@@ -68,7 +69,7 @@ impl Node {
                     .await
                     .map_err(kafka_error)?;
                 runtime = Some(rt);
-                Frontend::Cart(CartService::new(cart.carts, Arc::new(catalog)))
+                Frontend::Cart(CartService::new(cart.carts, Arc::new(catalog), database.carts()))
             }
             Service::Order => {
                 checks.push(peers.broker()?);
@@ -98,7 +99,16 @@ impl Node {
                 order.saga = SagaConfig { await_events: false, ..order.saga };
                 let side = OrderSide::start(&rt, ports, order);
                 runtime = Some(rt);
-                Frontend::Order(OrderService::new(&side))
+                let history =
+                    |name, url: &Option<String>, var| -> Result<Arc<dyn HistorySource>, StartError> {
+                        Ok(Arc::new(HttpHistory { client: peers.client(url, var, "order-service")?, name }))
+                    };
+                let history = vec![
+                    history("product", &config.product_url, "SHOP_PRODUCT_URL")?,
+                    history("payment", &config.payment_url, "SHOP_PAYMENT_URL")?,
+                    history("cart", &config.cart_url, "SHOP_CART_URL")?,
+                ];
+                Frontend::Order(OrderService::new(&side, database.orders(), history))
             }
         };
         let mut servers = Servers::new();

@@ -7,10 +7,11 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 use shop_actors::Carts;
 use shop_actors::model::{Cart, MAX_LINE_QUANTITY};
-use shop_actors::ports::{CartPort, CheckoutLease};
+use shop_actors::ports::{CartPort, CartStore, CheckoutLease};
 use uuid::Uuid;
 
 use crate::error::{ServiceError, ServiceResult};
+use crate::history::{HistorySource, HistoryStep, OrderRef};
 use crate::money::two_places;
 use crate::product::{Product, ProductService};
 
@@ -73,6 +74,8 @@ impl Catalog for ProductService {
 pub struct CartService {
     carts: Carts,
     catalog: Arc<dyn Catalog>,
+    /// The cart database, for what the actors do not answer (an order's history).
+    store: Arc<dyn CartStore>,
 }
 
 fn quantity(q: i64, allow_zero: bool) -> ServiceResult<u32> {
@@ -86,8 +89,8 @@ fn quantity(q: i64, allow_zero: bool) -> ServiceResult<u32> {
 }
 
 impl CartService {
-    pub fn new(carts: Carts, catalog: Arc<dyn Catalog>) -> Self {
-        Self { carts, catalog }
+    pub fn new(carts: Carts, catalog: Arc<dyn Catalog>, store: Arc<dyn CartStore>) -> Self {
+        Self { carts, catalog, store }
     }
 
     /// The cart actors' counters (`/metrics`).
@@ -134,5 +137,18 @@ impl CartService {
     /// Gives a held cart back untouched after a failed checkout.
     pub async fn release_checkout(&self, username: &str, checkout_id: Uuid) -> ServiceResult<()> {
         Ok(self.carts.release_checkout(username, checkout_id).await?)
+    }
+}
+
+/// The cart's step of an order: when the cart gave up the order's items.
+#[async_trait]
+impl HistorySource for CartService {
+    fn name(&self) -> &'static str {
+        "cart"
+    }
+
+    async fn steps(&self, order: &OrderRef) -> ServiceResult<Vec<HistoryStep>> {
+        let applied = self.store.checkout_applied(&order.username, order.order_id).await?;
+        Ok(applied.map(|at| vec![HistoryStep::cart_cleared(at)]).unwrap_or_default())
     }
 }

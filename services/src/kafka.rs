@@ -22,17 +22,21 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::RDKafkaErrorCode;
-use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use shop_actors::model::OrderEvent;
 use shop_actors::ports::{BusError, EventBus, EventHandler};
 use shop_actors::retry::{Backoff, Retry};
 use shop_actors::runtime::ActorRuntime;
+use shop_actors::trace::TraceContext;
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 pub const ORDER_EVENTS: &str = "ORDER_EVENTS";
 pub const ORDER_CREATED: &str = "ORDER_CREATED";
+/// The record header carrying the event's W3C trace context.
+pub const TRACEPARENT: &str = "traceparent";
 
 #[derive(Debug, Clone)]
 pub struct KafkaConfig {
@@ -152,7 +156,13 @@ impl Handler<Publish> for KafkaBridge {
         let timeout = self.config.send_timeout;
         let send = async move {
             let payload = serde_json::to_vec(&event).map_err(|e| (kafka_err(e), false))?;
-            let record = FutureRecord::to(event.topic()).key(&event.username).payload(&payload);
+            let mut record = FutureRecord::to(event.topic()).key(&event.username).payload(&payload);
+            if let Some(traceparent) = &event.traceparent {
+                record = record.headers(
+                    OwnedHeaders::new()
+                        .insert(Header { key: TRACEPARENT, value: Some(traceparent.as_bytes()) }),
+                );
+            }
             sender.send(record, Timeout::After(timeout)).await.map(|_| ()).map_err(|(e, _)| {
                 let stale = matches!(
                     e.rdkafka_error_code(),
@@ -239,7 +249,10 @@ fn partition_worker(
             let mut by_user: HashMap<String, Vec<OrderEvent>> = HashMap::new();
             for message in &batch {
                 match message.payload().map(serde_json::from_slice::<OrderEvent>) {
-                    Some(Ok(event)) => by_user.entry(event.username.clone()).or_default().push(event),
+                    Some(Ok(event)) => {
+                        let event = event.in_trace(traceparent(message));
+                        by_user.entry(event.username.clone()).or_default().push(event)
+                    }
                     other => tracing::error!(
                         topic = message.topic(),
                         offset = message.offset(),
@@ -263,8 +276,17 @@ fn partition_worker(
     tx
 }
 
+/// The record's `traceparent` header, when it has a well-formed one.
+fn traceparent(message: &OwnedMessage) -> Option<String> {
+    let header = message.headers()?.iter().find(|h| h.key == TRACEPARENT)?;
+    let value = std::str::from_utf8(header.value?).ok()?;
+    TraceContext::parse(value).map(|_| value.to_owned())
+}
+
 /// One user's events, one after another; a failing handler is retried with back-off until it
-/// succeeds (the user's later events wait for it).
+/// succeeds (the user's later events wait for it). Each is handled in an `event` span, in the
+/// trace its record's header names (or a trace of its own), so the handler's logs and calls
+/// join the checkout's trace.
 async fn handle_in_order(handler: &dyn EventHandler, events: Vec<OrderEvent>) {
     // 100 ms, 200 ms … 3.2 s (each with jitter), for as long as it takes.
     let retry = Retry {
@@ -272,8 +294,24 @@ async fn handle_in_order(handler: &dyn EventHandler, events: Vec<OrderEvent>) {
         backoff: Backoff::Exponential { base: Duration::from_millis(50), max_doublings: 6 },
     };
     for event in events {
-        // Never gives up, so it never answers an error.
-        let _ = retry.run("event handler", |_| true, || handler.handle(&event)).await;
+        let context = event
+            .traceparent
+            .as_deref()
+            .and_then(TraceContext::parse)
+            .map_or_else(TraceContext::root, |c| c.child());
+        let span = tracing::info_span!(
+            "event",
+            kind = event.event_type.as_str(),
+            order_id = event.order_id,
+            trace_id = %context.trace_hex(),
+        );
+        context.attach(&span);
+        let handled = async {
+            // Never gives up, so it never answers an error.
+            let _ = retry.run("event handler", |_| true, || handler.handle(&event)).await;
+            tracing::debug!("handled");
+        };
+        handled.instrument(span).await;
     }
 }
 

@@ -6,6 +6,7 @@
 //!  cart       CartService ─► shop_actors::Carts (cart actors) ─► CartStore; Catalog (Cart → Product)
 //!  payment/   PaymentService: one payment per order, the mock gateway (gateway.rs); PaymentStore
 //!  order      OrderService ─► shop_actors::Checkouts (saga) and Orders (order actors); OrderRepo
+//!  history    an order's audit trail from every service's rows; HistorySource
 //!  storage/   Database: each service's database on SQLite or MySQL, one file per repository
 //!  kafka      the Kafka adapter: the actor core's EventBus, and the Cart side's consumer
 //!  tools/     audit (the cross-database invariants), ceiling (the commit ceiling)
@@ -19,6 +20,7 @@
 pub mod auth;
 pub mod cart;
 pub mod error;
+pub mod history;
 pub mod kafka;
 pub mod money;
 pub mod order;

@@ -1,5 +1,7 @@
 //! Order: the order database, and placing orders through the checkout saga.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -11,6 +13,7 @@ use shop_actors::{
 };
 
 use crate::error::{ServiceError, ServiceResult};
+use crate::history::{HistorySource, OrderHistory, OrderRef, OrderRows, in_order};
 use crate::money::two_places;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -81,6 +84,8 @@ pub trait OrderRepo: OrderStore {
     /// Every outcome event (`ORDER_COMPLETED`, `ORDER_CANCELLED`) in the outbox: its order, and
     /// whether it has been sent.
     async fn outcome_events(&self) -> ServiceResult<Vec<(i64, bool)>>;
+    /// What the order database holds of the order's history; `None` if there is no such order.
+    async fn history_rows(&self, order_id: i64) -> ServiceResult<Option<OrderRows>>;
 }
 
 /// The Order service: places orders through the saga and shows each user their own.
@@ -90,6 +95,10 @@ pub struct OrderService {
     checkouts: Checkouts,
     payments: PaymentPool,
     recovery: Recovery,
+    /// The order database, for what the actors do not answer (an order's history).
+    repo: Arc<dyn OrderRepo>,
+    /// The other services holding part of an order's history: Product, Payment, Cart.
+    history: Arc<[Arc<dyn HistorySource>]>,
 }
 
 /// What `/metrics` shows of the Order side: read from the actor core's own counters.
@@ -122,12 +131,16 @@ impl IdempotencyKey {
 }
 
 impl OrderService {
-    pub fn new(side: &OrderSide) -> Self {
+    /// The service over the actor core's order side; `repo` is the order database the side
+    /// stores to, `history` the services an order's history is also asked of.
+    pub fn new(side: &OrderSide, repo: Arc<dyn OrderRepo>, history: Vec<Arc<dyn HistorySource>>) -> Self {
         Self {
             orders: side.orders.clone(),
             checkouts: side.checkouts.clone(),
             payments: side.payments.clone(),
             recovery: side.recovery.clone(),
+            repo,
+            history: history.into(),
         }
     }
 
@@ -160,6 +173,38 @@ impl OrderService {
             return Err(ServiceError::NotFound(format!("order {id} not found")));
         }
         Ok(order.into())
+    }
+
+    /// The order's audit trail, from the rows of every service (see [`crate::history`]): for
+    /// its owner, or anyone when `admin`. Another user's order is "not found". A service that
+    /// cannot be asked makes the answer 503 naming it: a trail with a gap would mislead.
+    pub async fn history(&self, username: &str, admin: bool, id: i64) -> ServiceResult<OrderHistory> {
+        let order = self.orders.get(id).await?;
+        if order.username != username && !admin {
+            return Err(ServiceError::NotFound(format!("order {id} not found")));
+        }
+        let rows = self
+            .repo
+            .history_rows(id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("order {id} not found")))?;
+        let asked =
+            OrderRef { order_id: id, username: order.username.clone(), checkout_id: order.checkout_id };
+        let answers = futures::future::join_all(self.history.iter().map(|source| async {
+            source.steps(&asked).await.map_err(|e| match e {
+                ServiceError::Busy(_) | ServiceError::Internal(_) => ServiceError::Busy(format!(
+                    "the {} service did not answer for the history: {e}",
+                    source.name()
+                )),
+                e => e,
+            })
+        }))
+        .await;
+        let mut steps = rows.steps();
+        for answer in answers {
+            steps.extend(answer?);
+        }
+        Ok(OrderHistory { order_id: id, status: order.status, steps: in_order(steps) })
     }
 
     /// Fulfilment (ADMIN): PAID → SHIPPED → DELIVERED, nothing else.

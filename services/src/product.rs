@@ -18,6 +18,7 @@ use shop_actors::ports::{Shortage, StockError, StockPort};
 use uuid::Uuid;
 
 use crate::error::{ServiceError, ServiceResult};
+use crate::history::{HistorySource, HistoryStep, OrderRef, ReservationLine, reservation_steps};
 use crate::money::positive_amount;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -125,6 +126,8 @@ pub trait ProductStore: Send + Sync + 'static {
     async fn stock_ledger(&self) -> ServiceResult<Vec<StockLedger>>;
     /// Per checkout and status, its reservation (the audit).
     async fn reservations(&self) -> ServiceResult<Vec<ReservationSummary>>;
+    /// The lines of one checkout's reservation (an order's history).
+    async fn reservation_lines(&self, checkout_id: Uuid) -> ServiceResult<Vec<ReservationLine>>;
 }
 
 /// Why a reservation was refused.
@@ -316,5 +319,20 @@ impl StockPort for ProductService {
             .await
             .map(|_| ())
             .map_err(|e| StockError::Unavailable(e.to_string()))
+    }
+}
+
+/// The stock steps of an order: its checkout's reservation.
+#[async_trait]
+impl HistorySource for ProductService {
+    fn name(&self) -> &'static str {
+        "product"
+    }
+
+    async fn steps(&self, order: &OrderRef) -> ServiceResult<Vec<HistoryStep>> {
+        match order.checkout_id {
+            Some(checkout_id) => Ok(reservation_steps(&self.store.reservation_lines(checkout_id).await?)),
+            None => Ok(Vec::new()),
+        }
     }
 }

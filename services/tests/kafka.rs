@@ -45,6 +45,7 @@ fn event(username: &str, order_id: i64, kind: OrderEventType) -> OrderEvent {
         occurred_at: Utc::now(),
         items: vec![LineQuantity { product_id: 1, quantity: 2 }],
         checkout_id: None,
+        traceparent: None,
     }
 }
 

@@ -218,11 +218,13 @@ async fn a_completed_order_is_applied_to_a_cart_once(f: Fixture) {
     let mut cart = Cart::empty("di");
     cart.items = vec![item(1, 1)];
     cart.version = carts.save(&cart, None).await.expect("save");
-    assert!(!carts.checkout_applied("di", 77).await.expect("applied"));
+    assert_eq!(carts.checkout_applied("di", 77).await.expect("applied"), None);
     cart.items.clear();
+    let before = chrono::Utc::now();
     cart.version = carts.save(&cart, Some(77)).await.expect("apply");
-    assert!(carts.checkout_applied("di", 77).await.expect("applied"));
-    assert!(!carts.checkout_applied("other", 77).await.expect("applied"));
+    let at = carts.checkout_applied("di", 77).await.expect("applied").expect("applied at a time");
+    assert!(at >= before - chrono::Duration::milliseconds(1) && at <= chrono::Utc::now(), "{at} vs {before}");
+    assert_eq!(carts.checkout_applied("other", 77).await.expect("applied"), None);
     assert!(matches!(carts.save(&cart, Some(77)).await, Err(StoreError::Conflict(_))), "applied twice");
     assert_eq!(carts.load("di").await.expect("load").version, 2, "the refused write changed nothing");
     f.cleanup().await;
@@ -301,6 +303,7 @@ fn new_order(username: &str, key: Option<&str>) -> NewOrder {
         total_amount: money("2089.95"),
         idempotency_key: key.map(str::to_owned),
         checkout_id: None,
+        traceparent: None,
     }
 }
 

@@ -46,7 +46,8 @@ pub(crate) fn router(state: CartState, ops: crate::ops::Ops) -> Router {
         .routes(routes!(set_quantity, remove))
         // The Order service's side door (SERVICE tokens only): hand a cart to a checkout, give it back.
         .routes(routes!(begin_checkout))
-        .routes(routes!(release_checkout));
+        .routes(routes!(release_checkout))
+        .routes(routes!(crate::history::cart_steps));
     super::finish("cart", routes, state, ops)
 }
 

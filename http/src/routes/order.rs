@@ -3,6 +3,7 @@ use axum::http::StatusCode;
 use axum::{Json, Router};
 use serde::Deserialize;
 use shop_services::auth::{JwtKeys, Role};
+use shop_services::history::OrderHistory;
 use shop_services::order::{OrderService, OrderView};
 
 use crate::error::ApiResult;
@@ -31,6 +32,7 @@ pub(crate) fn router(state: OrderState, ops: crate::ops::Ops) -> Router {
     let routes = OpenApiRouter::with_openapi(openapi::base("order", "Orders and the checkout saga."))
         .routes(routes!(list, place))
         .routes(routes!(show))
+        .routes(routes!(history))
         .routes(routes!(set_status));
     super::finish("order", routes, state, ops)
 }
@@ -72,6 +74,22 @@ async fn show(
     ApiPath(Id(id)): ApiPath<Id>,
 ) -> ApiResult<Json<OrderView>> {
     Ok(Json(orders.get(caller.username(), id).await?))
+}
+
+/// The order's audit trail: each step of its checkout with its time, from the rows of every
+/// service (the owner, or an ADMIN).
+#[utoipa::path(get, path = "/api/orders/{id}/history", tag = "order", security(("bearer" = [])), params(("id" = i64, Path, description = "The order's id.")), responses(
+    (status = 200, description = "The steps, oldest first.", body = OrderHistory),
+    (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+    (status = 404, response = NotFound), (status = 503, response = Unavailable),
+))]
+async fn history(
+    State(orders): State<OrderService>,
+    caller: Caller,
+    ApiPath(Id(id)): ApiPath<Id>,
+) -> ApiResult<Json<OrderHistory>> {
+    let admin = caller.require(&[Role::Admin]).is_ok();
+    Ok(Json(orders.history(caller.username(), admin, id).await?))
 }
 
 /// Moves a paid order on (ADMIN).

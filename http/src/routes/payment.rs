@@ -81,7 +81,8 @@ pub(crate) fn router(state: PaymentState, ops: crate::ops::Ops) -> Router {
     let routes = OpenApiRouter::with_openapi(openapi::base("payment", "Payments through the mock gateway."))
         .routes(routes!(process))
         .routes(routes!(void))
-        .routes(routes!(by_order));
+        .routes(routes!(by_order))
+        .routes(routes!(crate::history::payment_steps));
     super::finish("payment", routes, state, ops)
 }
 

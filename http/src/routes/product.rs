@@ -49,7 +49,8 @@ pub(crate) fn router(state: ProductState, ops: crate::ops::Ops) -> Router {
         .routes(routes!(list, create))
         .routes(routes!(show, update, remove))
         .routes(routes!(stock::reserve, stock::release))
-        .routes(routes!(stock::commit));
+        .routes(routes!(stock::commit))
+        .routes(routes!(crate::history::product_steps));
     super::finish("product", routes, state, ops)
 }
 

@@ -11,6 +11,7 @@ use shop_actors::model::{PaymentReceipt, PaymentStatus};
 use shop_actors::ports::{ChargeRequest, GatewayError, PaymentGateway, VoidRequest};
 
 use crate::error::{ServiceError, ServiceResult};
+use crate::history::{HistorySource, HistoryStep, OrderRef, payment_steps};
 use crate::money::positive_amount;
 
 mod gateway;
@@ -35,6 +36,9 @@ pub struct Payment {
     #[serde(default)]
     pub refund_reason: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// When the row last changed: the gateway's answer, or the refund.
+    #[serde(default)]
+    pub updated_at: Option<DateTime<Utc>>,
 }
 
 impl Payment {
@@ -300,5 +304,17 @@ impl PaymentGateway for PaymentService {
             .await
             .map(|p| p.map(|p| p.receipt()))
             .map_err(|e| GatewayError::Unavailable(e.to_string()))
+    }
+}
+
+/// The payment steps of an order: its payment row.
+#[async_trait]
+impl HistorySource for PaymentService {
+    fn name(&self) -> &'static str {
+        "payment"
+    }
+
+    async fn steps(&self, order: &OrderRef) -> ServiceResult<Vec<HistoryStep>> {
+        Ok(self.store.find_by_order(order.order_id).await?.map(|p| payment_steps(&p)).unwrap_or_default())
     }
 }

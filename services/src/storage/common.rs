@@ -164,4 +164,14 @@ pub(crate) const END_RESERVATION_SQL: &str = "UPDATE stock_reservations SET stat
      WHERE checkout_id = ? AND status = 'RESERVED'";
 
 /// What a shortage names: the product's name and what is left of it (binds: id).
+/// One checkout's reservation lines (an order's history).
+pub(crate) const RESERVATION_LINES_SQL: &str =
+    "SELECT status, quantity, created_at, updated_at FROM stock_reservations WHERE checkout_id = ?";
+
+/// An order's own rows of its history: the order, then its outbox events.
+pub(crate) const ORDER_TIMES_SQL: &str =
+    "SELECT created_at, shipped_at, delivered_at FROM orders WHERE id = ?";
+pub(crate) const ORDER_EVENTS_SQL: &str =
+    "SELECT payload, created_at, sent_at FROM order_outbox WHERE order_id = ? ORDER BY id";
+
 pub(crate) const SHORTAGE_SQL: &str = "SELECT name, stock FROM products WHERE id = ?";

@@ -167,12 +167,15 @@ impl CartStore for Carts {
         Ok(cart.version + 1)
     }
 
-    async fn checkout_applied(&self, username: &str, order_id: i64) -> Result<bool, StoreError> {
-        let found: Option<i64> = self
-            .0
+    async fn checkout_applied(
+        &self,
+        username: &str,
+        order_id: i64,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.0
             .run(async |c| {
                 sqlx::query_scalar(
-                    "SELECT order_id FROM cart_applied_orders WHERE username = ? AND order_id = ?",
+                    "SELECT applied_at FROM cart_applied_orders WHERE username = ? AND order_id = ?",
                 )
                 .bind(username)
                 .bind(order_id)
@@ -180,7 +183,6 @@ impl CartStore for Carts {
                 .await
             })
             .await
-            .map_err(store_err)?;
-        Ok(found.is_some())
+            .map_err(store_err)
     }
 }

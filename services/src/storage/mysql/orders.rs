@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
-use shop_actors::model::{NewOrder, Order, OrderEvent, OrderItem};
+use shop_actors::model::{NewOrder, Order, OrderEvent, OrderItem, OrderStatus};
 use shop_actors::ports::{OrderStore, StoreError};
 use sqlx::Connection;
 use sqlx::mysql::MySqlRow;
@@ -13,10 +13,11 @@ use uuid::Uuid;
 use super::pool::MySqlDb;
 use super::support::{quantity, store_err};
 use crate::error::{ServiceError, ServiceResult};
+use crate::history::OrderRows;
 use crate::order::{OrderRepo, OrderSummary};
 use crate::storage::common::{
-    Bind, CLAIM_RECOVERY_SQL, CLAIM_RELAY_SQL, OUTCOME_EVENTS_SQL, UNFINISHED_SQL, checkout_id,
-    is_unique_violation, order_select_sql,
+    Bind, CLAIM_RECOVERY_SQL, CLAIM_RELAY_SQL, ORDER_EVENTS_SQL, ORDER_TIMES_SQL, OUTCOME_EVENTS_SQL,
+    UNFINISHED_SQL, checkout_id, is_unique_violation, order_select_sql,
 };
 
 pub struct Orders(pub MySqlDb);
@@ -108,7 +109,8 @@ impl OrderStore for Orders {
                 insert.build().execute(&mut *tx).await?;
             }
             let order = Order::created(order_id, new.clone(), now);
-            push_event(&mut tx, &OrderEvent::created(&order, new.checkout_id), now).await?;
+            let event = OrderEvent::created(&order, new.checkout_id).in_trace(new.traceparent.clone());
+            push_event(&mut tx, &event, now).await?;
             tx.commit().await?;
             Ok(Some(order_id))
         })
@@ -136,12 +138,15 @@ impl OrderStore for Orders {
             let mut tx = c.begin().await?;
             let done = sqlx::query(
                 "UPDATE orders SET status = ?, payment_id = ?, failure_reason = ?, unsettled = ?, \
+                 shipped_at = COALESCE(shipped_at, ?), delivered_at = COALESCE(delivered_at, ?), \
                  version = version + 1, updated_at = ? WHERE id = ? AND version = ?",
             )
             .bind(order.status.as_str())
             .bind(&order.payment_id)
             .bind(&order.failure_reason)
             .bind(order.unsettled)
+            .bind((order.status == OrderStatus::Shipped).then_some(now))
+            .bind((order.status == OrderStatus::Delivered).then_some(now))
             .bind(now)
             .bind(order.id)
             .bind(order.version)
@@ -171,11 +176,11 @@ impl OrderStore for Orders {
     }
 
     async fn unsent_events(&self, limit: usize) -> Result<Vec<OrderEvent>, StoreError> {
-        let rows: Vec<String> = self
+        let rows: Vec<(String, Option<String>)> = self
             .0
             .run(async |c| {
-                sqlx::query_scalar(
-                    "SELECT payload FROM order_outbox WHERE sent_at IS NULL ORDER BY id LIMIT ?",
+                sqlx::query_as(
+                    "SELECT payload, traceparent FROM order_outbox WHERE sent_at IS NULL ORDER BY id LIMIT ?",
                 )
                 .bind(i64::try_from(limit).unwrap_or(i64::MAX))
                 .fetch_all(c)
@@ -183,7 +188,13 @@ impl OrderStore for Orders {
             })
             .await
             .map_err(store_err)?;
-        rows.iter().map(|p| serde_json::from_str(p).map_err(store_err)).collect()
+        rows.into_iter()
+            .map(|(payload, traceparent)| {
+                serde_json::from_str::<OrderEvent>(&payload)
+                    .map(|e| e.in_trace(traceparent))
+                    .map_err(store_err)
+            })
+            .collect()
     }
 
     async fn mark_sent(&self, event_ids: &[Uuid]) -> Result<(), StoreError> {
@@ -268,11 +279,14 @@ async fn push_event(
     now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
     let payload = serde_json::to_string(event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    sqlx::query("INSERT INTO order_outbox (event_id, order_id, payload, created_at) VALUES (?, ?, ?, ?)")
-        .bind(event.event_id.to_string())
-        .bind(event.order_id)
-        .bind(payload)
-        .bind(now)
+    sqlx::query(
+        "INSERT INTO order_outbox (event_id, order_id, payload, created_at, traceparent) VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(event.event_id.to_string())
+    .bind(event.order_id)
+    .bind(payload)
+    .bind(now)
+    .bind(&event.traceparent)
         .execute(conn)
         .await?;
     Ok(())
@@ -311,5 +325,28 @@ impl OrderRepo for Orders {
         let rows: Vec<(i64, i64)> =
             self.0.run(async |c| sqlx::query_as(OUTCOME_EVENTS_SQL).fetch_all(c).await).await?;
         Ok(rows.into_iter().map(|(id, sent)| (id, sent == 1)).collect())
+    }
+
+    async fn history_rows(&self, order_id: i64) -> ServiceResult<Option<OrderRows>> {
+        type Times = (DateTime<Utc>, Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+        type Event = (String, DateTime<Utc>, Option<DateTime<Utc>>);
+        let (times, events): (Option<Times>, Vec<Event>) = self
+            .0
+            .run(async |c| {
+                let times = sqlx::query_as(ORDER_TIMES_SQL).bind(order_id).fetch_optional(&mut *c).await?;
+                let events = sqlx::query_as(ORDER_EVENTS_SQL).bind(order_id).fetch_all(&mut *c).await?;
+                Ok((times, events))
+            })
+            .await?;
+        let Some((created_at, shipped_at, delivered_at)) = times else { return Ok(None) };
+        let events = events
+            .into_iter()
+            .map(|(payload, written, sent)| {
+                let event: OrderEvent = serde_json::from_str(&payload)
+                    .map_err(|e| ServiceError::Internal(format!("stored event of order {order_id}: {e}")))?;
+                Ok((event, written, sent))
+            })
+            .collect::<ServiceResult<_>>()?;
+        Ok(Some(OrderRows { created_at, shipped_at, delivered_at, events }))
     }
 }

@@ -14,7 +14,7 @@ use crate::storage::common::{PAYMENT_UPDATE_SQL, is_unique_violation, payment_st
 pub struct Payments(pub MySqlDb);
 
 const PAYMENT_COLUMNS: &str = "id, order_id, user_id, amount, status, transaction_id, gateway_response, \
-     failure_reason, refunded_at, refund_reason, created_at";
+     failure_reason, refunded_at, refund_reason, created_at, updated_at";
 
 fn payment(row: &MySqlRow) -> ServiceResult<Payment> {
     Ok(Payment {
@@ -29,6 +29,7 @@ fn payment(row: &MySqlRow) -> ServiceResult<Payment> {
         refunded_at: row.try_get("refunded_at")?,
         refund_reason: row.try_get("refund_reason")?,
         created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
     })
 }
 
@@ -84,6 +85,7 @@ impl PaymentStore for Payments {
                 refunded_at: None,
                 refund_reason: None,
                 created_at: p.created_at,
+                updated_at: Some(p.created_at),
             })),
             Err(e) if is_unique_violation(&e) => Ok(None),
             Err(e) => Err(e.into()),

@@ -14,10 +14,11 @@ use uuid::Uuid;
 use super::pool::MySqlDb;
 use super::support::id;
 use crate::error::{ServiceError, ServiceResult};
+use crate::history::ReservationLine;
 use crate::product::{Product, ProductInput, ProductStore, Refusal, ReservationSummary, StockLedger};
 use crate::storage::common::{
-    END_RESERVATION_SQL, EXPIRED_RESERVATIONS_SQL, PRODUCT_UPDATE_SQL, RESERVATIONS_SQL, RETURN_STOCK_SQL,
-    SHORTAGE_SQL, STOCK_LEDGER_SQL, TAKE_STOCK_SQL,
+    END_RESERVATION_SQL, EXPIRED_RESERVATIONS_SQL, PRODUCT_UPDATE_SQL, RESERVATION_LINES_SQL,
+    RESERVATIONS_SQL, RETURN_STOCK_SQL, SHORTAGE_SQL, STOCK_LEDGER_SQL, TAKE_STOCK_SQL,
 };
 
 pub struct Products(pub MySqlDb);
@@ -341,6 +342,24 @@ impl ProductStore for Products {
                 Ok(ReservationSummary { checkout_id: parse_checkout(&id)?, status, lines, expires_at })
             })
             .collect()
+    }
+
+    async fn reservation_lines(&self, checkout_id: Uuid) -> ServiceResult<Vec<ReservationLine>> {
+        let rows: Vec<(String, i32, DateTime<Utc>, DateTime<Utc>)> = self
+            .0
+            .run(async |c| {
+                sqlx::query_as(RESERVATION_LINES_SQL).bind(checkout_id.to_string()).fetch_all(c).await
+            })
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(status, quantity, created_at, updated_at)| ReservationLine {
+                status,
+                quantity: quantity.into(),
+                created_at,
+                updated_at,
+            })
+            .collect())
     }
 }
 

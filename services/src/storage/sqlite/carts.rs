@@ -1,6 +1,7 @@
 //! SQLite: Carts: one row per user, its items, and the orders already taken out of it.
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use shop_actors::model::{Cart, CartItem, CheckoutHold};
 use shop_actors::ports::{CartStore, StoreError};
@@ -159,13 +160,22 @@ impl CartStore for Carts {
         Ok(version + 1)
     }
 
-    async fn checkout_applied(&self, username: &str, order_id: i64) -> Result<bool, StoreError> {
+    async fn checkout_applied(
+        &self,
+        username: &str,
+        order_id: i64,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
         let username = username.to_owned();
         self.0
             .read
             .run(move |c| {
-                Ok(c.prepare_cached("SELECT 1 FROM cart_applied_orders WHERE username = ? AND order_id = ?")?
-                    .exists(params![username, order_id])?)
+                let at: Option<String> = c
+                    .prepare_cached(
+                        "SELECT applied_at FROM cart_applied_orders WHERE username = ? AND order_id = ?",
+                    )?
+                    .query_row(params![username, order_id], |r| r.get(0))
+                    .optional()?;
+                at.as_deref().map(parse_ts).transpose()
             })
             .await
             .map_err(store_err)

@@ -3,17 +3,18 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, TransactionBehavior, params};
-use shop_actors::model::{NewOrder, Order, OrderEvent, OrderItem};
+use shop_actors::model::{NewOrder, Order, OrderEvent, OrderItem, OrderStatus};
 use shop_actors::ports::{OrderStore, StoreError};
 use uuid::Uuid;
 
-use super::codec::{decode, money_at, quantity_at, rows, store_err, time_at, ts};
+use super::codec::{decode, money_at, parse_ts, quantity_at, rows, store_err, time_at, ts};
 use super::db::{SqliteDb, SqliteError, is_unique_violation};
 use crate::error::ServiceResult;
+use crate::history::OrderRows;
 use crate::order::{OrderRepo, OrderSummary};
 use crate::storage::common::{
-    Bind, CLAIM_RECOVERY_SQL, CLAIM_RELAY_SQL, OUTCOME_EVENTS_SQL, UNFINISHED_SQL, checkout_id, money_text,
-    order_select_sql,
+    Bind, CLAIM_RECOVERY_SQL, CLAIM_RELAY_SQL, ORDER_EVENTS_SQL, ORDER_TIMES_SQL, OUTCOME_EVENTS_SQL,
+    UNFINISHED_SQL, checkout_id, money_text, order_select_sql,
 };
 
 pub struct Orders(pub SqliteDb);
@@ -78,9 +79,9 @@ fn group_orders(rows: &mut rusqlite::Rows<'_>) -> Result<Vec<Order>, SqliteError
 fn push_event(tx: &Connection, event: &OrderEvent, now: &str) -> Result<(), SqliteError> {
     let payload = serde_json::to_string(event).map_err(decode)?;
     tx.prepare_cached(
-        "INSERT INTO order_outbox (event_id, order_id, payload, created_at) VALUES (?, ?, ?, ?)",
+        "INSERT INTO order_outbox (event_id, order_id, payload, created_at, traceparent) VALUES (?, ?, ?, ?, ?)",
     )?
-    .execute(params![event.event_id.to_string(), event.order_id, payload, now])?;
+    .execute(params![event.event_id.to_string(), event.order_id, payload, now, event.traceparent])?;
     Ok(())
 }
 
@@ -132,9 +133,9 @@ impl OrderStore for Orders {
                         insert.execute(params![id, i.product_id, i.product_name, money_text(i.price), i64::from(i.quantity)])?;
                     }
                 }
-                let checkout_id = new.checkout_id;
+                let (checkout_id, traceparent) = (new.checkout_id, new.traceparent.clone());
                 let order = Order::created(id, new, now);
-                push_event(&tx, &OrderEvent::created(&order, checkout_id), &at)?;
+                push_event(&tx, &OrderEvent::created(&order, checkout_id).in_trace(traceparent), &at)?;
                 tx.commit()?;
                 Ok(OrderWrite::Done(order))
             })
@@ -170,6 +171,7 @@ impl OrderStore for Orders {
                 let changed = tx
                     .prepare_cached(
                         "UPDATE orders SET status = ?, payment_id = ?, failure_reason = ?, unsettled = ?, \
+                         shipped_at = COALESCE(shipped_at, ?), delivered_at = COALESCE(delivered_at, ?), \
                          version = version + 1, updated_at = ? WHERE id = ? AND version = ?",
                     )?
                     .execute(params![
@@ -177,6 +179,8 @@ impl OrderStore for Orders {
                         o.payment_id,
                         o.failure_reason,
                         o.unsettled,
+                        (o.status == OrderStatus::Shipped).then_some(&now),
+                        (o.status == OrderStatus::Delivered).then_some(&now),
                         now,
                         o.id,
                         o.version
@@ -211,12 +215,14 @@ impl OrderStore for Orders {
             .read
             .run(move |c| {
                 let mut stmt = c.prepare_cached(
-                    "SELECT payload FROM order_outbox WHERE sent_at IS NULL ORDER BY id LIMIT ?",
+                    "SELECT payload, traceparent FROM order_outbox WHERE sent_at IS NULL ORDER BY id LIMIT ?",
                 )?;
                 let mut rows = stmt.query([limit])?;
                 let mut events = Vec::new();
                 while let Some(row) = rows.next()? {
-                    events.push(serde_json::from_str(&row.get::<_, String>(0)?).map_err(decode)?);
+                    let event: OrderEvent =
+                        serde_json::from_str(&row.get::<_, String>(0)?).map_err(decode)?;
+                    events.push(event.in_trace(row.get(1)?));
                 }
                 Ok(events)
             })
@@ -326,6 +332,27 @@ impl OrderRepo for Orders {
             .0
             .read
             .run(|c| rows(c, OUTCOME_EVENTS_SQL, [], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? == 1))))
+            .await?)
+    }
+
+    async fn history_rows(&self, order_id: i64) -> ServiceResult<Option<OrderRows>> {
+        let time = |t: Option<String>| t.as_deref().map(parse_ts).transpose();
+        Ok(self
+            .0
+            .read
+            .run(move |c| {
+                let times = rows(c, ORDER_TIMES_SQL, [order_id], |r| {
+                    Ok((time_at(r, "created_at")?, time(r.get(1)?)?, time(r.get(2)?)?))
+                })?;
+                let Some((created_at, shipped_at, delivered_at)) = times.into_iter().next() else {
+                    return Ok(None);
+                };
+                let events = rows(c, ORDER_EVENTS_SQL, [order_id], |r| {
+                    let event: OrderEvent = serde_json::from_str(&r.get::<_, String>(0)?).map_err(decode)?;
+                    Ok((event, time_at(r, "created_at")?, time(r.get(2)?)?))
+                })?;
+                Ok(Some(OrderRows { created_at, shipped_at, delivered_at, events }))
+            })
             .await?)
     }
 }

@@ -13,7 +13,7 @@ use crate::storage::common::{PAYMENT_UPDATE_SQL, money_text, payment_status};
 pub struct Payments(pub SqliteDb);
 
 const PAYMENT_COLUMNS: &str = "id, order_id, user_id, amount, status, transaction_id, gateway_response, \
-     failure_reason, refunded_at, refund_reason, created_at";
+     failure_reason, refunded_at, refund_reason, created_at, updated_at";
 
 fn payment(row: &Row<'_>) -> Result<Payment, SqliteError> {
     Ok(Payment {
@@ -32,6 +32,11 @@ fn payment(row: &Row<'_>) -> Result<Payment, SqliteError> {
             .transpose()?,
         refund_reason: row.get("refund_reason")?,
         created_at: time_at(row, "created_at")?,
+        updated_at: row
+            .get::<_, Option<String>>("updated_at")?
+            .as_deref()
+            .map(super::codec::parse_ts)
+            .transpose()?,
     })
 }
 

@@ -12,10 +12,11 @@ use uuid::Uuid;
 use super::codec::{decode, money_at, parse_ts, rows, time_at, ts};
 use super::db::{SqliteDb, SqliteError};
 use crate::error::{ServiceError, ServiceResult};
+use crate::history::ReservationLine;
 use crate::product::{Product, ProductInput, ProductStore, Refusal, ReservationSummary, StockLedger};
 use crate::storage::common::{
-    END_RESERVATION_SQL, EXPIRED_RESERVATIONS_SQL, PRODUCT_UPDATE_SQL, RESERVATIONS_SQL, RETURN_STOCK_SQL,
-    SHORTAGE_SQL, STOCK_LEDGER_SQL, TAKE_STOCK_SQL, money_text,
+    END_RESERVATION_SQL, EXPIRED_RESERVATIONS_SQL, PRODUCT_UPDATE_SQL, RESERVATION_LINES_SQL,
+    RESERVATIONS_SQL, RETURN_STOCK_SQL, SHORTAGE_SQL, STOCK_LEDGER_SQL, TAKE_STOCK_SQL, money_text,
 };
 
 pub struct Products(pub SqliteDb);
@@ -319,6 +320,23 @@ impl ProductStore for Products {
                         status: r.get(1)?,
                         lines: r.get(2)?,
                         expires_at: parse_ts(&r.get::<_, String>(3)?)?,
+                    })
+                })
+            })
+            .await?)
+    }
+
+    async fn reservation_lines(&self, checkout_id: Uuid) -> ServiceResult<Vec<ReservationLine>> {
+        Ok(self
+            .0
+            .read
+            .run(move |c| {
+                rows(c, RESERVATION_LINES_SQL, [checkout_id.to_string()], |r| {
+                    Ok(ReservationLine {
+                        status: r.get(0)?,
+                        quantity: r.get(1)?,
+                        created_at: parse_ts(&r.get::<_, String>(2)?)?,
+                        updated_at: parse_ts(&r.get::<_, String>(3)?)?,
                     })
                 })
             })

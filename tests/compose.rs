@@ -118,6 +118,14 @@ fn compose_sets_only_known_variables_and_everything_each_service_needs() {
         "shop_actors_live",
         "shop_login_hashing_waiting",
         "shop_login_hashing_refused_total",
+        "shop_checkout_duration_seconds_bucket",
+        "shop_outbox_backlog",
+        "shop_outbox_oldest_unsent_seconds",
+        "shop_outbox_relay_lag_seconds_bucket",
+        "shop_kafka_consumer_lag",
+        "shop_db_connections_in_use",
+        "shop_db_waiting",
+        "shop_db_waits_total",
     ];
     for panel in dashboard["panels"].as_array().expect("panels") {
         for target in panel["targets"].as_array().expect("targets") {

@@ -1016,6 +1016,28 @@ async fn one_checkout_is_followed_across_every_service_by_its_trace_and_its_hist
         }
     }
 
+    // The Cart consumer's lag (from librdkafka's statistics, every 5 s) comes down to nothing,
+    // and Order shows its MySQL pool and its outbox.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = cluster.client.get(cluster.url(Service::Cart, "/metrics")).send().await.expect("metrics");
+        let text = text.text().await.expect("text");
+        let lag = text.lines().find_map(|l| l.strip_prefix("shop_kafka_consumer_lag{service=\"cart\"} "));
+        if lag.and_then(|v| v.parse::<f64>().ok()) == Some(0.0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the consumer lag never read 0:\n{text}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let text = cluster.client.get(cluster.url(Service::Order, "/metrics")).send().await.expect("metrics");
+    let text = text.text().await.expect("text");
+    for series in [
+        "shop_db_connections_in_use{service=\"order\",lane=\"pool\"}",
+        "shop_outbox_backlog{service=\"order\"}",
+    ] {
+        assert!(text.lines().any(|l| l.starts_with(series)), "no {series}:\n{text}");
+    }
+
     // Its history, gathered by Order from the rows of Product, Payment and Cart over HTTP.
     let path = format!("/api/orders/{order_id}/history");
     let (status, history) =

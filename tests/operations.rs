@@ -306,6 +306,34 @@ async fn metrics_count_checkouts_as_the_orders_table_does_and_requests_by_route(
     assert!(!order.keys().any(|k| k.contains("/api/cart")), "{order:?}");
     let auth = metrics(&t, Service::Auth).await;
     assert!(auth.contains_key("shop_login_hashing_waiting{service=\"auth\"}"), "{auth:?}");
+
+    // The saga's durations: one per order made, bucket counts cumulative up to +Inf.
+    let made = order.get("shop_checkout_duration_seconds_count{service=\"order\"}").copied();
+    assert_eq!(made, Some(40.0), "{order:?}");
+    let inf = order.get("shop_checkout_duration_seconds_bucket{service=\"order\",le=\"+Inf\"}").copied();
+    assert_eq!(inf, Some(40.0), "{order:?}");
+    assert!(order.get("shop_checkout_duration_seconds_sum{service=\"order\"}").is_some_and(|s| *s > 0.0));
+    // Every event went out (embedded checkouts wait for theirs): two per order, none left.
+    let relayed = order.get("shop_outbox_relay_lag_seconds_count{service=\"order\"}").copied();
+    assert_eq!(relayed, Some(80.0), "ORDER_CREATED and the outcome of 40 orders: {order:?}");
+    assert_eq!(order.get("shop_outbox_backlog{service=\"order\"}").copied(), Some(0.0), "{order:?}");
+    assert_eq!(order.get("shop_outbox_oldest_unsent_seconds{service=\"order\"}").copied(), Some(0.0));
+    // Every service shows its database connections (SQLite: a writer and readers).
+    for (service, figures) in [(Service::Order, &order), (Service::Cart, &cart), (Service::Auth, &auth)] {
+        for lane in ["writer", "readers"] {
+            for name in [
+                "shop_db_connections_in_use",
+                "shop_db_waiting",
+                "shop_db_waits_total",
+                "shop_db_wait_seconds_total",
+            ] {
+                let key = format!("{name}{{service=\"{}\",lane=\"{lane}\"}}", service.name());
+                assert!(figures.contains_key(&key), "no {key}: {figures:?}");
+            }
+        }
+    }
+    let writes = cart.get("shop_db_wait_seconds_total{service=\"cart\",lane=\"writer\"}").copied();
+    assert!(writes.is_some_and(|s| s > 0.0), "40 adds and checkouts queued on the cart's writer: {writes:?}");
 }
 
 /// A TCP forwarder to the MySQL server that can be cut and restored: the database "goes away"

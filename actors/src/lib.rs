@@ -72,6 +72,7 @@ pub mod bus;
 mod cart;
 mod core;
 mod deadline;
+pub mod durations;
 mod entity;
 pub mod fault;
 pub mod memory;

@@ -24,6 +24,7 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use crate::deadline::Deadline;
+use crate::durations::{DurationSnapshot, Durations};
 use crate::model::OrderEvent;
 use crate::ports::{BusError, EventBus, OrderStore};
 use crate::runtime::ActorRuntime;
@@ -94,6 +95,7 @@ pub struct OutboxRelay {
     store: Arc<dyn OrderStore>,
     lease: Arc<Lease>,
     bus: Arc<dyn EventBus>,
+    lag: Arc<Durations>,
     config: OutboxConfig,
     running: bool,
     /// Another round is owed: something was kicked while a round ran.
@@ -132,8 +134,13 @@ impl OutboxRelay {
         self.running = true;
         self.again = false;
         let waiters = std::mem::take(&mut self.waiters);
-        let round =
-            relay_round(self.store.clone(), self.bus.clone(), self.lease.clone(), self.config.batch.max(1));
+        let round = relay_round(
+            self.store.clone(),
+            self.bus.clone(),
+            self.lease.clone(),
+            self.lag.clone(),
+            self.config.batch.max(1),
+        );
         let mut deadline = Deadline::after(self.config.round_timeout);
         let round = async move {
             deadline.bound(round).await.unwrap_or_else(|e| Err(BusError(format!("outbox relay round: {e}"))))
@@ -159,6 +166,7 @@ async fn relay_round(
     store: Arc<dyn OrderStore>,
     bus: Arc<dyn EventBus>,
     lease: Arc<Lease>,
+    lag: Arc<Durations>,
     batch: usize,
 ) -> Result<usize, BusError> {
     let mut relayed = 0;
@@ -176,7 +184,7 @@ async fn relay_round(
         for event in pending {
             by_user.entry(event.username.clone()).or_default().push(event);
         }
-        let chains = by_user.into_values().map(|events| publish_in_order(&*bus, events));
+        let chains = by_user.into_values().map(|events| publish_in_order(&*bus, &lag, events));
         let mut sent = Vec::new();
         let mut failure = None;
         for (ids, error) in futures::future::join_all(chains).await {
@@ -196,17 +204,20 @@ async fn relay_round(
     }
 }
 
-/// Publishes one user's events one after another, stopping at the first failure.
+/// Publishes one user's events one after another, stopping at the first failure; each one
+/// published adds how long it waited since it was written to `lag`.
 async fn publish_in_order(
     bus: &dyn EventBus,
+    lag: &Durations,
     events: Vec<OrderEvent>,
 ) -> (Vec<uuid::Uuid>, Option<BusError>) {
     let mut sent = Vec::with_capacity(events.len());
     for event in events {
-        let id = event.event_id;
+        let (id, written) = (event.event_id, event.occurred_at);
         if let Err(e) = bus.publish(event).await {
             return (sent, Some(e));
         }
+        lag.observe((chrono::Utc::now() - written).to_std().unwrap_or_default());
         sent.push(id);
     }
     (sent, None)
@@ -216,6 +227,7 @@ async fn publish_in_order(
 #[derive(Clone)]
 pub struct Outbox {
     relay: Addr<OutboxRelay>,
+    lag: Arc<Durations>,
 }
 
 impl Outbox {
@@ -227,10 +239,25 @@ impl Outbox {
     ) -> Self {
         let lease =
             Arc::new(Lease { owner: uuid::Uuid::new_v4(), length: config.lease, until: Default::default() });
-        let relay = OutboxRelay::start_in_arbiter(runtime.arbiter_for("outbox-relay"), move |_| {
-            OutboxRelay { store, lease, bus, config, running: false, again: false, waiters: Vec::new() }
-        });
-        Self { relay }
+        let lag = Arc::new(Durations::default());
+        let relay_lag = lag.clone();
+        let relay =
+            OutboxRelay::start_in_arbiter(runtime.arbiter_for("outbox-relay"), move |_| OutboxRelay {
+                store,
+                lease,
+                bus,
+                lag: relay_lag,
+                config,
+                running: false,
+                again: false,
+                waiters: Vec::new(),
+            });
+        Self { relay, lag }
+    }
+
+    /// How long the events this relay published had waited in the outbox since they were written.
+    pub fn relay_lag(&self) -> DurationSnapshot {
+        self.lag.snapshot()
     }
 
     /// Asks for a relay round without waiting for it.

@@ -41,6 +41,7 @@ use uuid::Uuid;
 
 use crate::breaker::{Admit, Breaker, BreakerConfig};
 use crate::deadline::{Deadline, Expired};
+use crate::durations::{DurationSnapshot, Durations};
 use crate::fault;
 use crate::model::{LineQuantity, NewOrder, Order, OrderItem, OrderStatus, PaymentReceipt, PaymentStatus};
 use crate::order::{OrderError, Orders, Transition};
@@ -138,6 +139,8 @@ struct Counters {
     replayed: AtomicU64,
     refused: AtomicU64,
     failed: AtomicU64,
+    /// How long the checkouts that made an order took, from the request to the answer.
+    durations: Durations,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -204,6 +207,7 @@ impl Handler<Checkout> for CheckoutSaga {
         let deps = self.deps.clone();
         Box::pin(async move {
             deps.counters.started.fetch_add(1, Ordering::Relaxed);
+            let started = std::time::Instant::now();
             let span = msg.span.clone();
             let result = tracing::Instrument::instrument(run(&deps, msg), span).await;
             let counter = match &result {
@@ -214,6 +218,9 @@ impl Handler<Checkout> for CheckoutSaga {
                 Err(_) => &deps.counters.refused,
             };
             counter.fetch_add(1, Ordering::Relaxed);
+            if matches!(result, Ok((_, Answer::Made))) {
+                deps.counters.durations.observe(started.elapsed());
+            }
             result.map(|(order, _)| order)
         })
     }
@@ -596,5 +603,10 @@ impl Checkouts {
             refused: c.refused.load(Ordering::Relaxed),
             failed: c.failed.load(Ordering::Relaxed),
         }
+    }
+
+    /// How long the checkouts that made an order (PAID or CANCELLED) took.
+    pub fn durations(&self) -> DurationSnapshot {
+        self.deps.counters.durations.snapshot()
     }
 }

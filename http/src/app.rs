@@ -117,7 +117,8 @@ impl Application {
         servers.background(products.clone().sweep_forever());
         for ((service, listener), frontend) in Service::ALL.into_iter().zip(listeners).zip(services) {
             let checks = vec![Check::database(databases.get(service))];
-            servers.spawn(service, listener, frontend, &keys, checks)?;
+            let figures = vec![frontends::database_figures(databases.get(service))];
+            servers.spawn(service, listener, frontend, &keys, checks, figures)?;
         }
         Ok(Self { servers, core, databases, bus })
     }

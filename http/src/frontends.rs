@@ -14,6 +14,7 @@ use axum::Router;
 use shop_actors::{BreakerConfig, CoreConfig, PaymentPoolConfig, RecoveryConfig, RegistryStats, SagaConfig};
 use shop_services::auth::{AuthConfig, AuthService, JwtKeys};
 use shop_services::cart::CartService;
+use shop_services::kafka::ConsumerLag;
 use shop_services::order::{OrderFigures, OrderService};
 use shop_services::payment::{GatewayConfig, MockGateway, PaymentService};
 use shop_services::product::{ProductService, StockConfig};
@@ -24,7 +25,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::RunConfig;
-use crate::metrics::{Figure, Metrics, Source};
+use crate::metrics::{self, Figure, Kind, Metrics, Sample, Source};
 pub(crate) use crate::ops::Check;
 use crate::ops::Ops;
 use crate::routes;
@@ -54,8 +55,16 @@ pub(crate) enum Frontend {
 impl Frontend {
     /// The service's router: its routes, `/health`, `/ready` (answered by `checks`), `/metrics`,
     /// problem+json for everything else.
-    pub(crate) fn router(self, service: Service, keys: JwtKeys, checks: Vec<Check>) -> Router {
-        let ops = Ops { metrics: Metrics::new(service.name(), self.figures()), checks: Arc::new(checks) };
+    /// `figures` are read for `/metrics` besides the service's own (its database's, say).
+    pub(crate) fn router(
+        self,
+        service: Service,
+        keys: JwtKeys,
+        checks: Vec<Check>,
+        figures: Vec<Source>,
+    ) -> Router {
+        let figures = self.figures().into_iter().chain(figures).collect();
+        let ops = Ops { metrics: Metrics::new(service.name(), figures), checks: Arc::new(checks) };
         match self {
             Frontend::Auth(auth) => routes::auth::router(routes::auth::AuthState { auth: *auth, keys }, ops),
             Frontend::Product(products) => {
@@ -74,51 +83,98 @@ impl Frontend {
         match self {
             Frontend::Auth(auth) => {
                 let auth = (**auth).clone();
-                vec![Arc::new(move || {
+                vec![metrics::source(move || {
                     let (waiting, refused) = auth.hashing_queue();
                     vec![
                         Figure::gauge(
                             "login_hashing_waiting",
                             "Logins and registrations queued or being hashed",
-                            waiting as u64,
+                            waiting as f64,
                         ),
                         Figure::counter(
                             "login_hashing_refused",
                             "Logins and registrations refused: the hashing queue was full",
-                            refused,
+                            refused as f64,
                         ),
                     ]
                 })]
             }
             Frontend::Cart(carts) => {
                 let carts = carts.clone();
-                vec![Arc::new(move || actor_figures("cart", carts.actor_stats()))]
+                vec![metrics::source(move || actor_figures("cart", carts.actor_stats()))]
             }
             Frontend::Order(orders) => {
-                let orders = orders.clone();
-                vec![Arc::new(move || order_figures(orders.figures()))]
+                let (counters, backlog) = (orders.clone(), orders.clone());
+                vec![
+                    metrics::source(move || order_figures(counters.figures())),
+                    Arc::new(move || {
+                        let orders = backlog.clone();
+                        Box::pin(async move { outbox_figures(orders.outbox_backlog().await) })
+                    }),
+                ]
             }
             Frontend::Product(_) | Frontend::Payment(_) => Vec::new(),
         }
     }
 }
 
+/// How busy the service's database connections are.
+pub(crate) fn database_figures(db: &Database) -> Source {
+    let db = db.clone();
+    metrics::source(move || {
+        let figure = |name, help, kind| Figure { name, help, kind, values: Vec::new() };
+        let (mut in_use, mut waiting, mut waits, mut waited) = (
+            figure("db_connections_in_use", "Database connections running a piece of work", Kind::Gauge),
+            figure("db_waiting", "Pieces of work waiting for a database connection", Kind::Gauge),
+            figure("db_waits", "Pieces of work that found every database connection busy", Kind::Counter),
+            figure("db_wait_seconds", "Time pieces of work waited for a database connection", Kind::Counter),
+        );
+        for s in db.pool_stats() {
+            let lane = vec![("lane", s.lane)];
+            in_use.values.push((lane.clone(), Sample::Value(s.in_use as f64)));
+            waiting.values.push((lane.clone(), Sample::Value(s.waiting as f64)));
+            waits.values.push((lane.clone(), Sample::Value(s.waits as f64)));
+            waited.values.push((lane, Sample::Value(s.wait_seconds)));
+        }
+        vec![in_use, waiting, waits, waited]
+    })
+}
+
+/// How far the Cart consumer is behind `ORDER_EVENTS` (distributed mode).
+pub(crate) fn consumer_figures(lag: ConsumerLag) -> Source {
+    metrics::source(move || {
+        lag.records()
+            .map(|n| {
+                Figure::gauge(
+                    "kafka_consumer_lag",
+                    "Records on ORDER_EVENTS the Cart consumer has not handled yet",
+                    n as f64,
+                )
+            })
+            .into_iter()
+            .collect()
+    })
+}
+
 /// Live and passivated entity actors of one kind.
 fn actor_figures(kind: &'static str, stats: RegistryStats) -> Vec<Figure> {
     let label = vec![("kind", kind)];
     vec![
-        Figure {
-            values: vec![(label.clone(), stats.live as u64)],
-            ..Figure::gauge("actors_live", "Entity actors in memory", 0)
-        },
-        Figure {
-            values: vec![(label.clone(), stats.activations)],
-            ..Figure::counter("actors_activated", "Entity actors started (from storage)", 0)
-        },
-        Figure {
-            values: vec![(label, stats.passivations)],
-            ..Figure::counter("actors_passivated", "Entity actors stopped after idling", 0)
-        },
+        Figure::by("actors_live", "Entity actors in memory", Kind::Gauge, label.clone(), stats.live as f64),
+        Figure::by(
+            "actors_activated",
+            "Entity actors started (from storage)",
+            Kind::Counter,
+            label.clone(),
+            stats.activations as f64,
+        ),
+        Figure::by(
+            "actors_passivated",
+            "Entity actors stopped after idling",
+            Kind::Counter,
+            label,
+            stats.passivations as f64,
+        ),
     ]
 }
 
@@ -133,28 +189,60 @@ fn order_figures(f: OrderFigures) -> Vec<Figure> {
         ("recovered", f.recovery.recovered),
         ("refunded", f.recovery.refunded),
     ];
-    let mut figures = vec![
-        Figure {
-            values: outcomes.iter().map(|(outcome, n)| (vec![("outcome", *outcome)], *n)).collect(),
-            ..Figure::counter(
+    let checkouts = outcomes
+        .iter()
+        .map(|(outcome, n)| {
+            Figure::by(
                 "checkouts",
                 "Checkouts by how they ended: paid, cancelled, refused (no order made), failed (left to recovery), replayed (idempotency key), recovered and refunded (by recovery)",
-                0,
+                Kind::Counter,
+                vec![("outcome", *outcome)],
+                *n as f64,
             )
-        },
+        })
+        .reduce(Figure::and);
+    let mut figures: Vec<Figure> = checkouts.into_iter().collect();
+    figures.extend([
+        Figure::histogram(
+            "checkout_duration_seconds",
+            "How long checkouts that made an order (PAID or CANCELLED) took, request to answer",
+            f.checkout_durations,
+        ),
+        Figure::histogram(
+            "outbox_relay_lag_seconds",
+            "How long events waited in the outbox, from written to published",
+            f.relay_lag,
+        ),
         Figure::gauge(
             "payment_pool_in_flight",
             "Charges being made by the payment workers",
-            f.payments_in_flight as u64,
+            f.payments_in_flight as f64,
         ),
         Figure::gauge(
             "payment_pool_queued",
             "Checkouts waiting for a payment worker",
-            f.payments_queued as u64,
+            f.payments_queued as f64,
         ),
-    ];
+    ]);
     figures.extend(actor_figures("order", f.actors));
     figures
+}
+
+/// The outbox's unsent events, from the order database; nothing when it cannot be read (the
+/// scrape goes on, and `/ready` says why).
+fn outbox_figures(
+    backlog: Result<(u64, Option<chrono::DateTime<chrono::Utc>>), ServiceError>,
+) -> Vec<Figure> {
+    let Ok((unsent, oldest)) = backlog else { return Vec::new() };
+    let age = oldest.map_or(0.0, |t| (chrono::Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0);
+    vec![
+        Figure::gauge("outbox_backlog", "Events in the outbox not yet published", unsent as f64),
+        Figure::gauge(
+            "outbox_oldest_unsent_seconds",
+            "Age of the oldest unpublished event (0 when none)",
+            age,
+        ),
+    ]
 }
 
 /// The Auth service, with user `admin` made when `SHOP_ADMIN_PASSWORD` is set.
@@ -278,9 +366,10 @@ impl Servers {
         frontend: Frontend,
         keys: &JwtKeys,
         checks: Vec<Check>,
+        figures: Vec<Source>,
     ) -> std::io::Result<()> {
         let addr = listener.local_addr()?;
-        let router = frontend.router(service, keys.clone(), checks);
+        let router = frontend.router(service, keys.clone(), checks, figures);
         let mut stop = self.shutdown.subscribe();
         let server = tokio::spawn(async move {
             axum::serve(listener, router)

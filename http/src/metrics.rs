@@ -13,14 +13,16 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures::future::BoxFuture;
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use shop_actors::durations::DurationSnapshot;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -40,53 +42,96 @@ pub(crate) struct Figure {
     pub name: &'static str,
     pub help: &'static str,
     pub kind: Kind,
-    pub values: Vec<(Vec<(&'static str, &'static str)>, u64)>,
+    pub values: Vec<(Vec<(&'static str, &'static str)>, Sample)>,
 }
 
 #[derive(Clone, Copy)]
 pub(crate) enum Kind {
     Counter,
     Gauge,
+    Histogram,
+}
+
+pub(crate) enum Sample {
+    Value(f64),
+    Durations(DurationSnapshot),
 }
 
 impl Figure {
-    pub(crate) fn counter(name: &'static str, help: &'static str, value: u64) -> Self {
-        Self { name, help, kind: Kind::Counter, values: vec![(Vec::new(), value)] }
+    pub(crate) fn counter(name: &'static str, help: &'static str, value: f64) -> Self {
+        Self::by(name, help, Kind::Counter, Vec::new(), value)
     }
 
-    pub(crate) fn gauge(name: &'static str, help: &'static str, value: u64) -> Self {
-        Self { name, help, kind: Kind::Gauge, values: vec![(Vec::new(), value)] }
+    pub(crate) fn gauge(name: &'static str, help: &'static str, value: f64) -> Self {
+        Self::by(name, help, Kind::Gauge, Vec::new(), value)
+    }
+
+    /// A counter or gauge with labels.
+    pub(crate) fn by(
+        name: &'static str,
+        help: &'static str,
+        kind: Kind,
+        labels: Vec<(&'static str, &'static str)>,
+        value: f64,
+    ) -> Self {
+        Self { name, help, kind, values: vec![(labels, Sample::Value(value))] }
+    }
+
+    /// Durations in seconds (name it `…_seconds`).
+    pub(crate) fn histogram(name: &'static str, help: &'static str, durations: DurationSnapshot) -> Self {
+        Self { name, help, kind: Kind::Histogram, values: vec![(Vec::new(), Sample::Durations(durations))] }
+    }
+
+    /// The same figure with more label sets (the figures must be of one name and kind).
+    pub(crate) fn and(mut self, more: Figure) -> Self {
+        self.values.extend(more.values);
+        self
     }
 }
 
-/// Reads a service's figures at scrape time.
-pub(crate) type Source = Arc<dyn Fn() -> Vec<Figure> + Send + Sync>;
+/// Reads some of a service's figures at scrape time (a database query, say, or counters).
+pub(crate) type Source = Arc<dyn Fn() -> BoxFuture<'static, Vec<Figure>> + Send + Sync>;
 
-struct Sources(Vec<Source>);
+/// A source that only reads what is in memory.
+pub(crate) fn source(read: impl Fn() -> Vec<Figure> + Send + Sync + 'static) -> Source {
+    Arc::new(move || {
+        let figures = read();
+        Box::pin(async move { figures })
+    })
+}
 
-impl std::fmt::Debug for Sources {
+/// The figures of the last scrape, which the registry encodes.
+#[derive(Default)]
+struct Latest(std::sync::Mutex<Vec<Figure>>);
+
+impl std::fmt::Debug for Latest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Sources({})", self.0.len())
+        f.write_str("Latest")
     }
 }
 
-impl Collector for Sources {
+#[derive(Debug)]
+struct Collected(Arc<Latest>);
+
+impl Collector for Collected {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        for source in &self.0 {
-            for figure in source() {
-                let kind = match figure.kind {
-                    Kind::Counter => MetricType::Counter,
-                    Kind::Gauge => MetricType::Gauge,
-                };
-                let mut family = encoder.encode_descriptor(figure.name, figure.help, None, kind)?;
-                for (labels, value) in &figure.values {
-                    let metric = family.encode_family(labels)?;
-                    match figure.kind {
-                        Kind::Counter => ConstCounter::new(*value).encode(metric)?,
-                        Kind::Gauge => {
-                            ConstGauge::new(i64::try_from(*value).unwrap_or(i64::MAX)).encode(metric)?
-                        }
+        let figures = self.0.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for figure in figures.iter() {
+            let kind = match figure.kind {
+                Kind::Counter => MetricType::Counter,
+                Kind::Gauge => MetricType::Gauge,
+                Kind::Histogram => MetricType::Histogram,
+            };
+            let mut family = encoder.encode_descriptor(figure.name, figure.help, None, kind)?;
+            for (labels, sample) in &figure.values {
+                let mut metric = family.encode_family(labels)?;
+                match (figure.kind, sample) {
+                    (Kind::Counter, Sample::Value(v)) => ConstCounter::new(*v).encode(metric)?,
+                    (Kind::Gauge, Sample::Value(v)) => ConstGauge::new(*v).encode(metric)?,
+                    (_, Sample::Durations(d)) => {
+                        metric.encode_histogram::<NoLabelSet>(d.sum_seconds, d.count, &d.buckets, None)?
                     }
+                    (Kind::Histogram, Sample::Value(_)) => {}
                 }
             }
         }
@@ -104,6 +149,10 @@ struct Inner {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram>,
+    sources: Vec<Source>,
+    latest: Arc<Latest>,
+    /// One scrape at a time: each reads the sources, then encodes what they read.
+    scrape: tokio::sync::Mutex<()>,
 }
 
 impl Metrics {
@@ -127,12 +176,18 @@ impl Metrics {
             prometheus_client::registry::Unit::Seconds,
             latency.clone(),
         );
-        registry.register_collector(Box::new(Sources(sources)));
-        Self { inner: Arc::new(Inner { registry, requests, latency }) }
+        let latest = Arc::new(Latest::default());
+        registry.register_collector(Box::new(Collected(latest.clone())));
+        let scrape = tokio::sync::Mutex::new(());
+        Self { inner: Arc::new(Inner { registry, requests, latency, sources, latest, scrape }) }
     }
 
-    /// The registry in the text exposition format.
-    pub(crate) fn render(&self) -> String {
+    /// Reads every source, then encodes the registry in the text exposition format.
+    pub(crate) async fn render(&self) -> String {
+        let _one = self.inner.scrape.lock().await;
+        let read = futures::future::join_all(self.inner.sources.iter().map(|source| source())).await;
+        *self.inner.latest.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            read.into_iter().flatten().collect();
         let mut text = String::new();
         if prometheus_client::encoding::text::encode(&mut text, &self.inner.registry).is_err() {
             tracing::error!("could not encode the metrics");
@@ -161,7 +216,7 @@ pub(crate) async fn track(State(metrics): State<Metrics>, request: Request, next
 
 /// `GET /metrics`.
 pub(crate) async fn serve(State(metrics): State<Metrics>) -> Response {
-    let mut response = metrics.render().into_response();
+    let mut response = metrics.render().await.into_response();
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));

@@ -48,6 +48,7 @@ impl Node {
         let mut runtime = None;
         let mut sweep = None;
         let mut checks = vec![Check::database(&database)];
+        let mut figures = vec![frontends::database_figures(&database)];
         let frontend = match service {
             Service::Auth => Frontend::Auth(Box::new(frontends::auth(run, &database, &keys).await?)),
             Service::Product => {
@@ -65,9 +66,10 @@ impl Node {
                 checks.push(peers.broker()?);
                 checks.push(peers.check("product", &config.product_url, "SHOP_PRODUCT_URL")?);
                 let group = config.kafka_group.as_str();
-                KafkaBus::start(&rt, peers.kafka()?, Some((group, cart.handler())))
+                let bus = KafkaBus::start(&rt, peers.kafka()?, Some((group, cart.handler())))
                     .await
                     .map_err(kafka_error)?;
+                figures.extend(bus.consumer_lag().map(frontends::consumer_figures));
                 runtime = Some(rt);
                 Frontend::Cart(CartService::new(cart.carts, Arc::new(catalog), database.carts()))
             }
@@ -115,7 +117,7 @@ impl Node {
         if let Some(sweep) = sweep {
             servers.background(sweep);
         }
-        servers.spawn(service, listener, frontend, &keys, checks)?;
+        servers.spawn(service, listener, frontend, &keys, checks, figures)?;
         Ok(Self { service, servers, runtime, database })
     }
 

@@ -121,6 +121,56 @@ impl BrokerProbe {
     }
 }
 
+/// How far the Cart consumer is behind `ORDER_EVENTS`: records on the broker it has not stored
+/// the offset of yet, summed over its partitions, from librdkafka's statistics (every
+/// [`STATS_INTERVAL`]); `None` until the first statistics arrive. Cheap to clone.
+#[derive(Clone, Debug, Default)]
+pub struct ConsumerLag(Arc<std::sync::atomic::AtomicI64>);
+
+const UNKNOWN_LAG: i64 = i64::MIN;
+const STATS_INTERVAL: &str = "5000";
+
+impl ConsumerLag {
+    fn unknown() -> Self {
+        Self(Arc::new(std::sync::atomic::AtomicI64::new(UNKNOWN_LAG)))
+    }
+
+    pub fn records(&self) -> Option<u64> {
+        let lag = self.0.load(std::sync::atomic::Ordering::Relaxed);
+        (lag != UNKNOWN_LAG).then(|| u64::try_from(lag).unwrap_or_default())
+    }
+}
+
+/// The Cart side's consumer of `ORDER_EVENTS`.
+type OrderConsumer = StreamConsumer<LagContext>;
+
+/// The consumer's context: it keeps the lag from each statistics report.
+pub struct LagContext {
+    lag: ConsumerLag,
+}
+
+impl rdkafka::ClientContext for LagContext {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        // Partition -1 is librdkafka's internal "unassigned" entry; a lag of -1 is unknown.
+        let lag =
+            statistics.topics.get(ORDER_EVENTS).map_or(0, |topic| {
+                topic
+                    .partitions
+                    .values()
+                    .filter(|p| p.partition >= 0)
+                    // Behind what this consumer has handled (stored), or, before it has stored an
+                    // offset, behind what its group committed.
+                    .map(|p| {
+                        if p.consumer_lag_stored >= 0 { p.consumer_lag_stored } else { p.consumer_lag.max(0) }
+                    })
+                    .sum()
+            });
+        self.lag.0.store(lag, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for LagContext {}
+
 /// Publish one event; answered once the broker has acknowledged it.
 #[derive(Clone)]
 struct Publish(OrderEvent);
@@ -134,7 +184,7 @@ impl actix::Message for Publish {
 pub struct KafkaBridge {
     producer: FutureProducer,
     config: KafkaConfig,
-    consumer: Option<(Arc<StreamConsumer>, Arc<dyn EventHandler>)>,
+    consumer: Option<(Arc<OrderConsumer>, Arc<dyn EventHandler>)>,
 }
 
 impl Actor for KafkaBridge {
@@ -209,7 +259,7 @@ fn producer(config: &KafkaConfig) -> Result<FutureProducer, BusError> {
 /// The poll loop: hands each record to its partition's worker and goes straight back to
 /// polling, so a slow or failing handler holds up only its own partition (in order, as Kafka
 /// promises) and never the consumer's membership in its group.
-async fn consume(consumer: Arc<StreamConsumer>, handler: Arc<dyn EventHandler>) {
+async fn consume(consumer: Arc<OrderConsumer>, handler: Arc<dyn EventHandler>) {
     let mut workers: HashMap<(String, i32), mpsc::Sender<OwnedMessage>> = HashMap::new();
     loop {
         let message = match consumer.recv().await {
@@ -239,7 +289,7 @@ const BATCH: usize = 256;
 /// batch's last offset is stored only once every record of it was handled, so an event whose
 /// handler never finished is delivered again after a restart.
 fn partition_worker(
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<OrderConsumer>,
     handler: Arc<dyn EventHandler>,
 ) -> mpsc::Sender<OwnedMessage> {
     let (tx, mut rx) = mpsc::channel::<OwnedMessage>(1024);
@@ -320,6 +370,7 @@ async fn handle_in_order(handler: &dyn EventHandler, events: Vec<OrderEvent>) {
 pub struct KafkaBus {
     bridge: Addr<KafkaBridge>,
     timeout: Duration,
+    lag: Option<ConsumerLag>,
 }
 
 impl KafkaBus {
@@ -334,9 +385,12 @@ impl KafkaBus {
             ensure_topics(&config).await?;
         }
         let producer = producer(&config)?;
+        let mut lag = None;
         let consumer = match consume {
             Some((group, handler)) => {
-                let consumer: StreamConsumer = config
+                let context = LagContext { lag: ConsumerLag::unknown() };
+                lag = Some(context.lag.clone());
+                let consumer: StreamConsumer<LagContext> = config
                     .client()
                     .set("group.id", group)
                     .set("enable.auto.commit", "true")
@@ -348,7 +402,8 @@ impl KafkaBus {
                     // is held. At 10 ms the polls took two thirds of the broker's CPU.
                     .set("fetch.wait.max.ms", "100")
                     .set("session.timeout.ms", "10000")
-                    .create()
+                    .set("statistics.interval.ms", STATS_INTERVAL)
+                    .create_with_context(context)
                     .map_err(kafka_err)?;
                 consumer.subscribe(&[ORDER_EVENTS]).map_err(kafka_err)?;
                 Some((Arc::new(consumer), handler))
@@ -359,7 +414,12 @@ impl KafkaBus {
         let arbiter = runtime.arbiter_for("kafka-bridge");
         let bridge =
             KafkaBridge::start_in_arbiter(arbiter, move |_| KafkaBridge { producer, config, consumer });
-        Ok(Self { bridge, timeout })
+        Ok(Self { bridge, timeout, lag })
+    }
+
+    /// The consumer's lag, when the bus consumes.
+    pub fn consumer_lag(&self) -> Option<ConsumerLag> {
+        self.lag.clone()
     }
 }
 

@@ -6,10 +6,12 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
+use shop_actors::durations::DurationSnapshot;
 use shop_actors::model::{Order, OrderStatus};
 use shop_actors::ports::OrderStore;
 use shop_actors::{
-    Checkouts, OrderSide, Orders, PaymentPool, Recovery, RecoveryStats, RegistryStats, SagaStats, Transition,
+    Checkouts, OrderSide, Orders, Outbox, PaymentPool, Recovery, RecoveryStats, RegistryStats, SagaStats,
+    Transition,
 };
 
 use crate::error::{ServiceError, ServiceResult};
@@ -86,6 +88,8 @@ pub trait OrderRepo: OrderStore {
     async fn outcome_events(&self) -> ServiceResult<Vec<(i64, bool)>>;
     /// What the order database holds of the order's history; `None` if there is no such order.
     async fn history_rows(&self, order_id: i64) -> ServiceResult<Option<OrderRows>>;
+    /// Unsent outbox rows, and when the oldest of them was written (`/metrics`).
+    async fn outbox_backlog(&self) -> ServiceResult<(u64, Option<DateTime<Utc>>)>;
 }
 
 /// The Order service: places orders through the saga and shows each user their own.
@@ -95,6 +99,7 @@ pub struct OrderService {
     checkouts: Checkouts,
     payments: PaymentPool,
     recovery: Recovery,
+    outbox: Outbox,
     /// The order database, for what the actors do not answer (an order's history).
     repo: Arc<dyn OrderRepo>,
     /// The other services holding part of an order's history: Product, Payment, Cart.
@@ -102,9 +107,13 @@ pub struct OrderService {
 }
 
 /// What `/metrics` shows of the Order side: read from the actor core's own counters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct OrderFigures {
     pub checkouts: SagaStats,
+    /// How long checkouts that made an order took.
+    pub checkout_durations: DurationSnapshot,
+    /// How long events waited in the outbox before the relay published them.
+    pub relay_lag: DurationSnapshot,
     pub recovery: RecoveryStats,
     pub actors: RegistryStats,
     /// Charges being made now, and checkouts waiting for a payment worker.
@@ -139,6 +148,7 @@ impl OrderService {
             checkouts: side.checkouts.clone(),
             payments: side.payments.clone(),
             recovery: side.recovery.clone(),
+            outbox: side.outbox.clone(),
             repo,
             history: history.into(),
         }
@@ -148,11 +158,18 @@ impl OrderService {
         let (payments_in_flight, payments_queued) = self.payments.in_use();
         OrderFigures {
             checkouts: self.checkouts.stats(),
+            checkout_durations: self.checkouts.durations(),
+            relay_lag: self.outbox.relay_lag(),
             recovery: self.recovery.stats(),
             actors: self.orders.stats(),
             payments_in_flight,
             payments_queued,
         }
+    }
+
+    /// Events in the outbox not yet sent, and when the oldest of them was written.
+    pub async fn outbox_backlog(&self) -> ServiceResult<(u64, Option<DateTime<Utc>>)> {
+        self.repo.outbox_backlog().await
     }
 
     /// Runs the checkout saga for the user's cart. With an idempotency key, the same key returns

@@ -10,7 +10,52 @@ use shop_actors::ports::StoreError;
 
 use crate::ServiceError;
 use crate::auth::Role;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
 use crate::error::ServiceResult;
+
+/// How busy one set of a database's connections is (the services' `/metrics`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PoolStats {
+    /// `pool` (MySQL), `writer` or `readers` (SQLite).
+    pub lane: &'static str,
+    pub size: usize,
+    /// Connections running a piece of work now.
+    pub in_use: usize,
+    /// Pieces of work waiting for a connection now.
+    pub waiting: usize,
+    /// Pieces of work that found every connection busy, and how long work waited in all.
+    pub waits: u64,
+    pub wait_seconds: f64,
+}
+
+/// The counters behind a [`PoolStats`]: a few relaxed atomic adds per piece of work.
+#[derive(Debug, Default)]
+pub(crate) struct Usage {
+    pub in_use: AtomicUsize,
+    pub waiting: AtomicUsize,
+    pub waits: AtomicU64,
+    pub wait_micros: AtomicU64,
+}
+
+impl Usage {
+    pub fn stats(&self, lane: &'static str, size: usize) -> PoolStats {
+        PoolStats {
+            lane,
+            size,
+            in_use: self.in_use.load(Ordering::Relaxed),
+            waiting: self.waiting.load(Ordering::Relaxed),
+            waits: self.waits.load(Ordering::Relaxed),
+            wait_seconds: self.wait_micros.load(Ordering::Relaxed) as f64 / 1e6,
+        }
+    }
+
+    /// Counts time spent waiting since `since`.
+    pub fn waited(&self, since: std::time::Instant) {
+        let micros = u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.wait_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct PoolConfig {
@@ -164,6 +209,10 @@ pub(crate) const END_RESERVATION_SQL: &str = "UPDATE stock_reservations SET stat
      WHERE checkout_id = ? AND status = 'RESERVED'";
 
 /// What a shortage names: the product's name and what is left of it (binds: id).
+/// Unsent outbox rows and the oldest one's time (`/metrics`).
+pub(crate) const OUTBOX_BACKLOG_SQL: &str =
+    "SELECT COUNT(*), MIN(created_at) FROM order_outbox WHERE sent_at IS NULL";
+
 /// One checkout's reservation lines (an order's history).
 pub(crate) const RESERVATION_LINES_SQL: &str =
     "SELECT status, quantity, created_at, updated_at FROM stock_reservations WHERE checkout_id = ?";

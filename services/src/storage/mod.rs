@@ -34,7 +34,7 @@ pub(crate) mod common;
 pub mod mysql;
 pub mod sqlite;
 
-pub use self::common::{PoolConfig, redact};
+pub use self::common::{PoolConfig, PoolStats, redact};
 pub use self::mysql::pool::{MySqlDb, OnConnect};
 pub use self::sqlite::db::SqliteDb;
 
@@ -107,6 +107,14 @@ impl Database {
 
     pub fn orders(&self) -> Arc<dyn OrderRepo> {
         self.repository::<dyn OrderRepo>(|db| Arc::new(sqlite::Orders(db)), |db| Arc::new(mysql::Orders(db)))
+    }
+
+    /// How busy its connections are (`/metrics`).
+    pub fn pool_stats(&self) -> Vec<PoolStats> {
+        match self {
+            Self::Sqlite(db) => vec![db.write.stats("writer"), db.read.stats("readers")],
+            Self::MySql(db) => vec![db.stats()],
+        }
     }
 
     /// Whether the database answers a query now (`/ready`).

@@ -16,8 +16,8 @@ use crate::error::{ServiceError, ServiceResult};
 use crate::history::OrderRows;
 use crate::order::{OrderRepo, OrderSummary};
 use crate::storage::common::{
-    Bind, CLAIM_RECOVERY_SQL, CLAIM_RELAY_SQL, ORDER_EVENTS_SQL, ORDER_TIMES_SQL, OUTCOME_EVENTS_SQL,
-    UNFINISHED_SQL, checkout_id, is_unique_violation, order_select_sql,
+    Bind, CLAIM_RECOVERY_SQL, CLAIM_RELAY_SQL, ORDER_EVENTS_SQL, ORDER_TIMES_SQL, OUTBOX_BACKLOG_SQL,
+    OUTCOME_EVENTS_SQL, UNFINISHED_SQL, checkout_id, is_unique_violation, order_select_sql,
 };
 
 pub struct Orders(pub MySqlDb);
@@ -348,5 +348,11 @@ impl OrderRepo for Orders {
             })
             .collect::<ServiceResult<_>>()?;
         Ok(Some(OrderRows { created_at, shipped_at, delivered_at, events }))
+    }
+
+    async fn outbox_backlog(&self) -> ServiceResult<(u64, Option<DateTime<Utc>>)> {
+        let (count, oldest): (i64, Option<DateTime<Utc>>) =
+            self.0.run(async |c| sqlx::query_as(OUTBOX_BACKLOG_SQL).fetch_one(c).await).await?;
+        Ok((u64::try_from(count).unwrap_or_default(), oldest))
     }
 }

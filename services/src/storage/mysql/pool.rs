@@ -21,9 +21,11 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
 use sqlx::{ConnectOptions, Connection};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use std::sync::atomic::Ordering;
 
-use crate::storage::common::PoolConfig;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
+
+use crate::storage::common::{PoolConfig, PoolStats, Usage};
 
 /// Runs on every new connection before its first use.
 pub type OnConnect =
@@ -45,6 +47,10 @@ struct Inner {
     idle: Mutex<Vec<(MySqlConnection, Instant)>>,
     acquire_timeout: Duration,
     ping_after_idle: Duration,
+    size: usize,
+    /// Leases waiting for a slot, and how often and long they waited (`in_use` is unused: the
+    /// slots tell).
+    usage: Usage,
 }
 
 impl std::fmt::Debug for MySqlDb {
@@ -72,6 +78,8 @@ impl MySqlDb {
                 idle: Mutex::new(Vec::new()),
                 acquire_timeout: config.acquire_timeout,
                 ping_after_idle: config.ping_after_idle,
+                size: config.max_connections.max(1) as usize,
+                usage: Usage::default(),
             }),
         };
         db.acquire().await?.release().await;
@@ -98,10 +106,20 @@ impl MySqlDb {
     /// It goes back to the pool only through [`Lease::release`]; dropped, it is closed.
     pub async fn acquire(&self) -> Result<Lease, sqlx::Error> {
         let inner = &self.inner;
-        let slot = tokio::time::timeout(inner.acquire_timeout, inner.slots.clone().acquire_owned())
-            .await
-            .map_err(|_| sqlx::Error::PoolTimedOut)?
-            .map_err(|_| sqlx::Error::PoolClosed)?;
+        let slot = match inner.slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(TryAcquireError::Closed) => return Err(sqlx::Error::PoolClosed),
+            Err(TryAcquireError::NoPermits) => {
+                let (usage, since) = (&inner.usage, Instant::now());
+                usage.waits.fetch_add(1, Ordering::Relaxed);
+                usage.waiting.fetch_add(1, Ordering::Relaxed);
+                let slot =
+                    tokio::time::timeout(inner.acquire_timeout, inner.slots.clone().acquire_owned()).await;
+                usage.waiting.fetch_sub(1, Ordering::Relaxed);
+                usage.waited(since);
+                slot.map_err(|_| sqlx::Error::PoolTimedOut)?.map_err(|_| sqlx::Error::PoolClosed)?
+            }
+        };
         loop {
             let rested = inner.idle().pop();
             let Some((mut conn, since)) = rested else { break };
@@ -113,6 +131,13 @@ impl MySqlDb {
         let mut conn = inner.options.connect().await?;
         (inner.on_connect)(&mut conn).await?;
         Ok(Lease { conn, inner: inner.clone(), _slot: slot })
+    }
+
+    /// How busy the pool is.
+    pub fn stats(&self) -> PoolStats {
+        let inner = &self.inner;
+        let in_use = inner.size.saturating_sub(inner.slots.available_permits());
+        PoolStats { in_use, ..inner.usage.stats("pool", inner.size) }
     }
 
     /// Closes the idle connections and refuses new leases; leases out now close on return.

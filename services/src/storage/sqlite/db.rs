@@ -7,12 +7,15 @@
 //! database is opened.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::oneshot;
+
+use crate::storage::common::{PoolStats, Usage};
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
@@ -20,6 +23,8 @@ type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 #[derive(Clone)]
 pub struct Lane {
     jobs: Sender<Job>,
+    threads: usize,
+    usage: Arc<Usage>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -53,7 +58,12 @@ impl Lane {
                 .name(format!("sqlite-{name}-{i}"))
                 .spawn(move || serve(conn, &queue))?;
         }
-        Ok(Self { jobs })
+        Ok(Self { jobs, threads: threads.max(1), usage: Arc::default() })
+    }
+
+    /// How busy this lane's connections are.
+    pub fn stats(&self, lane: &'static str) -> PoolStats {
+        self.usage.stats(lane, self.threads)
     }
 
     /// Runs `work` on one of this lane's connections and answers what it returned.
@@ -63,9 +73,18 @@ impl Lane {
         F: FnOnce(&mut Connection) -> Result<T, SqliteError> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
+        let (usage, sent) = (self.usage.clone(), Instant::now());
+        let ahead = usage.in_use.load(Ordering::Relaxed) + usage.waiting.fetch_add(1, Ordering::Relaxed);
+        if ahead >= self.threads {
+            usage.waits.fetch_add(1, Ordering::Relaxed);
+        }
         let job: Job = Box::new(move |conn| {
+            usage.waiting.fetch_sub(1, Ordering::Relaxed);
+            usage.in_use.fetch_add(1, Ordering::Relaxed);
+            usage.waited(sent);
             // The caller may have stopped waiting; then nobody needs the answer.
             let _ = reply.send(work(conn));
+            usage.in_use.fetch_sub(1, Ordering::Relaxed);
         });
         self.jobs.send(job).map_err(|_| SqliteError::Stopped)?;
         answer.await.map_err(|_| SqliteError::Stopped)?

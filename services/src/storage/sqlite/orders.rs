@@ -13,8 +13,8 @@ use crate::error::ServiceResult;
 use crate::history::OrderRows;
 use crate::order::{OrderRepo, OrderSummary};
 use crate::storage::common::{
-    Bind, CLAIM_RECOVERY_SQL, CLAIM_RELAY_SQL, ORDER_EVENTS_SQL, ORDER_TIMES_SQL, OUTCOME_EVENTS_SQL,
-    UNFINISHED_SQL, checkout_id, money_text, order_select_sql,
+    Bind, CLAIM_RECOVERY_SQL, CLAIM_RELAY_SQL, ORDER_EVENTS_SQL, ORDER_TIMES_SQL, OUTBOX_BACKLOG_SQL,
+    OUTCOME_EVENTS_SQL, UNFINISHED_SQL, checkout_id, money_text, order_select_sql,
 };
 
 pub struct Orders(pub SqliteDb);
@@ -352,6 +352,18 @@ impl OrderRepo for Orders {
                     Ok((event, time_at(r, "created_at")?, time(r.get(2)?)?))
                 })?;
                 Ok(Some(OrderRows { created_at, shipped_at, delivered_at, events }))
+            })
+            .await?)
+    }
+
+    async fn outbox_backlog(&self) -> ServiceResult<(u64, Option<DateTime<Utc>>)> {
+        Ok(self
+            .0
+            .read
+            .run(|c| {
+                let (count, oldest): (i64, Option<String>) =
+                    c.prepare_cached(OUTBOX_BACKLOG_SQL)?.query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                Ok((u64::try_from(count).unwrap_or_default(), oldest.as_deref().map(parse_ts).transpose()?))
             })
             .await?)
     }

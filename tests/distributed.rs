@@ -912,7 +912,8 @@ async fn two_order_instances_resume_each_stuck_checkout_once() {
 
 /// SIGTERM to every process while checkouts go on: each stops accepting, lets what it has in
 /// flight finish and exits 0. Started again, no order is left PENDING, every order has exactly one
-/// outcome event, every cart agrees with its orders and the audit is clean.
+/// outcome event, every cart agrees with its orders and the audit is clean; Order flushed its
+/// producer and Cart committed its offsets before exiting.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_to_every_process_during_checkouts_ends_cleanly() {
     let mut cluster = Cluster::start_with(&brokers(), "0.5", &QUICK_RECOVERY).await;
@@ -927,6 +928,16 @@ async fn sigterm_to_every_process_during_checkouts_ends_cleanly() {
     tokio::join!(cluster.checkouts_under_abort(&tokens), terminate);
     for (service, status) in cluster.exits(Duration::from_secs(60)) {
         assert!(status.success(), "{} did not exit 0 on SIGTERM: {status}", service.name());
+    }
+    // The two Kafka clients stopped cleanly: Order's producer flushed, Cart's offsets committed.
+    for service in [Service::Order, Service::Cart] {
+        let log = cluster.dir().join(format!("{}-{}.log", service.name(), cluster.port(service)));
+        let text = std::fs::read_to_string(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+        assert!(
+            text.contains("Kafka producer flushed and consumer offsets committed"),
+            "{} did not close its Kafka bridge cleanly:\n{text}",
+            service.name()
+        );
     }
     for service in Service::ALL {
         cluster.restart(service);

@@ -71,7 +71,11 @@ pub struct Application {
     core: Core,
     databases: Databases,
     bus: Arc<InProcessBus>,
+    grace: Duration,
 }
+
+/// How long a stopping system waits for the outbox's last events to go out.
+const OUTBOX_FLUSH: Duration = Duration::from_secs(5);
 
 impl Application {
     /// Opens and migrates the databases, starts the actor core, binds the five listeners and
@@ -120,7 +124,7 @@ impl Application {
             let figures = vec![frontends::database_figures(databases.get(service))];
             servers.spawn(service, listener, frontend, &keys, checks, figures)?;
         }
-        Ok(Self { servers, core, databases, bus })
+        Ok(Self { servers, core, databases, bus, grace: config.shutdown_grace() })
     }
 
     pub fn addr(&self, service: Service) -> SocketAddr {
@@ -153,7 +157,11 @@ impl Application {
     /// Stops accepting requests, lets in-flight ones finish, stops the actors and closes the
     /// databases.
     pub async fn stop(mut self) {
-        self.servers.stop().await;
+        self.servers.stop(self.grace).await;
+        // Events still in the outbox go out now rather than at the next start.
+        if let Err(e) = self.core.order.outbox.flush(OUTBOX_FLUSH).await {
+            tracing::warn!(error = %e, "events left in the outbox; they go out at the next start");
+        }
         let runtime = self.core.runtime.clone();
         let _ = tokio::task::spawn_blocking(move || runtime.shutdown()).await;
         self.databases.close().await;

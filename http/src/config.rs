@@ -294,6 +294,10 @@ pub struct RunConfig {
     /// Milliseconds a checkout's forward steps may take in all before it compensates.
     #[arg(long, env = "SHOP_CHECKOUT_DEADLINE_MS", default_value_t = 30_000)]
     pub checkout_deadline_ms: u64,
+    /// Milliseconds a stopping service (SIGTERM) gives its in-flight requests, checkouts among
+    /// them, to finish; what is still running then is left to recovery.
+    #[arg(long, env = "SHOP_SHUTDOWN_GRACE_MS", default_value_t = 35_000)]
+    pub shutdown_grace_ms: u64,
     /// Milliseconds one call to Payment may take (it is asked again, idempotently, a few times).
     #[arg(long, env = "SHOP_PAYMENT_TIMEOUT_MS", default_value_t = 2_000)]
     pub payment_timeout_ms: u64,
@@ -329,6 +333,10 @@ impl RunConfig {
 
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_secs(self.idle_timeout_secs)
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
     }
 
     pub fn request_timeout(&self) -> Duration {

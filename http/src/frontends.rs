@@ -403,16 +403,27 @@ impl Servers {
         }
     }
 
-    /// Stops accepting requests and waits for the in-flight ones to finish.
-    pub(crate) async fn stop(&mut self) {
+    /// Stops accepting requests and waits, at most `grace` in all, for the in-flight ones to
+    /// finish; a server still answering then is stopped with its requests (a checkout among them
+    /// is ended by recovery).
+    pub(crate) async fn stop(&mut self, grace: Duration) {
         let _ = self.shutdown.send(true);
         for task in self.tasks.drain(..) {
             task.abort();
         }
-        for (_, _, server) in self.running.drain(..) {
+        let deadline = tokio::time::Instant::now() + grace;
+        for (service, _, mut server) in self.running.drain(..) {
             // One that already ended was awaited by `run_until`; a handle is awaited once.
-            if !server.is_finished() {
-                let _ = server.await;
+            if server.is_finished() {
+                continue;
+            }
+            if tokio::time::timeout_at(deadline, &mut server).await.is_err() {
+                tracing::warn!(
+                    service = service.name(),
+                    ?grace,
+                    "requests still in flight after the shutdown grace; stopping them (recovery ends their checkouts)"
+                );
+                server.abort();
             }
         }
     }

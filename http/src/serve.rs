@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shop_actors::runtime::ActorRuntime;
-use shop_actors::{CartSide, OrderPorts, OrderSide, SagaConfig};
+use shop_actors::{CartSide, OrderPorts, OrderSide, Outbox, SagaConfig};
 use shop_services::Service;
 use shop_services::auth::JwtKeys;
 use shop_services::cart::CartService;
@@ -28,7 +28,15 @@ pub struct Node {
     servers: Servers,
     runtime: Option<Arc<ActorRuntime>>,
     database: Database,
+    /// Cart and Order: the Kafka bridge, closed on the way out.
+    bus: Option<KafkaBus>,
+    /// Order: the outbox, flushed on the way out.
+    outbox: Option<Outbox>,
+    grace: Duration,
 }
+
+/// How long a stopping node waits for the outbox's events, and then the producer's, to go out.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Node {
     /// Opens the service's database, connects what it needs and starts serving its port.
@@ -46,6 +54,7 @@ impl Node {
         let peers = Peers { config: &config, keys: &keys, service };
 
         let mut runtime = None;
+        let (mut bus, mut outbox) = (None, None);
         let mut sweep = None;
         let mut checks = vec![Check::database(&database)];
         let mut figures = vec![frontends::database_figures(&database)];
@@ -66,10 +75,11 @@ impl Node {
                 checks.push(peers.broker()?);
                 checks.push(peers.check("product", &config.product_url, "SHOP_PRODUCT_URL")?);
                 let group = config.kafka_group.as_str();
-                let bus = KafkaBus::start(&rt, peers.kafka()?, Some((group, cart.handler())))
+                let consumer = KafkaBus::start(&rt, peers.kafka()?, Some((group, cart.handler())))
                     .await
                     .map_err(kafka_error)?;
-                figures.extend(bus.consumer_lag().map(frontends::consumer_figures));
+                figures.extend(consumer.consumer_lag().map(frontends::consumer_figures));
+                bus = Some(consumer);
                 runtime = Some(rt);
                 Frontend::Cart(CartService::new(cart.carts, Arc::new(catalog), database.carts()))
             }
@@ -80,6 +90,7 @@ impl Node {
                 checks.push(peers.check("payment", &config.payment_url, "SHOP_PAYMENT_URL")?);
                 let core = frontends::core_config(run);
                 let rt = Arc::new(ActorRuntime::start(core.arbiters)?);
+                let producer = KafkaBus::start(&rt, peers.kafka()?, None).await.map_err(kafka_error)?;
                 let ports = OrderPorts {
                     carts: Arc::new(HttpCartPort(peers.client(
                         &config.cart_url,
@@ -93,7 +104,7 @@ impl Node {
                     )?)),
                     store: database.orders(),
                     gateway: Arc::new(HttpPaymentGateway(peers.payment_client(&config.payment_url)?)),
-                    bus: Arc::new(KafkaBus::start(&rt, peers.kafka()?, None).await.map_err(kafka_error)?),
+                    bus: Arc::new(producer.clone()),
                 };
                 // Events leave through the outbox; a checkout only kicks the relay, so it answers
                 // while the broker is away and the events follow when it is back.
@@ -101,6 +112,7 @@ impl Node {
                 order.saga = SagaConfig { await_events: false, ..order.saga };
                 let side = OrderSide::start(&rt, ports, order);
                 runtime = Some(rt);
+                (bus, outbox) = (Some(producer), Some(side.outbox.clone()));
                 let history =
                     |name, url: &Option<String>, var| -> Result<Arc<dyn HistorySource>, StartError> {
                         Ok(Arc::new(HttpHistory { client: peers.client(url, var, "order-service")?, name }))
@@ -118,7 +130,7 @@ impl Node {
             servers.background(sweep);
         }
         servers.spawn(service, listener, frontend, &keys, checks, figures)?;
-        Ok(Self { service, servers, runtime, database })
+        Ok(Self { service, servers, runtime, database, bus, outbox, grace: run.shutdown_grace() })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -132,7 +144,22 @@ impl Node {
     /// Serves until `signal` resolves (or the server fails), then stops gracefully.
     pub async fn run_until(mut self, signal: impl Future<Output = ()>) -> std::io::Result<()> {
         let result = self.servers.run_until(signal).await;
-        self.servers.stop().await;
+        // No new requests; the in-flight ones finish (within the grace).
+        self.servers.stop(self.grace).await;
+        // The outbox's unsent events go out, the producer's last records are acknowledged and
+        // the consumer's offsets committed; whatever cannot be done now is done after a restart
+        // (the outbox keeps the events, the group re-reads from its last commit).
+        if let Some(outbox) = &self.outbox
+            && let Err(e) = outbox.flush(FLUSH_TIMEOUT).await
+        {
+            tracing::warn!(error = %e, "events left in the outbox; they go out at the next start");
+        }
+        if let Some(bus) = &self.bus {
+            match bus.close(FLUSH_TIMEOUT).await {
+                Ok(()) => tracing::info!("Kafka producer flushed and consumer offsets committed"),
+                Err(e) => tracing::warn!(error = %e, "could not close the Kafka bridge cleanly"),
+            }
+        }
         if let Some(runtime) = self.runtime.take() {
             let _ = tokio::task::spawn_blocking(move || runtime.shutdown()).await;
         }

@@ -20,8 +20,8 @@ use async_trait::async_trait;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
@@ -177,6 +177,35 @@ struct Publish(OrderEvent);
 
 impl actix::Message for Publish {
     type Result = Result<(), BusError>;
+}
+
+/// Flush the producer and commit the consumer's offsets: the last thing before stopping.
+struct Close(Duration);
+
+impl actix::Message for Close {
+    type Result = Result<(), BusError>;
+}
+
+impl Handler<Close> for KafkaBridge {
+    type Result = ResponseFuture<Result<(), BusError>>;
+
+    fn handle(&mut self, Close(timeout): Close, _ctx: &mut Self::Context) -> Self::Result {
+        let producer = self.producer.clone();
+        let consumer = self.consumer.as_ref().map(|(c, _)| c.clone());
+        Box::pin(async move {
+            // Both calls block on the broker.
+            let closed = tokio::task::spawn_blocking(move || {
+                producer.flush(Timeout::After(timeout)).map_err(kafka_err)?;
+                let Some(consumer) = consumer else { return Ok(()) };
+                match consumer.commit_consumer_state(CommitMode::Sync) {
+                    // Nothing handled since the last commit.
+                    Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => Ok(()),
+                    Err(e) => Err(kafka_err(e)),
+                }
+            });
+            closed.await.map_err(kafka_err)?
+        })
+    }
 }
 
 /// The bridge actor. Publishing is concurrent (the producer pipelines records); consuming, when
@@ -415,6 +444,15 @@ impl KafkaBus {
         let bridge =
             KafkaBridge::start_in_arbiter(arbiter, move |_| KafkaBridge { producer, config, consumer });
         Ok(Self { bridge, timeout, lag })
+    }
+
+    /// Waits (at most `timeout` for each) until every record sent has been acknowledged, and
+    /// commits the offsets of what the consumer has handled: for a clean stop.
+    pub async fn close(&self, timeout: Duration) -> Result<(), BusError> {
+        match self.bridge.send(Close(timeout)).timeout(timeout * 2 + Duration::from_secs(1)).await {
+            Ok(result) => result,
+            Err(e) => Err(kafka_err(format!("bridge: {e}"))),
+        }
     }
 
     /// The consumer's lag, when the bus consumes.

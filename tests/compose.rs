@@ -19,7 +19,7 @@ fn known_variables() -> BTreeSet<String> {
             collect(sub, out);
         }
     }
-    let mut out = BTreeSet::from(["SHOP_LOG".to_owned(), "SHOP_LOG_FORMAT".to_owned()]);
+    let mut out = BTreeSet::from(["SHOP_LOG", "SHOP_LOG_FORMAT", "SHOP_OTLP_ENDPOINT"].map(str::to_owned));
     collect(&Cli::command(), &mut out);
     out
 }

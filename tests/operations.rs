@@ -1,5 +1,6 @@
 //! What the people who run the services use: each service's OpenAPI document (and real answers
-//! checked against it), `/metrics` and `/ready`, in embedded mode.
+//! checked against it), `/metrics`, `/ready`, an order's history and the OTLP export, in
+//! embedded mode.
 
 mod common;
 
@@ -529,4 +530,103 @@ async fn an_orders_history_lists_each_step_from_the_rows_of_every_service_on_bot
             t.call(service, Method::GET, &side, Some(&ann), None).await.problem(403);
         }
     }
+}
+
+/// An OTLP collector on a free port: keeps the body of every `POST /v1/traces`.
+async fn collector() -> (String, Arc<Mutex<Vec<Vec<u8>>>>) {
+    let bodies = Arc::new(Mutex::new(Vec::new()));
+    let kept = bodies.clone();
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let kept = kept.clone();
+            async move {
+                kept.lock().expect("bodies").push(body.to_vec());
+                ([("content-type", "application/x-protobuf")], Vec::<u8>::new())
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}"), bodies)
+}
+
+/// `shop run` with `env`; one request to the Product service with `traceparent`; SIGTERM. Answers
+/// the request's own `traceparent`.
+async fn one_traced_request(env: &[(&str, &str)], traceparent: &str) -> String {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ports: Vec<u16> = (0..5)
+        .map(|_| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .expect("a port")
+        })
+        .collect();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_shop"));
+    cmd.arg("run").env("SHOP_DATA_DIR", dir.path()).env("SHOP_HOST", "127.0.0.1");
+    for (name, port) in ["AUTH", "PRODUCT", "CART", "PAYMENT", "ORDER"].iter().zip(&ports) {
+        cmd.env(format!("SHOP_{name}_PORT"), port.to_string())
+            .env_remove(format!("SHOP_{name}_DATABASE_URL"));
+    }
+    let log = std::fs::File::create(dir.path().join("shop.log")).expect("log");
+    cmd.stdout(log.try_clone().expect("log")).stderr(log).env_remove("SHOP_OTLP_ENDPOINT");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("shop starts");
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{}/api/products", ports[1]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let answer = loop {
+        match client.get(&url).header("traceparent", traceparent).send().await {
+            Ok(r) if r.status().is_success() => break r,
+            _ if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await
+            }
+            other => panic!("{url}: {other:?}"),
+        }
+    };
+    let echoed =
+        answer.headers().get("traceparent").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let killed = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    assert!(killed.is_ok_and(|s| s.success()), "kill -TERM");
+    let status = tokio::task::spawn_blocking(move || child.wait()).await.expect("join").expect("wait");
+    let log = std::fs::read_to_string(dir.path().join("shop.log")).unwrap_or_default();
+    assert!(status.success(), "shop run exited {status}:\n{log}");
+    echoed
+}
+
+fn unhex(hex: &str) -> Vec<u8> {
+    (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex")).collect()
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_are_exported_over_otlp_in_the_callers_trace_only_when_shop_otlp_endpoint_is_set() {
+    let (endpoint, bodies) = collector().await;
+    let (trace, parent) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
+    let traceparent = format!("00-{trace}-{parent}-01");
+
+    // Unset (the standard OTEL_ variables alone do not turn it on): nothing reaches the collector.
+    let echoed = one_traced_request(&[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)], &traceparent).await;
+    assert!(echoed.starts_with(&format!("00-{trace}-")), "{echoed}");
+    assert!(bodies.lock().expect("bodies").is_empty(), "spans were exported without SHOP_OTLP_ENDPOINT");
+
+    // Set: the request's span reaches it at shutdown at the latest, with the caller's trace id,
+    // the caller's span as its parent and the span id the answer's traceparent named.
+    let echoed = one_traced_request(&[("SHOP_OTLP_ENDPOINT", &endpoint)], &traceparent).await;
+    let span = echoed.split('-').nth(2).expect("a span id").to_owned();
+    assert_ne!(span, parent, "the request is a span of its own");
+    let bodies = bodies.lock().expect("bodies");
+    let exported = bodies.iter().find(|b| contains(b, &unhex(trace))).unwrap_or_else(|| {
+        panic!("no export carries trace {trace} ({} exports)", bodies.len());
+    });
+    assert!(contains(exported, &unhex(parent)), "the caller's span is not the parent");
+    assert!(contains(exported, &unhex(&span)), "the span id the answer named was not exported");
+    assert!(contains(exported, b"shop"), "the service name");
 }

@@ -83,10 +83,36 @@ fn random_nonzero() -> u128 {
     uuid::Uuid::new_v4().as_u128().max(1)
 }
 
-/// The `traceparent` for something the current span sends on (an event, a call): a new span
-/// of its trace, if it has one.
+/// The `traceparent` for something the current span sends on (an event, a call), if it is in a
+/// trace: the current span is its parent.
 pub fn outgoing() -> Option<String> {
-    TraceContext::current().map(|c| c.child().header())
+    TraceContext::current().map(|c| c.header())
+}
+
+/// How a new span takes its place in its trace when spans are exported (OpenTelemetry): the
+/// exporter gives the span its ids. Installed once at start-up, by [`export_with`].
+pub type Join = fn(&Span, Option<TraceContext>) -> TraceContext;
+
+static JOIN: std::sync::OnceLock<Join> = std::sync::OnceLock::new();
+
+/// Has every span [`TraceContext::begin`] starts join its trace through `join`. Only the first
+/// call counts.
+pub fn export_with(join: Join) {
+    let _ = JOIN.set(join);
+}
+
+impl TraceContext {
+    /// Starts `span` as the next step of `incoming`'s trace (a new trace without one): keeps the
+    /// context in the span, records its `trace_id` field (declared `Empty`), and answers it.
+    pub fn begin(span: &Span, incoming: Option<TraceContext>) -> TraceContext {
+        let context = match JOIN.get() {
+            Some(join) => join(span, incoming),
+            None => incoming.map_or_else(Self::root, |c| c.child()),
+        };
+        context.attach(span);
+        span.record("trace_id", tracing::field::display(context.trace_hex()));
+        context
+    }
 }
 
 #[cfg(test)]

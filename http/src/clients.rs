@@ -113,8 +113,8 @@ impl ServiceClient {
             self.keys.issue(self.name, Role::Service).map_err(|e| CallError::Transport(e.to_string()))?;
         let mut req = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(token);
         // The caller's trace goes on: the saga runs under the span of the checkout's request.
-        if let Some(context) = crate::trace::TraceContext::current() {
-            req = req.header("traceparent", context.child().header());
+        if let Some(traceparent) = shop_actors::trace::outgoing() {
+            req = req.header("traceparent", traceparent);
         }
         if let Some(body) = body {
             req = req.json(body);

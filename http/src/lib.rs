@@ -30,6 +30,7 @@ mod lease;
 mod metrics;
 mod openapi;
 mod ops;
+pub mod otlp;
 pub mod routes;
 pub mod serve;
 mod stock;

@@ -1,8 +1,13 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use shop_http::otlp::Otlp;
 use shop_http::{Application, Cli, Command};
-use tracing_subscriber::EnvFilter;
+use tracing::Level;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, fmt};
 
 // Every request and actor message allocates; jemalloc is faster than glibc's malloc for that
 // pattern, and its background thread (.cargo/config.toml) hands freed memory back to the system
@@ -15,19 +20,54 @@ fn main() -> ExitCode {
     let filter = EnvFilter::try_from_env("SHOP_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     // Human-readable by default; one JSON object a line with SHOP_LOG_FORMAT=json. Either way a
     // line logged in a request carries that request's span: its request id and trace id.
-    match std::env::var("SHOP_LOG_FORMAT").as_deref() {
-        Ok("json") => tracing_subscriber::fmt()
-            .json()
-            .with_current_span(true)
-            .with_span_list(false)
-            .with_env_filter(filter)
-            .init(),
-        Ok("text") | Err(_) => tracing_subscriber::fmt().with_env_filter(filter).init(),
+    let logs = match std::env::var("SHOP_LOG_FORMAT").as_deref() {
+        Ok("json") => fmt::layer().json().with_current_span(true).with_span_list(false).boxed(),
+        Ok("text") | Err(_) => fmt::layer().boxed(),
         Ok(other) => {
             eprintln!("shop: SHOP_LOG_FORMAT must be json or text, not {other:?}");
             return ExitCode::FAILURE;
         }
+    };
+    // The request and event spans (INFO, shop's own) to an OpenTelemetry collector, only when
+    // asked; the exporter's HTTP client is made here, before the async runtime.
+    let service_name = match &cli.command {
+        Some(Command::Serve(config)) => {
+            format!("shop-{}", shop_services::Service::from(config.service).name())
+        }
+        _ => "shop".to_owned(),
+    };
+    let otlp = match std::env::var("SHOP_OTLP_ENDPOINT") {
+        Ok(endpoint) if !endpoint.trim().is_empty() => match Otlp::start(&endpoint, &service_name) {
+            Ok(started) => Some(started),
+            Err(e) => {
+                eprintln!("shop: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        _ => None,
+    };
+    let (otlp, tracer) = otlp.unzip();
+    match tracer {
+        // Each layer its own filter: SHOP_LOG decides what is logged, not what is exported.
+        Some(tracer) => {
+            let shop = Targets::new()
+                .with_target("shop_http", Level::INFO)
+                .with_target("shop_services", Level::INFO)
+                .with_target("shop_actors", Level::INFO);
+            let spans = tracing_opentelemetry::layer().with_tracer(tracer).with_filter(shop);
+            tracing_subscriber::registry().with(logs.with_filter(filter)).with(spans).init();
+        }
+        // One global filter, as without any exporter: callsites it disables cost nothing.
+        None => tracing_subscriber::registry().with(logs).with(filter).init(),
     }
+    let code = run(cli);
+    if let Some(otlp) = otlp {
+        otlp.shutdown();
+    }
+    code
+}
+
+fn run(cli: Cli) -> ExitCode {
     let workers = match &cli.command {
         None => cli.run.worker_threads,
         Some(Command::Run(run) | Command::Serve(shop_http::ServeConfig { run, .. })) => run.worker_threads,
@@ -48,11 +88,12 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match command {
             Command::Run(config) => {
+                let signal = shutdown_signal();
                 let app = Application::build(config).await?;
                 for (service, addr) in app.addrs() {
                     tracing::info!("{} service listening on http://{addr}", service.name());
                 }
-                app.run_until(shutdown_signal()).await?;
+                app.run_until(signal).await?;
                 Ok::<(), Box<dyn std::error::Error>>(())
             }
             Command::Load(config) => {
@@ -70,9 +111,10 @@ fn main() -> ExitCode {
                 if report.is_clean() { Ok(()) } else { Err("the audit found violations".into()) }
             }
             Command::Serve(config) => {
+                let signal = shutdown_signal();
                 let node = shop_http::serve::Node::start(config).await?;
                 tracing::info!("{} service listening on http://{}", node.service().name(), node.addr());
-                node.run_until(shutdown_signal()).await?;
+                node.run_until(signal).await?;
                 Ok(())
             }
         }
@@ -86,27 +128,35 @@ fn main() -> ExitCode {
     }
 }
 
-/// Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
+/// Ctrl-C or SIGTERM. The handlers are installed when this is called, not when it is first
+/// awaited: a signal that arrives while the services start is not lost (nor does it kill the
+/// process the default way).
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    #[cfg(unix)]
+    let (interrupt, terminate) = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (signal(SignalKind::interrupt()).ok(), signal(SignalKind::terminate()).ok())
+    };
+    async move {
+        #[cfg(unix)]
+        {
+            let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+                match s {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = wait(interrupt) => {},
+                () = wait(terminate) => {},
+            }
+        }
+        #[cfg(not(unix))]
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+        tracing::info!("shutting down");
     }
-    tracing::info!("shutting down");
 }

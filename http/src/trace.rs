@@ -35,7 +35,6 @@ pub(crate) async fn traced(service: &'static str, request: Request, next: Next) 
     let started = Instant::now();
     let incoming =
         request.headers().get("traceparent").and_then(|v| v.to_str().ok()).and_then(TraceContext::parse);
-    let context = incoming.map_or_else(TraceContext::root, |c| c.child());
     let id = request_id(&request);
     let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
     let span = tracing::info_span!(
@@ -44,9 +43,9 @@ pub(crate) async fn traced(service: &'static str, request: Request, next: Next) 
         method = %request.method(),
         route,
         request_id = %id,
-        trace_id = %context.trace_hex(),
+        trace_id = tracing::field::Empty,
     );
-    context.attach(&span);
+    let context = TraceContext::begin(&span, incoming);
     let mut response = next.run(request).instrument(span.clone()).await;
     span.in_scope(|| {
         tracing::debug!(

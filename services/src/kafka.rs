@@ -373,18 +373,13 @@ async fn handle_in_order(handler: &dyn EventHandler, events: Vec<OrderEvent>) {
         backoff: Backoff::Exponential { base: Duration::from_millis(50), max_doublings: 6 },
     };
     for event in events {
-        let context = event
-            .traceparent
-            .as_deref()
-            .and_then(TraceContext::parse)
-            .map_or_else(TraceContext::root, |c| c.child());
         let span = tracing::info_span!(
             "event",
             kind = event.event_type.as_str(),
             order_id = event.order_id,
-            trace_id = %context.trace_hex(),
+            trace_id = tracing::field::Empty,
         );
-        context.attach(&span);
+        TraceContext::begin(&span, event.traceparent.as_deref().and_then(TraceContext::parse));
         let handled = async {
             // Never gives up, so it never answers an error.
             let _ = retry.run("event handler", |_| true, || handler.handle(&event)).await;

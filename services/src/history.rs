@@ -21,11 +21,10 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use shop_actors::model::{OrderEvent, OrderEventType, OrderStatus, PaymentStatus};
+use shop_actors::model::{OrderEvent, OrderEventType, OrderStatus};
 use uuid::Uuid;
 
 use crate::error::ServiceResult;
-use crate::payment::Payment;
 
 /// A step of an order's checkout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
@@ -66,7 +65,7 @@ impl HistoryStep {
         Self::new(Step::CartCleared, at, "cart", None)
     }
 
-    fn new(step: Step, at: DateTime<Utc>, service: &str, detail: Option<String>) -> Self {
+    pub fn new(step: Step, at: DateTime<Utc>, service: &str, detail: Option<String>) -> Self {
         Self { step, at, service: service.to_owned(), detail }
     }
 }
@@ -159,86 +158,8 @@ pub fn reservation_steps(lines: &[ReservationLine]) -> Vec<HistoryStep> {
     steps
 }
 
-/// The payment steps of an order's payment row.
-pub fn payment_steps(p: &Payment) -> Vec<HistoryStep> {
-    let payment = |step, at, detail| HistoryStep::new(step, at, "payment", detail);
-    let mut steps = vec![payment(Step::PaymentAsked, p.created_at, Some(format!("{} due", p.amount)))];
-    let decided = p.updated_at.filter(|_| p.status != PaymentStatus::Refunded);
-    match (p.status, decided) {
-        (PaymentStatus::Success, Some(at)) => {
-            steps.push(payment(Step::PaymentApproved, at, p.transaction_id.clone()))
-        }
-        (PaymentStatus::Failed, Some(at)) => {
-            steps.push(payment(Step::PaymentDeclined, at, p.failure_reason.clone()))
-        }
-        _ => {}
-    }
-    if let Some(at) = p.refunded_at {
-        let detail = match (&p.transaction_id, &p.refund_reason) {
-            (Some(txn), Some(reason)) => Some(format!("{txn}: {reason}")),
-            (txn, reason) => txn.clone().or(reason.clone()),
-        };
-        steps.push(payment(Step::Refunded, at, detail));
-    }
-    steps
-}
-
 /// The trail in time order; steps of one instant in the order of the checkout.
 pub fn in_order(mut steps: Vec<HistoryStep>) -> Vec<HistoryStep> {
     steps.sort_by_key(|s| (s.at, s.step));
     steps
-}
-
-#[cfg(test)]
-mod tests {
-    use chrono::Duration;
-    use rust_decimal::Decimal;
-
-    use super::*;
-
-    #[test]
-    fn a_refunded_payment_shows_the_ask_and_the_refund_and_steps_sort_by_time() {
-        let t0 = Utc::now();
-        let p = Payment {
-            id: 1,
-            order_id: 7,
-            user_id: "ann".into(),
-            amount: Decimal::new(1999, 2),
-            status: PaymentStatus::Refunded,
-            transaction_id: Some("TXN_1".into()),
-            gateway_response: None,
-            failure_reason: None,
-            refunded_at: Some(t0 + Duration::seconds(2)),
-            refund_reason: Some("order cancelled".into()),
-            created_at: t0,
-            updated_at: Some(t0 + Duration::seconds(2)),
-        };
-        let steps: Vec<Step> = payment_steps(&p).iter().map(|s| s.step).collect();
-        assert_eq!(steps, [Step::PaymentAsked, Step::Refunded]);
-        let declined = Payment {
-            status: PaymentStatus::Failed,
-            refunded_at: None,
-            failure_reason: Some("Insufficient funds".into()),
-            ..p
-        };
-        let steps = payment_steps(&declined);
-        assert_eq!(steps[1].step, Step::PaymentDeclined);
-        assert_eq!(steps[1].detail.as_deref(), Some("Insufficient funds"));
-
-        let mut later = steps.clone();
-        let line = |quantity, created: i64| ReservationLine {
-            status: "RELEASED".into(),
-            quantity,
-            created_at: t0 + Duration::seconds(created),
-            updated_at: t0 + Duration::seconds(3),
-        };
-        let stock = reservation_steps(&[line(1, -1), line(2, 0)]);
-        assert_eq!(stock[0].detail.as_deref(), Some("3 units on 2 lines"));
-        later.extend(stock);
-        let order: Vec<Step> = in_order(later).iter().map(|s| s.step).collect();
-        assert_eq!(
-            order,
-            [Step::StockReserved, Step::PaymentAsked, Step::PaymentDeclined, Step::StockReleased]
-        );
-    }
 }

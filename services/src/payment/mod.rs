@@ -11,7 +11,7 @@ use shop_actors::model::{PaymentReceipt, PaymentStatus};
 use shop_actors::ports::{ChargeRequest, GatewayError, PaymentGateway, VoidRequest};
 
 use crate::error::{ServiceError, ServiceResult};
-use crate::history::{HistorySource, HistoryStep, OrderRef, payment_steps};
+use crate::history::{HistorySource, HistoryStep, OrderRef, Step};
 use crate::money::positive_amount;
 
 mod gateway;
@@ -315,6 +315,85 @@ impl HistorySource for PaymentService {
     }
 
     async fn steps(&self, order: &OrderRef) -> ServiceResult<Vec<HistoryStep>> {
-        Ok(self.store.find_by_order(order.order_id).await?.map(|p| payment_steps(&p)).unwrap_or_default())
+        Ok(self.store.find_by_order(order.order_id).await?.map(|p| history_steps(&p)).unwrap_or_default())
+    }
+}
+
+/// The payment steps of an order's history, from its payment row.
+fn history_steps(p: &Payment) -> Vec<HistoryStep> {
+    let payment = |step, at, detail| HistoryStep::new(step, at, "payment", detail);
+    let mut steps = vec![payment(Step::PaymentAsked, p.created_at, Some(format!("{} due", p.amount)))];
+    let decided = p.updated_at.filter(|_| p.status != PaymentStatus::Refunded);
+    match (p.status, decided) {
+        (PaymentStatus::Success, Some(at)) => {
+            steps.push(payment(Step::PaymentApproved, at, p.transaction_id.clone()))
+        }
+        (PaymentStatus::Failed, Some(at)) => {
+            steps.push(payment(Step::PaymentDeclined, at, p.failure_reason.clone()))
+        }
+        _ => {}
+    }
+    if let Some(at) = p.refunded_at {
+        let detail = match (&p.transaction_id, &p.refund_reason) {
+            (Some(txn), Some(reason)) => Some(format!("{txn}: {reason}")),
+            (txn, reason) => txn.clone().or(reason.clone()),
+        };
+        steps.push(payment(Step::Refunded, at, detail));
+    }
+    steps
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Duration;
+    use rust_decimal::Decimal;
+
+    use super::*;
+    use crate::history::{ReservationLine, in_order, reservation_steps};
+
+    #[test]
+    fn a_refunded_payment_shows_the_ask_and_the_refund_and_steps_sort_by_time() {
+        let t0 = Utc::now();
+        let p = Payment {
+            id: 1,
+            order_id: 7,
+            user_id: "ann".into(),
+            amount: Decimal::new(1999, 2),
+            status: PaymentStatus::Refunded,
+            transaction_id: Some("TXN_1".into()),
+            gateway_response: None,
+            failure_reason: None,
+            refunded_at: Some(t0 + Duration::seconds(2)),
+            refund_reason: Some("order cancelled".into()),
+            created_at: t0,
+            updated_at: Some(t0 + Duration::seconds(2)),
+        };
+        let steps: Vec<Step> = history_steps(&p).iter().map(|s| s.step).collect();
+        assert_eq!(steps, [Step::PaymentAsked, Step::Refunded]);
+        let declined = Payment {
+            status: PaymentStatus::Failed,
+            refunded_at: None,
+            failure_reason: Some("Insufficient funds".into()),
+            ..p
+        };
+        let steps = history_steps(&declined);
+        assert_eq!(steps[1].step, Step::PaymentDeclined);
+        assert_eq!(steps[1].detail.as_deref(), Some("Insufficient funds"));
+
+        let mut later = steps.clone();
+        let line = |quantity, created: i64| ReservationLine {
+            status: "RELEASED".into(),
+            quantity,
+            created_at: t0 + Duration::seconds(created),
+            updated_at: t0 + Duration::seconds(3),
+        };
+        let stock = reservation_steps(&[line(1, -1), line(2, 0)]);
+        assert_eq!(stock[0].detail.as_deref(), Some("3 units on 2 lines"));
+        later.extend(stock);
+        let order: Vec<Step> = in_order(later).iter().map(|s| s.step).collect();
+        assert_eq!(
+            order,
+            [Step::StockReserved, Step::PaymentAsked, Step::PaymentDeclined, Step::StockReleased]
+        );
     }
 }

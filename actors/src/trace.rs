@@ -101,16 +101,37 @@ pub fn export_with(join: Join) {
     let _ = JOIN.set(join);
 }
 
-impl TraceContext {
-    /// Starts `span` as the next step of `incoming`'s trace (a new trace without one): keeps the
-    /// context in the span, records its `trace_id` field (declared `Empty`), and answers it.
-    pub fn begin(span: &Span, incoming: Option<TraceContext>) -> TraceContext {
-        let context = match JOIN.get() {
-            Some(join) => join(span, incoming),
-            None => incoming.map_or_else(Self::root, |c| c.child()),
+/// Where a new span stands in its trace, before the span is made.
+pub enum Start {
+    /// Spans are not exported: this is the span's context, known now (give the span its
+    /// `trace_id` when making it).
+    Known(TraceContext),
+    /// The exporter gives the span its ids: make it with `trace_id` `Empty`, then
+    /// [`Start::begin`].
+    Exported(Option<TraceContext>),
+}
+
+impl Start {
+    /// The next step of `incoming`'s trace (a new trace without one).
+    pub fn after(incoming: Option<TraceContext>) -> Self {
+        match JOIN.get() {
+            Some(_) => Self::Exported(incoming),
+            None => Self::Known(incoming.map_or_else(TraceContext::root, |c| c.child())),
+        }
+    }
+
+    /// Keeps the context in `span` (made as the variant says) and answers it.
+    pub fn begin(self, span: &Span) -> TraceContext {
+        let context = match (self, JOIN.get()) {
+            (Self::Known(context), _) => context,
+            (Self::Exported(incoming), Some(join)) => {
+                let context = join(span, incoming);
+                span.record("trace_id", tracing::field::display(context.trace_hex()));
+                context
+            }
+            (Self::Exported(incoming), None) => incoming.map_or_else(TraceContext::root, |c| c.child()),
         };
         context.attach(span);
-        span.record("trace_id", tracing::field::display(context.trace_hex()));
         context
     }
 }

@@ -10,11 +10,14 @@
 
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request};
+use axum::extract::Request;
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
+use shop_actors::trace::Start;
 pub use shop_actors::trace::TraceContext;
+
+use crate::metrics::{Metrics, Route, method_name};
 use tracing::Instrument;
 
 const REQUEST_ID: &str = "x-request-id";
@@ -29,31 +32,52 @@ fn request_id(request: &Request) -> String {
         .map_or_else(|| uuid::Uuid::new_v4().simple().to_string(), str::to_owned)
 }
 
-/// Runs the request in its `request` span; logs its answer (at DEBUG, target `shop_http::trace`)
-/// and sends the request id and trace context back.
-pub(crate) async fn traced(service: &'static str, request: Request, next: Next) -> Response {
+/// Runs the request in its `request` span; counts it in the service's metrics; logs its answer
+/// (at DEBUG, target `shop_http::trace`) and sends the request id and trace context back. One
+/// middleware for both, since both want the route and the time.
+pub(crate) async fn traced(
+    service: &'static str,
+    metrics: Metrics,
+    request: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let incoming =
         request.headers().get("traceparent").and_then(|v| v.to_str().ok()).and_then(TraceContext::parse);
     let id = request_id(&request);
-    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
-    let span = tracing::info_span!(
-        "request",
-        service,
-        method = %request.method(),
-        route,
-        request_id = %id,
-        trace_id = tracing::field::Empty,
-    );
-    let context = TraceContext::begin(&span, incoming);
+    let (method, route) = (method_name(request.method()), Route::of(&request));
+    let start = Start::after(incoming);
+    let span = match &start {
+        Start::Known(context) => tracing::info_span!(
+            "request",
+            service,
+            method,
+            route = route.as_str(),
+            request_id = %id,
+            trace_id = %context.trace_hex(),
+        ),
+        Start::Exported(_) => tracing::info_span!(
+            "request",
+            service,
+            method,
+            route = route.as_str(),
+            request_id = %id,
+            trace_id = tracing::field::Empty,
+        ),
+    };
+    let context = start.begin(&span);
     let mut response = next.run(request).instrument(span.clone()).await;
-    span.in_scope(|| {
-        tracing::debug!(
-            status = response.status().as_u16(),
-            micros = started.elapsed().as_micros() as u64,
-            "answered"
-        )
-    });
+    metrics.observe(method, route, response.status().as_u16(), started.elapsed().as_secs_f64());
+    // Entering the span costs something even for an event that is then filtered out.
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        span.in_scope(|| {
+            tracing::debug!(
+                status = response.status().as_u16(),
+                micros = started.elapsed().as_micros() as u64,
+                "answered"
+            )
+        });
+    }
     let headers = response.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&id) {
         headers.insert(REQUEST_ID, v);

@@ -29,7 +29,7 @@ use shop_actors::model::OrderEvent;
 use shop_actors::ports::{BusError, EventBus, EventHandler};
 use shop_actors::retry::{Backoff, Retry};
 use shop_actors::runtime::ActorRuntime;
-use shop_actors::trace::TraceContext;
+use shop_actors::trace::{Start, TraceContext};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
@@ -373,13 +373,15 @@ async fn handle_in_order(handler: &dyn EventHandler, events: Vec<OrderEvent>) {
         backoff: Backoff::Exponential { base: Duration::from_millis(50), max_doublings: 6 },
     };
     for event in events {
-        let span = tracing::info_span!(
-            "event",
-            kind = event.event_type.as_str(),
-            order_id = event.order_id,
-            trace_id = tracing::field::Empty,
-        );
-        TraceContext::begin(&span, event.traceparent.as_deref().and_then(TraceContext::parse));
+        let next = Start::after(event.traceparent.as_deref().and_then(TraceContext::parse));
+        let (kind, order_id) = (event.event_type.as_str(), event.order_id);
+        let span = match &next {
+            Start::Known(c) => tracing::info_span!("event", kind, order_id, trace_id = %c.trace_hex()),
+            Start::Exported(_) => {
+                tracing::info_span!("event", kind, order_id, trace_id = tracing::field::Empty)
+            }
+        };
+        next.begin(&span);
         let handled = async {
             // Never gives up, so it never answers an error.
             let _ = retry.run("event handler", |_| true, || handler.handle(&event)).await;

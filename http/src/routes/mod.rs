@@ -9,8 +9,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::ApiError;
+use crate::openapi;
 use crate::ops::{self, Ops};
-use crate::{metrics, openapi};
 
 pub mod auth;
 pub mod cart;
@@ -58,7 +58,8 @@ pub(crate) fn finish<S: Clone + Send + Sync + 'static>(
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "this endpoint does not take that method")
         })
         .layer(Extension(ServiceName(service)))
-        .layer(axum::middleware::from_fn_with_state(ops.metrics, metrics::track))
-        .layer(axum::middleware::from_fn(move |request, next| crate::trace::traced(service, request, next)))
+        .layer(axum::middleware::from_fn(move |request, next| {
+            crate::trace::traced(service, ops.metrics.clone(), request, next)
+        }))
         .with_state(state)
 }

@@ -10,6 +10,12 @@
 //! with back-off (that user's later events wait; the partition's next batch waits too). A record
 //! that is not an order event is logged and skipped. Handlers must tolerate duplicates: the cart
 //! applies a completed order once, by order id.
+//!
+//! A record carries its event's trace as a `traceparent` header (kept with the event in the
+//! outbox), and the consumer handles each event in an `event` span of that trace. librdkafka's
+//! statistics (every 5 s) give the consumer's lag ([`ConsumerLag`], `/metrics`). Stopping,
+//! [`KafkaBus::close`] waits for the producer's last acknowledgements and commits the offsets of
+//! what was handled.
 
 use std::collections::HashMap;
 use std::sync::Arc;

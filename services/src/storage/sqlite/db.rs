@@ -86,7 +86,11 @@ impl Lane {
             let _ = reply.send(work(conn));
             usage.in_use.fetch_sub(1, Ordering::Relaxed);
         });
-        self.jobs.send(job).map_err(|_| SqliteError::Stopped)?;
+        if self.jobs.send(job).is_err() {
+            // The job will never run: it is not waiting either.
+            self.usage.waiting.fetch_sub(1, Ordering::Relaxed);
+            return Err(SqliteError::Stopped);
+        }
         answer.await.map_err(|_| SqliteError::Stopped)?
     }
 }

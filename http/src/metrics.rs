@@ -2,9 +2,12 @@
 //! figures), served at `/metrics` in the text exposition format.
 //!
 //! Every service counts its requests by route template, method and status, with a latency
-//! histogram. What a service holds besides (checkouts by outcome, live actors, the payment pool)
-//! is read from the actor core's own counters when scraped: nothing is counted twice and a
-//! checkout pays for no metric of its own.
+//! histogram ([`Metrics::observe`], from the request middleware in [`crate::trace`]). What a
+//! service holds besides is read when scraped, by its [`Source`]s: the actor core's own counters
+//! and duration buckets (checkouts by outcome, the saga's duration, the relay's lag, live actors,
+//! the payment pool), the database connections' counters, the Kafka consumer's lag, and the
+//! outbox's backlog (a query). Nothing is counted twice, and a checkout pays for no metric of its
+//! own beyond a few atomic adds.
 
 use std::sync::Arc;
 

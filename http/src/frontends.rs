@@ -189,19 +189,16 @@ fn order_figures(f: OrderFigures) -> Vec<Figure> {
         ("recovered", f.recovery.recovered),
         ("refunded", f.recovery.refunded),
     ];
-    let checkouts = outcomes
-        .iter()
-        .map(|(outcome, n)| {
-            Figure::by(
-                "checkouts",
-                "Checkouts by how they ended: paid, cancelled, refused (no order made), failed (left to recovery), replayed (idempotency key), recovered and refunded (by recovery)",
-                Kind::Counter,
-                vec![("outcome", *outcome)],
-                *n as f64,
-            )
-        })
-        .reduce(Figure::and);
-    let mut figures: Vec<Figure> = checkouts.into_iter().collect();
+    let checkouts = Figure {
+        name: "checkouts",
+        help: "Checkouts by how they ended: paid, cancelled, refused (no order made), failed (left to recovery), replayed (idempotency key), recovered and refunded (by recovery)",
+        kind: Kind::Counter,
+        values: outcomes
+            .iter()
+            .map(|(outcome, n)| (vec![("outcome", *outcome)], Sample::Value(*n as f64)))
+            .collect(),
+    };
+    let mut figures = vec![checkouts];
     figures.extend([
         Figure::histogram(
             "checkout_duration_seconds",

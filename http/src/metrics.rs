@@ -134,12 +134,6 @@ impl Figure {
     pub(crate) fn histogram(name: &'static str, help: &'static str, durations: DurationSnapshot) -> Self {
         Self { name, help, kind: Kind::Histogram, values: vec![(Vec::new(), Sample::Durations(durations))] }
     }
-
-    /// The same figure with more label sets (the figures must be of one name and kind).
-    pub(crate) fn and(mut self, more: Figure) -> Self {
-        self.values.extend(more.values);
-        self
-    }
 }
 
 /// Reads some of a service's figures at scrape time (a database query, say, or counters).

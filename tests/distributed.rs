@@ -135,6 +135,7 @@ impl Cluster {
             ("SHOP_DATA_DIR", dir.display().to_string()),
             ("SHOP_JWT_SECRET", SECRET.to_owned()),
             ("SHOP_BCRYPT_COST", "4".to_owned()),
+            ("SHOP_REGISTER_PER_ADDRESS", "0".to_owned()),
             ("SHOP_ADMIN_PASSWORD", "dist-admin-1".to_owned()),
             ("SHOP_PAYMENT_SUCCESS_RATE", success_rate.to_owned()),
             ("SHOP_PAYMENT_SEED", PAYMENT_SEED.to_owned()),
@@ -538,6 +539,21 @@ fn serve_refuses_to_start_without_a_jwt_secret() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("SHOP_JWT_SECRET"), "{stderr}");
+}
+
+#[test]
+fn serve_refuses_a_jwt_secret_under_32_bytes() {
+    for service in ["auth", "order"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_shop"))
+            .args(["serve", service])
+            .env("SHOP_JWT_SECRET", "thirty-one-bytes-is-not-enough")
+            .env("SHOP_DATA_DIR", std::env::temp_dir().join("shop-short-secret"))
+            .output()
+            .expect("runs");
+        assert!(!out.status.success(), "{service} started with a 30-byte secret");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("SHOP_JWT_SECRET") && stderr.contains("32"), "{stderr}");
+    }
 }
 
 /// The broker is paused (SIGSTOP keeps its data) for 30 s while checkouts go on: they keep

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use shop_actors::model::OrderEventType;
 use shop_http::tools::load::Scenario;
 use shop_services::Service;
-use shop_services::auth::{Claims, JwtKeys, Role, Secret};
+use shop_services::auth::{Claims, JwtKeys, Role, Secret, USER_AUDIENCE, USER_ISSUER};
 use shop_services::payment::FAILURE_REASONS;
 
 const LAPTOP: i64 = 1;
@@ -128,9 +128,10 @@ async fn success_flow_pays_publishes_and_empties_the_cart(backend: Backend) {
     assert!(order["failureReason"].is_null());
     let order_id = id_of(&order);
 
-    let admin = t.admin().await;
+    let order_service = t.service_token(Service::Order, Service::Payment);
     let path = format!("/api/payments/order/{order_id}");
-    let payment = t.call(Service::Payment, Method::GET, &path, Some(&admin), None).await.ok(200).clone();
+    let payment =
+        t.call(Service::Payment, Method::GET, &path, Some(&order_service), None).await.ok(200).clone();
     assert_eq!(payment["status"], "SUCCESS");
     assert_eq!(
         payment["transactionId"], order["paymentId"],
@@ -401,16 +402,24 @@ async fn bad_input_is_refused_with_a_problem_and_changes_nothing() {
     t.call(Service::Cart, Method::GET, "/api/cart", None, None).await.problem(401);
     t.call(Service::Cart, Method::GET, "/api/cart", Some("not-a-jwt"), None).await.problem(401);
     let now = chrono::Utc::now().timestamp();
-    let ours = JwtKeys::new(&Secret::new(common::JWT_SECRET), std::time::Duration::from_secs(60));
-    let expired = ours
-        .sign(&Claims { sub: "bob".into(), role: Role::User, iat: now - 7200, exp: now - 3600 })
-        .expect("sign");
+    let ours =
+        JwtKeys::new(&Secret::new(common::JWT_SECRET), std::time::Duration::from_secs(60)).expect("keys");
+    let claims = |role, iat, exp| Claims {
+        iss: USER_ISSUER.into(),
+        aud: USER_AUDIENCE.into(),
+        sub: "bob".into(),
+        role,
+        iat,
+        exp,
+    };
+    let expired = ours.sign(&claims(Role::User, now - 7200, now - 3600)).expect("sign");
     let detail = t.call(Service::Cart, Method::GET, "/api/cart", Some(&expired), None).await.problem(401);
     assert!(detail.contains("expired"), "{detail}");
     let theirs = JwtKeys::new(
         &Secret::new("some-other-secret-entirely-0123456789"),
         std::time::Duration::from_secs(60),
-    );
+    )
+    .expect("keys");
     let forged = theirs.issue("bob", Role::Admin).expect("sign");
     t.call(Service::Cart, Method::GET, "/api/cart", Some(&forged), None).await.problem(401);
     t.call(
@@ -422,6 +431,25 @@ async fn bad_input_is_refused_with_a_problem_and_changes_nothing() {
     )
     .await
     .problem(401);
+
+    // A user token edited to another audience or issuer; a service token made for another
+    // service than the one it is shown to.
+    let mut elsewhere = claims(Role::User, now, now + 60);
+    elsewhere.aud = "shop-cart".into();
+    let elsewhere = ours.sign(&elsewhere).expect("sign");
+    t.call(Service::Cart, Method::GET, "/api/cart", Some(&elsewhere), None).await.problem(401);
+    let mut stranger = claims(Role::User, now, now + 60);
+    stranger.iss = "someone-else".into();
+    let stranger = ours.sign(&stranger).expect("sign");
+    t.call(Service::Cart, Method::GET, "/api/cart", Some(&stranger), None).await.problem(401);
+    let for_payment = ours.issue_service(Service::Order, Service::Payment).expect("sign");
+    let for_cart = ours.issue_service(Service::Order, Service::Cart).expect("sign");
+    t.call(Service::Payment, Method::GET, "/api/payments/order/1", Some(&for_cart), None).await.problem(401);
+    t.call(Service::Cart, Method::GET, "/api/cart", Some(&for_payment), None).await.problem(401);
+    // The right callee lets it through (no such payment: 404, not 401).
+    t.call(Service::Payment, Method::GET, "/api/payments/order/1", Some(&for_payment), None)
+        .await
+        .problem(404);
 
     // A USER on ADMIN and service-only endpoints.
     let product = json!({"name": "Cable", "price": 9.99, "stock": 5});

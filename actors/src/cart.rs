@@ -14,12 +14,13 @@ use std::time::Duration;
 use actix::prelude::*;
 use async_trait::async_trait;
 use chrono::{SubsecRound, Utc};
+use rust_decimal::Decimal;
 use uuid::Uuid;
 
 use crate::entity::{self, Decision, WriteThrough};
 use crate::model::{
     Cart, CartItem, CheckoutHold, LineQuantity, MAX_LINE_QUANTITY, OrderEvent, OrderEventType,
-    ProductSnapshot,
+    ProductSnapshot, max_amount,
 };
 use crate::ports::{BusError, CartPort, CartPortError, CartStore, CheckoutLease, EventHandler, StoreError};
 use crate::registry::{
@@ -35,6 +36,9 @@ pub enum CartError {
     QuantityOutOfRange(u64),
     #[error("the cart is empty")]
     Empty,
+    /// The change would take the cart's total past [`max_amount`]: no order could hold it.
+    #[error("the cart's total would be {0}, more than the largest order ({max})", max = max_amount())]
+    TotalTooLarge(Decimal),
     #[error("a checkout of this cart is already in progress")]
     CheckoutInProgress,
     #[error(transparent)]
@@ -196,7 +200,13 @@ impl WriteThrough for CartActor {
     }
 
     fn is_refusal(e: &CartError) -> bool {
-        matches!(e, CartError::Empty | CartError::CheckoutInProgress | CartError::NotInCart(_))
+        matches!(
+            e,
+            CartError::Empty
+                | CartError::CheckoutInProgress
+                | CartError::NotInCart(_)
+                | CartError::TotalTooLarge(_)
+        )
     }
 
     fn is_store_error(e: &CartError) -> bool {
@@ -241,6 +251,7 @@ async fn decide(
                     added_at: Utc::now().trunc_subsecs(6),
                 }),
             }
+            check_total(cart)?;
             write()
         }
         CartCommand::SetQuantity { product_id, quantity } => {
@@ -249,6 +260,7 @@ async fn decide(
                 cart.items.remove(pos);
             } else {
                 cart.items[pos].quantity = check_quantity(u64::from(quantity))?;
+                check_total(cart)?;
             }
             write()
         }
@@ -313,6 +325,16 @@ fn check_quantity(q: u64) -> Result<u32, CartError> {
     match u32::try_from(q) {
         Ok(q) if (1..=MAX_LINE_QUANTITY).contains(&q) => Ok(q),
         _ => Err(CartError::QuantityOutOfRange(q)),
+    }
+}
+
+/// Refuses a cart whose total no order could hold. The cart is the working copy of a command
+/// that is being refused: the actor's cache never keeps it.
+fn check_total(cart: &Cart) -> Result<(), CartError> {
+    match cart.checked_total() {
+        Some(total) if total <= max_amount() => Ok(()),
+        Some(total) => Err(CartError::TotalTooLarge(total)),
+        None => Err(CartError::TotalTooLarge(Decimal::MAX)),
     }
 }
 

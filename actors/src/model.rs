@@ -11,6 +11,13 @@ use uuid::Uuid;
 /// Largest quantity one cart line may hold. Anything above is a client error, not a big order.
 pub const MAX_LINE_QUANTITY: u32 = 1_000;
 
+/// The largest amount of money the system holds anywhere: what a `DECIMAL(10,2)` column
+/// (`products.price`, `orders.total_amount`, `payments.amount`) can store, 99 999 999.99. A cart
+/// whose total would pass it is refused, since no order or payment could record it.
+pub fn max_amount() -> Decimal {
+    Decimal::new(9_999_999_999, 2)
+}
+
 /// What the cart needs to know about a product at the moment it is added.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProductSnapshot {
@@ -33,6 +40,11 @@ pub struct CartItem {
 impl CartItem {
     pub fn subtotal(&self) -> Decimal {
         self.price * Decimal::from(self.quantity)
+    }
+
+    /// The subtotal, or `None` where it would pass what a `Decimal` holds.
+    pub fn checked_subtotal(&self) -> Option<Decimal> {
+        self.price.checked_mul(Decimal::from(self.quantity))
     }
 }
 
@@ -64,8 +76,15 @@ impl Cart {
         self.checkout.filter(|h| h.expires_at > now)
     }
 
+    /// The sum of the subtotals. A cart the Cart service accepted never passes [`max_amount`];
+    /// [`Cart::checked_total`] is for a cart that is still being judged.
     pub fn total(&self) -> Decimal {
         self.items.iter().map(CartItem::subtotal).sum()
+    }
+
+    /// The total, or `None` where it would pass what a `Decimal` holds.
+    pub fn checked_total(&self) -> Option<Decimal> {
+        self.items.iter().try_fold(Decimal::ZERO, |sum, i| sum.checked_add(i.checked_subtotal()?))
     }
 
     pub fn is_empty(&self) -> bool {

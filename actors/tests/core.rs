@@ -594,3 +594,23 @@ async fn shipping_an_order_keeps_its_open_steps_for_recovery() {
     assert!(shipped.unsettled, "shipping does not close the stock commit still owed");
     assert!(!orders.mark_settled(order.id).await.expect("settled").unsettled);
 }
+
+/// Found by `properties.rs` (kept there too): 189 × 529 100.53 = 100 000 000.17, one cent past
+/// what `orders.total_amount DECIMAL(10,2)` holds, was accepted into the cart; its checkout
+/// could then make no order. The cart refuses it and stays as it was.
+#[tokio::test]
+async fn a_cart_is_never_worth_more_than_the_largest_order() {
+    let (core, _) = core_with(Arc::new(MemoryPayments::new(0)), CoreConfig::default());
+    let dear = ProductSnapshot { id: 2, name: "P2".into(), price: Decimal::new(52_910_053, 2) };
+    let refused = core.cart.carts.add("max", dear.clone(), 189).await;
+    assert_eq!(refused, Err(CartError::TotalTooLarge(Decimal::new(10_000_000_017, 2))));
+    assert!(core.cart.carts.get("max").await.expect("get").items.is_empty());
+
+    let cart = core.cart.carts.add("max", dear.clone(), 188).await.expect("188 fit");
+    assert_eq!(cart.total(), Decimal::new(9_947_089_964, 2));
+    let one_more = core.cart.carts.set_quantity("max", 2, 189).await;
+    assert!(matches!(one_more, Err(CartError::TotalTooLarge(_))), "{one_more:?}");
+    assert_eq!(core.cart.carts.get("max").await.expect("get").items[0].quantity, 188);
+    let order = core.order.checkouts.checkout("max", None).await.expect("checkout");
+    assert_eq!(order.total_amount, Decimal::new(9_947_089_964, 2));
+}

@@ -90,7 +90,7 @@ impl Application {
             Some(s) => s.clone(),
             None => load_or_create_secret(&config.storage.data_dir.join("jwt-secret"))?,
         };
-        let keys = JwtKeys::new(&secret, Duration::from_secs(config.jwt_ttl_secs));
+        let keys = JwtKeys::new(&secret, Duration::from_secs(config.jwt_ttl_secs))?;
 
         let products = frontends::product(&config, &databases.product).await?;
         let payments = frontends::payment(&config, &databases.payment)?;

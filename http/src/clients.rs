@@ -22,7 +22,8 @@ use shop_actors::ports::{
     StockPort, VoidRequest,
 };
 use shop_actors::retry::{Backoff, Retry};
-use shop_services::auth::{JwtKeys, Role};
+use shop_services::Service;
+use shop_services::auth::JwtKeys;
 use shop_services::cart::Catalog;
 use shop_services::history::{HistorySource, HistoryStep, OrderRef};
 use shop_services::payment::Payment;
@@ -71,19 +72,26 @@ impl std::fmt::Display for CallError {
     }
 }
 
-/// One peer service, reached as `name` with a SERVICE token.
+/// One peer service (`callee`), called by `caller` with a SERVICE token made for each call.
 #[derive(Clone)]
 pub struct ServiceClient {
     http: reqwest::Client,
     base: Arc<str>,
-    name: &'static str,
+    caller: Service,
+    callee: Service,
     keys: JwtKeys,
     slots: Arc<Semaphore>,
     config: ClientConfig,
 }
 
 impl ServiceClient {
-    pub fn new(base: &str, name: &'static str, keys: JwtKeys, config: ClientConfig) -> Result<Self, String> {
+    pub fn new(
+        base: &str,
+        caller: Service,
+        callee: Service,
+        keys: JwtKeys,
+        config: ClientConfig,
+    ) -> Result<Self, String> {
         let http = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .timeout(config.request_timeout)
@@ -92,7 +100,8 @@ impl ServiceClient {
         Ok(Self {
             http,
             base: base.trim_end_matches('/').into(),
-            name,
+            caller,
+            callee,
             keys,
             slots: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
             config,
@@ -109,8 +118,10 @@ impl ServiceClient {
             .await
             .map_err(|_| CallError::Transport(format!("{}{path}: too many requests in flight", self.base)))?
             .map_err(|e| CallError::Transport(e.to_string()))?;
-        let token =
-            self.keys.issue(self.name, Role::Service).map_err(|e| CallError::Transport(e.to_string()))?;
+        let token = self
+            .keys
+            .issue_service(self.caller, self.callee)
+            .map_err(|e| CallError::Transport(e.to_string()))?;
         let mut req = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(token);
         // The caller's trace goes on: the saga runs under the span of the checkout's request.
         if let Some(traceparent) = shop_actors::trace::outgoing() {

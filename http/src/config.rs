@@ -249,6 +249,20 @@ pub struct RunConfig {
     /// so that a login flood cannot keep a CPU busy (above 0, at most 1).
     #[arg(long, env = "SHOP_HASH_CPU_SHARE", default_value_t = 0.5)]
     pub hash_cpu_share: f64,
+    /// Failed logins for one account within `SHOP_LOGIN_WINDOW_SECS` before it is answered 429.
+    #[arg(long, env = "SHOP_LOGIN_ACCOUNT_FAILURES", default_value_t = 5)]
+    pub login_account_failures: usize,
+    /// Failed logins from one client address within the window before it is answered 429.
+    #[arg(long, env = "SHOP_LOGIN_ADDRESS_FAILURES", default_value_t = 20)]
+    pub login_address_failures: usize,
+    #[arg(long, env = "SHOP_LOGIN_WINDOW_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub login_window_secs: u64,
+    /// Registrations from one client address per `SHOP_REGISTER_WINDOW_SECS`; 0 turns the limit
+    /// off (a load test registering its users from one machine).
+    #[arg(long, env = "SHOP_REGISTER_PER_ADDRESS", default_value_t = 20)]
+    pub register_per_address: usize,
+    #[arg(long, env = "SHOP_REGISTER_WINDOW_SECS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub register_window_secs: u64,
     /// Probability that the mock gateway approves a charge.
     #[arg(long, env = "SHOP_PAYMENT_SUCCESS_RATE", default_value_t = 0.8)]
     pub payment_success_rate: f64,

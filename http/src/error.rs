@@ -12,13 +12,15 @@ pub struct ApiError {
     pub detail: String,
     /// Extension members of the problem (RFC 9457 §3.2), e.g. the product a 409 names.
     pub extensions: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Seconds for `Retry-After` on a 429.
+    pub retry_after: Option<u64>,
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
     pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
-        Self { status, detail: detail.into(), extensions: None }
+        Self { status, detail: detail.into(), extensions: None, retry_after: None }
     }
 
     pub fn bad_request(detail: impl Into<String>) -> Self {
@@ -74,6 +76,9 @@ impl IntoResponse for ApiError {
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
+        if let Some(secs) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         response
     }
 }
@@ -92,6 +97,11 @@ impl From<ServiceError> for ApiError {
                 return error;
             }
             ServiceError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ServiceError::TooManyRequests { detail, retry_after } => {
+                let mut error = Self::new(StatusCode::TOO_MANY_REQUESTS, detail.clone());
+                error.retry_after = Some(*retry_after);
+                return error;
+            }
             ServiceError::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
                 return Self::new(StatusCode::INTERNAL_SERVER_ERROR, "something went wrong on our side");
@@ -108,6 +118,8 @@ impl From<JsonRejection> for ApiError {
             JsonRejection::BytesRejection(b) if b.status() == StatusCode::PAYLOAD_TOO_LARGE => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
+            // The body did not arrive in time (the slow-client deadline, `crate::limits`).
+            JsonRejection::BytesRejection(b) if crate::limits::timed_out(b) => StatusCode::REQUEST_TIMEOUT,
             _ => StatusCode::BAD_REQUEST,
         };
         Self::new(status, r.body_text())

@@ -1,5 +1,7 @@
 //! Extractors whose rejections are [`ApiError`]s, and the bearer-token caller.
 
+use std::marker::PhantomData;
+
 use axum::extract::{FromRef, FromRequest, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
@@ -63,6 +65,50 @@ where
             .filter(|t| !t.is_empty())
             .ok_or_else(|| ApiError::unauthorized("the Authorization header must be 'Bearer <token>'"))?;
         Ok(Caller(JwtKeys::from_ref(state).verify(token)?))
+    }
+}
+
+/// The roles an [`Authorized`] caller may have.
+pub trait Roles: Send + Sync + 'static {
+    const ROLES: &'static [Role];
+}
+
+/// ADMIN only.
+pub enum AdminOnly {}
+/// Another service only (a SERVICE token made for this one).
+pub enum ServiceOnly {}
+
+impl Roles for AdminOnly {
+    const ROLES: &'static [Role] = &[Role::Admin];
+}
+impl Roles for ServiceOnly {
+    const ROLES: &'static [Role] = &[Role::Service];
+}
+
+/// A caller whose role is among `R::ROLES` (403 otherwise). Put it before the path, query and
+/// body extractors: the role is checked first, so that a caller without it is refused before
+/// anything it sent is read, and learns nothing of what the endpoint takes.
+pub struct Authorized<R>(pub Caller, PhantomData<R>);
+
+impl<R> std::ops::Deref for Authorized<R> {
+    type Target = Caller;
+
+    fn deref(&self) -> &Caller {
+        &self.0
+    }
+}
+
+impl<S, R: Roles> FromRequestParts<S> for Authorized<R>
+where
+    JwtKeys: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        caller.require(R::ROLES)?;
+        Ok(Self(caller, PhantomData))
     }
 }
 

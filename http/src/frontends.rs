@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use axum::Router;
 use shop_actors::{BreakerConfig, CoreConfig, PaymentPoolConfig, RecoveryConfig, RegistryStats, SagaConfig};
+use shop_services::auth::limits::{Limit, LoginLimits};
 use shop_services::auth::{AuthConfig, AuthService, JwtKeys};
 use shop_services::cart::CartService;
 use shop_services::kafka::ConsumerLag;
@@ -64,6 +65,7 @@ impl Frontend {
         figures: Vec<Source>,
     ) -> Router {
         let figures = self.figures().into_iter().chain(figures).collect();
+        let keys = keys.for_service(service);
         let ops = Ops { metrics: Metrics::new(service.name(), figures), checks: Arc::new(checks) };
         match self {
             Frontend::Auth(auth) => routes::auth::router(routes::auth::AuthState { auth: *auth, keys }, ops),
@@ -253,7 +255,18 @@ pub(crate) async fn auth(
         hash_concurrency: config.hash_concurrency,
         hash_queue: config.hash_queue,
         hash_cpu_share: config.hash_cpu_share,
+        limits: LoginLimits {
+            account: Limit::new(config.login_account_failures, Duration::from_secs(config.login_window_secs)),
+            address: Limit::new(config.login_address_failures, Duration::from_secs(config.login_window_secs)),
+            register: Limit::new(
+                config.register_per_address,
+                Duration::from_secs(config.register_window_secs),
+            ),
+        },
     };
+    if config.bcrypt_cost < 10 {
+        tracing::warn!(cost = config.bcrypt_cost, "SHOP_BCRYPT_COST is below 10: fit for tests only");
+    }
     let auth = AuthService::new(db.users(), keys.clone(), &auth_config).await?;
     if let Some(password) = &config.admin_password {
         auth.ensure_admin(password.expose()).await?;
@@ -369,7 +382,8 @@ impl Servers {
         let router = frontend.router(service, keys.clone(), checks, figures);
         let mut stop = self.shutdown.subscribe();
         let server = tokio::spawn(async move {
-            axum::serve(listener, router)
+            // With the peer's address, which the login and registration limits count by.
+            axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
                 .with_graceful_shutdown(async move {
                     let _ = stop.wait_for(|stop| *stop).await;
                 })

@@ -8,14 +8,13 @@
 
 use axum::Json;
 use axum::extract::State;
-use shop_services::auth::Role;
 use shop_services::cart::CartService;
 use shop_services::history::{HistorySource, HistoryStep, OrderRef};
 use shop_services::payment::PaymentService;
 use shop_services::product::ProductService;
 
 use crate::error::ApiResult;
-use crate::extract::{ApiQuery, Caller};
+use crate::extract::{ApiQuery, Authorized, ServiceOnly};
 use crate::openapi::*;
 
 pub(crate) const HISTORY_ROUTE: &str = "/internal/history";
@@ -32,10 +31,9 @@ macro_rules! history_route {
         ))]
         pub(crate) async fn $name(
             State(service): State<$service>,
-            caller: Caller,
+            _caller: Authorized<ServiceOnly>,
             ApiQuery(order): ApiQuery<OrderRef>,
         ) -> ApiResult<Json<Vec<HistoryStep>>> {
-            caller.require(&[Role::Service])?;
             Ok(Json(service.steps(&order).await?))
         }
     };

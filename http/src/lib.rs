@@ -27,6 +27,7 @@ pub mod extract;
 mod frontends;
 mod history;
 mod lease;
+pub mod limits;
 mod metrics;
 mod openapi;
 mod ops;

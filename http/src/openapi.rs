@@ -53,7 +53,9 @@ problems! {
     Forbidden: "The caller's role may not do this.",
     NotFound: "No such resource.",
     Conflict: "The resource's state refuses it: taken, held by a checkout, out of stock.",
-    PayloadTooLarge: "The body is larger than the service takes.",
+    RequestTimeout: "The body did not arrive within the deadline (a slow client).",
+    PayloadTooLarge: "The body is larger than the service takes (64 KiB).",
+    TooManyRequests: "Too many attempts; retry after the `Retry-After` seconds.",
     UnsupportedMediaType: "The body is not `application/json`.",
     Unavailable: "Busy, or a service it needs is away; retry after the `Retry-After` seconds.",
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use shop_actors::runtime::ActorRuntime;
 use shop_actors::{CartSide, OrderPorts, OrderSide, Outbox, SagaConfig};
 use shop_services::Service;
-use shop_services::auth::JwtKeys;
+use shop_services::auth::{JwtKeys, check_secret_strength};
 use shop_services::cart::CartService;
 use shop_services::history::HistorySource;
 use shop_services::kafka::{BrokerProbe, KafkaBus, KafkaConfig};
@@ -48,7 +48,8 @@ impl Node {
                 "distributed mode needs SHOP_JWT_SECRET (the same secret in every service)".into(),
             )
         })?;
-        let keys = JwtKeys::new(&secret, Duration::from_secs(run.jwt_ttl_secs));
+        check_secret_strength(&secret)?;
+        let keys = JwtKeys::new(&secret, Duration::from_secs(run.jwt_ttl_secs))?;
         let listener = frontends::bind(run.host, service, run.port(service)).await?;
         let database = frontends::open_database(run, service).await?;
         let peers = Peers { config: &config, keys: &keys, service };
@@ -68,7 +69,7 @@ impl Node {
             Service::Payment => Frontend::Payment(frontends::payment(run, &database)?),
             Service::Cart => {
                 let catalog =
-                    HttpCatalog(peers.client(&config.product_url, "SHOP_PRODUCT_URL", "cart-service")?);
+                    HttpCatalog(peers.client(&config.product_url, "SHOP_PRODUCT_URL", Service::Product)?);
                 let core = frontends::core_config(run);
                 let rt = Arc::new(ActorRuntime::start(core.arbiters)?);
                 let cart = CartSide::start(rt.clone(), database.carts(), core.carts);
@@ -95,12 +96,12 @@ impl Node {
                     carts: Arc::new(HttpCartPort(peers.client(
                         &config.cart_url,
                         "SHOP_CART_URL",
-                        "order-service",
+                        Service::Cart,
                     )?)),
                     stock: Arc::new(HttpStockPort(peers.client(
                         &config.product_url,
                         "SHOP_PRODUCT_URL",
-                        "order-service",
+                        Service::Product,
                     )?)),
                     store: database.orders(),
                     gateway: Arc::new(HttpPaymentGateway(peers.payment_client(&config.payment_url)?)),
@@ -113,14 +114,16 @@ impl Node {
                 let side = OrderSide::start(&rt, ports, order);
                 runtime = Some(rt);
                 (bus, outbox) = (Some(producer), Some(side.outbox.clone()));
-                let history =
-                    |name, url: &Option<String>, var| -> Result<Arc<dyn HistorySource>, StartError> {
-                        Ok(Arc::new(HttpHistory { client: peers.client(url, var, "order-service")?, name }))
-                    };
+                let history = |peer: Service,
+                               url: &Option<String>,
+                               var|
+                 -> Result<Arc<dyn HistorySource>, StartError> {
+                    Ok(Arc::new(HttpHistory { client: peers.client(url, var, peer)?, name: peer.name() }))
+                };
                 let history = vec![
-                    history("product", &config.product_url, "SHOP_PRODUCT_URL")?,
-                    history("payment", &config.payment_url, "SHOP_PAYMENT_URL")?,
-                    history("cart", &config.cart_url, "SHOP_CART_URL")?,
+                    history(Service::Product, &config.product_url, "SHOP_PRODUCT_URL")?,
+                    history(Service::Payment, &config.payment_url, "SHOP_PAYMENT_URL")?,
+                    history(Service::Cart, &config.cart_url, "SHOP_CART_URL")?,
                 ];
                 Frontend::Order(OrderService::new(&side, database.orders(), history))
             }
@@ -183,14 +186,10 @@ impl Peers<'_> {
             .ok_or_else(|| StartError::Config(format!("the {} service needs {name}", self.service.name())))
     }
 
-    /// A client of the peer at `url` (set by `name`), calling as `caller`.
-    fn client(
-        &self,
-        url: &Option<String>,
-        name: &str,
-        caller: &'static str,
-    ) -> Result<ServiceClient, StartError> {
-        ServiceClient::new(self.required(url, name)?, caller, self.keys.clone(), ClientConfig::default())
+    /// A client of the peer `callee` at `url` (set by `name`), calling as this node's service.
+    fn client(&self, url: &Option<String>, name: &str, callee: Service) -> Result<ServiceClient, StartError> {
+        let url = self.required(url, name)?;
+        ServiceClient::new(url, self.service, callee, self.keys.clone(), ClientConfig::default())
             .map_err(StartError::Config)
     }
 
@@ -206,7 +205,8 @@ impl Peers<'_> {
         };
         ServiceClient::new(
             self.required(url, "SHOP_PAYMENT_URL")?,
-            "order-service",
+            self.service,
+            Service::Payment,
             self.keys.clone(),
             config,
         )

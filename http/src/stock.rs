@@ -15,12 +15,11 @@ use serde::{Deserialize, Serialize};
 use shop_actors::model::LineQuantity;
 use shop_actors::ports::{Shortage, StockError};
 use shop_services::ServiceError;
-use shop_services::auth::Role;
 use shop_services::product::{ProductService, Refusal};
 use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, ApiPath, Caller};
+use crate::extract::{ApiJson, ApiPath, Authorized, ServiceOnly};
 use crate::openapi::*;
 
 pub(crate) const RESERVATION_ROUTE: &str = "/internal/stock/reservations/{checkout_id}";
@@ -68,11 +67,10 @@ fn shortage_error(shortage: Shortage) -> ApiError {
 ))]
 pub(crate) async fn reserve(
     State(products): State<ProductService>,
-    caller: Caller,
+    _caller: Authorized<ServiceOnly>,
     ApiPath(checkout_id): ApiPath<Uuid>,
     ApiJson(body): ApiJson<ReserveBody>,
 ) -> ApiResult<StatusCode> {
-    caller.require(&[Role::Service])?;
     match products.reserve(checkout_id, &body.lines).await? {
         Ok(()) => Ok(StatusCode::NO_CONTENT),
         Err(Refusal::Insufficient(shortage)) => Err(shortage_error(shortage)),
@@ -91,10 +89,9 @@ pub(crate) async fn reserve(
 ))]
 pub(crate) async fn commit(
     State(products): State<ProductService>,
-    caller: Caller,
+    _caller: Authorized<ServiceOnly>,
     ApiPath(checkout_id): ApiPath<Uuid>,
 ) -> ApiResult<StatusCode> {
-    caller.require(&[Role::Service])?;
     match products.commit(checkout_id).await? {
         Ok(()) => Ok(StatusCode::NO_CONTENT),
         Err(shortage) => Err(shortage_error(shortage)),
@@ -110,10 +107,9 @@ pub(crate) async fn commit(
 ))]
 pub(crate) async fn release(
     State(products): State<ProductService>,
-    caller: Caller,
+    _caller: Authorized<ServiceOnly>,
     ApiPath(checkout_id): ApiPath<Uuid>,
 ) -> ApiResult<StatusCode> {
-    caller.require(&[Role::Service])?;
     products.release(checkout_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -25,6 +25,9 @@ pub enum ServiceError {
     /// Too much going on right now; the client may retry shortly (503).
     #[error("{0}")]
     Busy(String),
+    /// Too many attempts from this client or for this account; retry after that many seconds (429).
+    #[error("{detail}")]
+    TooManyRequests { detail: String, retry_after: u64 },
     /// Something behind the service failed. The text goes to the log, never to the client.
     #[error("internal error: {0}")]
     Internal(String),
@@ -64,7 +67,9 @@ impl From<CartError> for ServiceError {
     fn from(e: CartError) -> Self {
         match e {
             CartError::NotInCart(_) => ServiceError::NotFound(e.to_string()),
-            CartError::QuantityOutOfRange(_) | CartError::Empty => ServiceError::Invalid(e.to_string()),
+            CartError::QuantityOutOfRange(_) | CartError::Empty | CartError::TotalTooLarge(_) => {
+                ServiceError::Invalid(e.to_string())
+            }
             CartError::CheckoutInProgress => ServiceError::Conflict(e.to_string()),
             CartError::Store(s) => s.into(),
             CartError::Registry(r) => r.into(),

@@ -4,10 +4,7 @@ use rust_decimal::Decimal;
 
 use crate::error::{ServiceError, ServiceResult};
 
-/// The largest amount a `DECIMAL(10,2)` column holds.
-pub fn max_amount() -> Decimal {
-    Decimal::new(9_999_999_999, 2)
-}
+pub use shop_actors::model::max_amount;
 
 /// `amount` with exactly two places, as the REST contract shows money and the stores keep it.
 pub fn two_places(amount: Decimal) -> Decimal {

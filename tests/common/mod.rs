@@ -12,7 +12,7 @@ use shop_actors::bus::EventLog;
 use shop_actors::model::{OrderEvent, OrderEventType};
 use shop_http::{Application, RunConfig};
 use shop_services::Service;
-use shop_services::auth::Secret;
+use shop_services::auth::{JwtKeys, Secret};
 use shop_services::testing::MySqlDatabases;
 use tempfile::TempDir;
 
@@ -74,6 +74,8 @@ pub fn test_config(dir: &TempDir) -> RunConfig {
     config.admin_password = Some(Secret::new(ADMIN_PASSWORD));
     config.bcrypt_cost = 4;
     config.hash_concurrency = 2;
+    // The tests register many users from 127.0.0.1; the limit itself is tested on its own.
+    config.register_per_address = 0;
     config.payment_seed = Some(7);
     config
 }
@@ -195,6 +197,12 @@ impl TestApp {
     }
 
     /// A product with stock enough for any test (checkouts take stock).
+    /// A token `caller` would send to `callee`, as the services make them for each other.
+    pub fn service_token(&self, caller: Service, callee: Service) -> String {
+        let keys = JwtKeys::new(&Secret::new(JWT_SECRET), Duration::from_secs(60)).expect("keys");
+        keys.issue_service(caller, callee).expect("a service token")
+    }
+
     pub async fn bulk_product(&self) -> i64 {
         let admin = self.admin().await;
         let body = json!({ "name": "Bulk cable", "price": "2.50", "stock": 1_000_000 });

@@ -10,6 +10,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::extract::{ApiJson, Caller};
+use crate::limits::ClientAddr;
 use crate::openapi::{self, *};
 
 #[derive(Clone, FromRef)]
@@ -52,16 +53,18 @@ pub(crate) fn router(state: AuthState, ops: crate::ops::Ops) -> Router {
 /// Makes an account with role USER.
 #[utoipa::path(post, path = "/api/auth/register", tag = "auth", request_body = RegisterRequest, responses(
     (status = 201, description = "The new user.", body = User),
-    (status = 400, response = BadRequest), (status = 409, response = Conflict),
+    (status = 400, response = BadRequest), (status = 408, response = RequestTimeout),
+    (status = 409, response = Conflict),
     (status = 413, response = PayloadTooLarge), (status = 415, response = UnsupportedMediaType),
-    (status = 503, response = Unavailable),
+    (status = 429, response = TooManyRequests), (status = 503, response = Unavailable),
 ))]
 async fn register(
     State(auth): State<AuthService>,
+    ClientAddr(from): ClientAddr,
     ApiJson(req): ApiJson<RegisterRequest>,
 ) -> ApiResult<(StatusCode, Json<User>)> {
-    let user =
-        auth.register(NewUser { username: req.username, email: req.email, password: req.password }).await?;
+    let new = NewUser { username: req.username, email: req.email, password: req.password };
+    let user = auth.register(new, from).await?;
     Ok((StatusCode::CREATED, Json(user)))
 }
 
@@ -69,14 +72,16 @@ async fn register(
 #[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = LoginRequest, responses(
     (status = 200, description = "A bearer token.", body = LoginResponse),
     (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+    (status = 408, response = RequestTimeout),
     (status = 413, response = PayloadTooLarge), (status = 415, response = UnsupportedMediaType),
-    (status = 503, response = Unavailable),
+    (status = 429, response = TooManyRequests), (status = 503, response = Unavailable),
 ))]
 async fn login(
     State(auth): State<AuthService>,
+    ClientAddr(from): ClientAddr,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> ApiResult<Json<LoginResponse>> {
-    Ok(Json(auth.login(&req.username, &req.password).await?))
+    Ok(Json(auth.login(&req.username, &req.password, from).await?))
 }
 
 /// The caller's own account.

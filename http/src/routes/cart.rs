@@ -2,7 +2,7 @@ use axum::extract::{FromRef, State};
 use axum::http::StatusCode;
 use axum::{Json, Router};
 use serde::Deserialize;
-use shop_services::auth::{JwtKeys, Role};
+use shop_services::auth::JwtKeys;
 use shop_services::cart::{CartService, CartView};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -10,7 +10,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::error::ApiResult;
-use crate::extract::{ApiJson, ApiPath, Caller, Id};
+use crate::extract::{ApiJson, ApiPath, Authorized, Caller, Id, ServiceOnly};
 use crate::lease::{self, LeaseBody};
 use crate::openapi::{self, *};
 
@@ -130,10 +130,9 @@ async fn clear(State(carts): State<CartService>, caller: Caller) -> ApiResult<St
 ))]
 async fn begin_checkout(
     State(carts): State<CartService>,
-    caller: Caller,
+    _caller: Authorized<ServiceOnly>,
     ApiPath(username): ApiPath<String>,
 ) -> ApiResult<Json<LeaseBody>> {
-    caller.require(&[Role::Service])?;
     Ok(Json(carts.begin_checkout(&username).await?.into()))
 }
 
@@ -149,10 +148,9 @@ async fn begin_checkout(
 ))]
 async fn release_checkout(
     State(carts): State<CartService>,
-    caller: Caller,
+    _caller: Authorized<ServiceOnly>,
     ApiPath((username, checkout_id)): ApiPath<(String, Uuid)>,
 ) -> ApiResult<StatusCode> {
-    caller.require(&[Role::Service])?;
     carts.release_checkout(&username, checkout_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,9 +1,11 @@
 //! One router per service. Each carries its OpenAPI document (`/openapi.json`, `/docs`),
 //! `/health`, and answers unknown paths and methods with problem+json.
 
+use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::{Extension, Json, Router};
 use serde::Serialize;
+use tower_http::timeout::RequestBodyDeadlineLayer;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -39,7 +41,8 @@ async fn health(Extension(ServiceName(service)): Extension<ServiceName>) -> Json
 }
 
 /// Adds what every service has: its document, `GET /health`, `/ready`, `/metrics`, 404 and 405 as problem+json,
-/// each request in its span (request id, trace id; [`crate::trace`]).
+/// each request in its span (request id, trace id; [`crate::trace`]), and the body limits
+/// ([`crate::limits`]).
 pub(crate) fn finish<S: Clone + Send + Sync + 'static>(
     service: &'static str,
     routes: OpenApiRouter<S>,
@@ -58,6 +61,8 @@ pub(crate) fn finish<S: Clone + Send + Sync + 'static>(
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "this endpoint does not take that method")
         })
         .layer(Extension(ServiceName(service)))
+        .layer(DefaultBodyLimit::max(crate::limits::BODY_LIMIT))
+        .layer(RequestBodyDeadlineLayer::new(crate::limits::BODY_DEADLINE))
         .layer(axum::middleware::from_fn(move |request, next| {
             crate::trace::traced(service, ops.metrics.clone(), request, next)
         }))

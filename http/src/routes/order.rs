@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::extract::{ApiJson, ApiPath, Caller, Id, IdempotencyKeyHeader};
+use crate::extract::{AdminOnly, ApiJson, ApiPath, Authorized, Caller, Id, IdempotencyKeyHeader};
 use crate::openapi::{self, *};
 
 #[derive(Clone, FromRef)]
@@ -103,10 +103,9 @@ async fn history(
 ))]
 async fn set_status(
     State(orders): State<OrderService>,
-    caller: Caller,
+    _caller: Authorized<AdminOnly>,
     ApiPath(Id(id)): ApiPath<Id>,
     ApiJson(req): ApiJson<StatusRequest>,
 ) -> ApiResult<Json<OrderView>> {
-    caller.require(&[Role::Admin])?;
     Ok(Json(orders.set_status(id, &req.status).await?))
 }

@@ -3,7 +3,7 @@ use axum::{Json, Router};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use shop_services::ServiceError;
-use shop_services::auth::{JwtKeys, Role};
+use shop_services::auth::JwtKeys;
 use shop_services::payment::{Payment, PaymentService};
 
 use crate::error::ApiResult;
@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::extract::{ApiJson, ApiPath, Caller, Id};
+use crate::extract::{ApiJson, ApiPath, Authorized, Id, ServiceOnly};
 use crate::openapi::{self, *};
 
 #[derive(Clone, FromRef)]
@@ -60,9 +60,6 @@ fn user_id_schema() -> utoipa::openapi::schema::Schema {
         .into()
 }
 
-/// Payments are taken by the Order service, never by end users.
-const CALLERS: [Role; 2] = [Role::Service, Role::Admin];
-
 /// The payment side of a cancelled order, closed (service credentials only).
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -86,7 +83,7 @@ pub(crate) fn router(state: PaymentState, ops: crate::ops::Ops) -> Router {
     super::finish("payment", routes, state, ops)
 }
 
-/// Charges an order through the gateway (SERVICE or ADMIN); one payment per order.
+/// Charges an order through the gateway (SERVICE only: the Order service); one payment per order.
 #[utoipa::path(post, path = "/api/payments/process", tag = "payment", security(("bearer" = [])), request_body = ProcessRequest,
     responses(
     (status = 200, description = "The payment: SUCCESS with its transaction id, or FAILED with the reason.", body = Payment),
@@ -97,10 +94,9 @@ pub(crate) fn router(state: PaymentState, ops: crate::ops::Ops) -> Router {
 ))]
 async fn process(
     State(payments): State<PaymentService>,
-    caller: Caller,
+    _caller: Authorized<ServiceOnly>,
     ApiJson(req): ApiJson<ProcessRequest>,
 ) -> ApiResult<Json<Payment>> {
-    caller.require(&CALLERS)?;
     let user_id = match req.user_id {
         UserId::Number(n) => n.to_string(),
         UserId::Text(s) => s,
@@ -121,14 +117,13 @@ pub(crate) const VOID_ROUTE: &str = "/internal/payments/void";
 ))]
 async fn void(
     State(payments): State<PaymentService>,
-    caller: Caller,
+    _caller: Authorized<ServiceOnly>,
     ApiJson(req): ApiJson<VoidBody>,
 ) -> ApiResult<Json<Payment>> {
-    caller.require(&[Role::Service])?;
     Ok(Json(payments.void(req.order_id, &req.user_id, req.amount, &req.reason).await?))
 }
 
-/// The payment of an order (SERVICE or ADMIN).
+/// The payment of an order (SERVICE only; people see it in the order's history).
 #[utoipa::path(get, path = "/api/payments/order/{order_id}", tag = "payment", security(("bearer" = [])),
     params(("order_id" = i64, Path, description = "The order's id.")), responses(
     (status = 200, description = "The payment.", body = Payment),
@@ -138,10 +133,9 @@ async fn void(
 ))]
 async fn by_order(
     State(payments): State<PaymentService>,
-    caller: Caller,
+    _caller: Authorized<ServiceOnly>,
     ApiPath(Id(order_id)): ApiPath<Id>,
 ) -> ApiResult<Json<Payment>> {
-    caller.require(&CALLERS)?;
     let payment = payments.find_by_order(order_id).await?;
     Ok(Json(payment.ok_or_else(|| ServiceError::NotFound(format!("no payment for order {order_id}")))?))
 }

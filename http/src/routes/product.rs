@@ -3,14 +3,14 @@ use axum::http::StatusCode;
 use axum::{Json, Router};
 use rust_decimal::Decimal;
 use serde::Deserialize;
-use shop_services::auth::{JwtKeys, Role};
+use shop_services::auth::JwtKeys;
 use shop_services::product::{Product, ProductInput, ProductService};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::ApiResult;
-use crate::extract::{ApiJson, ApiPath, Caller, Id};
+use crate::extract::{AdminOnly, ApiJson, ApiPath, Authorized, Id};
 use crate::openapi::{self, *};
 use crate::stock;
 
@@ -87,10 +87,9 @@ async fn show(
 ))]
 async fn create(
     State(products): State<ProductService>,
-    caller: Caller,
+    _caller: Authorized<AdminOnly>,
     ApiJson(req): ApiJson<ProductRequest>,
 ) -> ApiResult<(StatusCode, Json<Product>)> {
-    caller.require(&[Role::Admin])?;
     Ok((StatusCode::CREATED, Json(products.create(req.into()).await?)))
 }
 
@@ -105,11 +104,10 @@ async fn create(
 ))]
 async fn update(
     State(products): State<ProductService>,
-    caller: Caller,
+    _caller: Authorized<AdminOnly>,
     ApiPath(Id(id)): ApiPath<Id>,
     ApiJson(req): ApiJson<ProductRequest>,
 ) -> ApiResult<Json<Product>> {
-    caller.require(&[Role::Admin])?;
     Ok(Json(products.update(id, req.into()).await?))
 }
 
@@ -123,10 +121,9 @@ async fn update(
 ))]
 async fn remove(
     State(products): State<ProductService>,
-    caller: Caller,
+    _caller: Authorized<AdminOnly>,
     ApiPath(Id(id)): ApiPath<Id>,
 ) -> ApiResult<StatusCode> {
-    caller.require(&[Role::Admin])?;
     products.delete(id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,5 +1,6 @@
 //! Auth: users, BCrypt passwords and HS256 JWTs.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -9,10 +10,15 @@ use serde::{Deserialize, Serialize};
 use crate::error::{ServiceError, ServiceResult};
 
 pub mod hashing;
+pub mod limits;
 mod token;
 
 use self::hashing::PasswordHasher;
-pub use self::token::{Claims, JwtKeys, Secret, load_or_create_secret};
+use self::limits::{Limiter, LoginLimits};
+pub use self::token::{
+    Claims, JwtKeys, LEEWAY_SECS, MIN_SECRET_BYTES, SERVICE_TOKEN_TTL, Secret, USER_AUDIENCE, USER_ISSUER,
+    check_secret_strength, load_or_create_secret, service_principal,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -65,6 +71,11 @@ pub trait UserStore: Send + Sync + 'static {
     async fn make_admin(&self, username: &str, password_hash: &str) -> ServiceResult<bool>;
 }
 
+/// The shortest password accepted at registration.
+pub const MIN_PASSWORD_BYTES: usize = 8;
+/// The longest: what bcrypt reads. Refused beyond, rather than silently cut.
+pub const MAX_PASSWORD_BYTES: usize = 72;
+
 #[derive(Debug, Clone)]
 pub struct NewUser {
     pub username: String,
@@ -92,11 +103,19 @@ pub struct AuthConfig {
     pub hash_queue: usize,
     /// The share of its time each hashing thread may spend hashing (above 0, at most 1).
     pub hash_cpu_share: f64,
+    /// Failed logins per account and per address, registrations per address.
+    pub limits: LoginLimits,
 }
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        Self { bcrypt_cost: bcrypt::DEFAULT_COST, hash_concurrency: 1, hash_queue: 256, hash_cpu_share: 0.5 }
+        Self {
+            bcrypt_cost: bcrypt::DEFAULT_COST,
+            hash_concurrency: 1,
+            hash_queue: 256,
+            hash_cpu_share: 0.5,
+            limits: LoginLimits::default(),
+        }
     }
 }
 
@@ -109,6 +128,7 @@ pub struct AuthService {
     /// Compared against when the user does not exist, so that an unknown username costs as much
     /// time as a wrong password and the two cannot be told apart.
     dummy_hash: Arc<str>,
+    limiter: Arc<Limiter>,
 }
 
 impl AuthService {
@@ -122,11 +142,14 @@ impl AuthService {
             PasswordHasher::start(config.hash_concurrency, config.hash_queue, config.hash_cpu_share)?;
         let cost = config.bcrypt_cost;
         let dummy = hashing.hash("not a real password".into(), cost).await?;
-        Ok(Self { users, keys, cost, hashing, dummy_hash: dummy.into() })
+        let limiter = Arc::new(Limiter::new(config.limits));
+        Ok(Self { users, keys, cost, hashing, dummy_hash: dummy.into(), limiter })
     }
 
-    pub async fn register(&self, new: NewUser) -> ServiceResult<User> {
+    /// Makes an account with role USER; `from` is the client's address (limited per address).
+    pub async fn register(&self, new: NewUser, from: Option<IpAddr>) -> ServiceResult<User> {
         validate_new_user(&new)?;
+        self.limiter.register(from)?;
         let hash = self.hashing.hash(new.password, self.cost).await?;
         let row = NewUserRow {
             username: &new.username,
@@ -138,14 +161,28 @@ impl AuthService {
         self.users.insert(row).await
     }
 
-    pub async fn login(&self, username: &str, password: &str) -> ServiceResult<LoginResponse> {
+    /// Checks the password of `username`, logging in from `from` (the client's address).
+    /// An unknown user and a wrong password answer the same, after the same bcrypt work.
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+        from: Option<IpAddr>,
+    ) -> ServiceResult<LoginResponse> {
+        self.limiter.before_login(username, from)?;
         let found = self.users.credentials(username).await?;
         let hash = found.as_ref().map_or_else(|| self.dummy_hash.to_string(), |(hash, _)| hash.clone());
-        let ok = self.hashing.verify(password.to_owned(), hash).await?;
+        // BCrypt reads 72 bytes; a longer password cannot be one that was registered.
+        let too_long = password.len() > MAX_PASSWORD_BYTES;
+        let ok = self.hashing.verify(password.to_owned(), hash).await? && !too_long;
         let role = match (ok, found) {
             (true, Some((_, role))) => role,
-            _ => return Err(ServiceError::Unauthorized("invalid username or password".into())),
+            _ => {
+                self.limiter.login_failed(username, from);
+                return Err(ServiceError::Unauthorized("invalid username or password".into()));
+            }
         };
+        self.limiter.login_succeeded(username);
         Ok(LoginResponse {
             token: self.keys.issue(username, role)?,
             token_type: "Bearer",
@@ -208,7 +245,7 @@ fn validate_new_user(u: &NewUser) -> ServiceResult<()> {
         return Err(ServiceError::Invalid("email must be a valid address of at most 100 characters".into()));
     }
     // BCrypt reads at most 72 bytes; a longer password would be silently truncated.
-    if !(8..=72).contains(&u.password.len()) {
+    if !(MIN_PASSWORD_BYTES..=MAX_PASSWORD_BYTES).contains(&u.password.len()) {
         return Err(ServiceError::Invalid("password must be 8 to 72 bytes long".into()));
     }
     Ok(())

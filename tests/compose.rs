@@ -30,6 +30,28 @@ fn compose() -> Value {
     serde_yaml::from_str(&text).expect("docker-compose.yml is YAML")
 }
 
+/// The gateway: published on 8000, with every service's URL, and nothing it does not read.
+fn check_gateway(name: &str, def: &Value, known: &BTreeSet<String>) {
+    let env = def["environment"].as_mapping().unwrap_or_else(|| panic!("{name}: environment as a map"));
+    let vars: BTreeSet<String> = env.keys().filter_map(Value::as_str).map(str::to_owned).collect();
+    for var in vars.iter().filter(|v| v.starts_with("SHOP_")) {
+        assert!(known.contains(var), "{name} sets {var}, which shop does not read");
+    }
+    for (var, url) in [
+        ("SHOP_AUTH_URL", "http://auth:8080"),
+        ("SHOP_PRODUCT_URL", "http://product:8081"),
+        ("SHOP_CART_URL", "http://cart:8082"),
+        ("SHOP_ORDER_URL", "http://order:8084"),
+    ] {
+        assert_eq!(env[&Value::from(var)].as_str(), Some(url), "{name}: {var}");
+    }
+    assert!(!vars.contains("SHOP_PAYMENT_URL"), "the gateway does not expose Payment");
+    assert_eq!(env[&Value::from("SHOP_GATEWAY_PORT")].as_str(), Some("8000"));
+    let published: Vec<&str> =
+        def["ports"].as_sequence().into_iter().flatten().filter_map(Value::as_str).collect();
+    assert_eq!(published, ["8000:8000"], "{name}");
+}
+
 #[test]
 fn compose_sets_only_known_variables_and_everything_each_service_needs() {
     let known = known_variables();
@@ -43,6 +65,11 @@ fn compose_sets_only_known_variables_and_everything_each_service_needs() {
     for (name, def) in services {
         let name = name.as_str().expect("service name");
         let Some(command) = def["command"].as_sequence() else { continue };
+        if command.get(1).and_then(Value::as_str) == Some("gateway") {
+            check_gateway(name, def, &known);
+            served.insert("gateway".to_owned());
+            continue;
+        }
         if let Some(port) = def["environment"].as_mapping().and_then(|env| {
             env.iter().find_map(|(k, v)| k.as_str().filter(|k| k.ends_with("_PORT")).and(v.as_str()))
         }) {
@@ -87,7 +114,7 @@ fn compose_sets_only_known_variables_and_everything_each_service_needs() {
     }
     assert_eq!(
         served,
-        ["auth", "cart", "order", "payment", "product"].map(str::to_owned).into_iter().collect()
+        ["auth", "cart", "gateway", "order", "payment", "product"].map(str::to_owned).into_iter().collect()
     );
     assert!(services.contains_key("mysql") && services.contains_key("kafka"));
 

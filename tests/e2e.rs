@@ -655,6 +655,7 @@ async fn the_load_tool_drives_the_system_closed_and_open_loop() {
         // Checkouts take stock: the tool makes a product of its own, as admin.
         admin_password: Some(common::ADMIN_PASSWORD.to_owned()),
         product_url: url(Service::Product),
+        gateway: None,
         json: false,
         scenario: Scenario::Checkout,
         requests: 0,
@@ -692,6 +693,27 @@ async fn the_load_tool_drives_the_system_closed_and_open_loop() {
     assert_eq!(open.paid + open.cancelled, 20);
     assert!(open.seconds >= 0.19, "20 checkouts at 100/s take at least 0.19 s: {open:?}");
     assert_eq!(open.audit.as_ref().map(|a| a.orders), Some(60));
+
+    // The same run through the gateway instead of the five ports (the others are unreachable).
+    let dead = "http://127.0.0.1:1".to_owned();
+    let gateway = shop_http::tools::load::run(
+        shop_http::tools::load::LoadConfig {
+            gateway: Some(format!("http://{}", t.app.gateway_addr())),
+            checkouts: 20,
+            login_flood: 0,
+            auth_url: dead.clone(),
+            cart_url: dead.clone(),
+            order_url: dead.clone(),
+            product_url: dead,
+            ..config.clone()
+        },
+        true,
+    )
+    .await
+    .expect("load through the gateway runs");
+    assert_eq!(gateway.paid + gateway.cancelled, 20, "{gateway:?}");
+    assert_eq!(gateway.checkout_errors(), 0, "{:?}", gateway.errors);
+    assert_eq!(gateway.audit.as_ref().map(|a| a.orders), Some(80));
 
     let health = shop_http::tools::load::run(
         shop_http::tools::load::LoadConfig {

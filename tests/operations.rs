@@ -565,7 +565,10 @@ async fn one_traced_request(env: &[(&str, &str)], traceparent: &str) -> String {
         })
         .collect();
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_shop"));
-    cmd.arg("run").env("SHOP_DATA_DIR", dir.path()).env("SHOP_HOST", "127.0.0.1");
+    cmd.arg("run")
+        .env("SHOP_DATA_DIR", dir.path())
+        .env("SHOP_HOST", "127.0.0.1")
+        .env("SHOP_GATEWAY_PORT", "0");
     for (name, port) in ["AUTH", "PRODUCT", "CART", "PAYMENT", "ORDER"].iter().zip(&ports) {
         cmd.env(format!("SHOP_{name}_PORT"), port.to_string())
             .env_remove(format!("SHOP_{name}_DATABASE_URL"));

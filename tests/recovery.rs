@@ -41,6 +41,7 @@ impl Shop {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_shop"));
         cmd.arg("run")
             .env("SHOP_DATA_DIR", dir)
+            .env("SHOP_GATEWAY_PORT", "0")
             .env("SHOP_BCRYPT_COST", "4")
             .env("SHOP_PAYMENT_SUCCESS_RATE", "0.5")
             .env("SHOP_PAYMENT_SEED", "5")

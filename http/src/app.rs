@@ -18,6 +18,7 @@ use shop_services::{Service, ServiceError};
 
 use crate::config::RunConfig;
 use crate::frontends::{self, Check, Frontend, Servers, StartError};
+use crate::gateway::{Gateway, Upstream};
 
 /// The five service databases.
 #[derive(Clone, Debug)]
@@ -85,6 +86,7 @@ impl Application {
         for service in Service::ALL {
             listeners.push(frontends::bind(config.host, service, config.port(service)).await?);
         }
+        let gateway_listener = frontends::bind_gateway(config.host, config.gateway_port).await?;
         let databases = Databases::open(&config).await?;
         let secret = match &config.jwt_secret {
             Some(s) => s.clone(),
@@ -111,7 +113,10 @@ impl Application {
         let history: Vec<Arc<dyn HistorySource>> =
             vec![Arc::new(products.clone()), Arc::new(payments.clone()), Arc::new(carts.clone())];
         let services = [
-            Frontend::Auth(Box::new(frontends::auth(&config, &databases.auth, &keys).await?)),
+            Frontend::Auth(
+                Box::new(frontends::auth(&config, &databases.auth, &keys).await?),
+                frontends::trusted_proxies(&config),
+            ),
             Frontend::Product(products.clone()),
             Frontend::Cart(carts),
             Frontend::Payment(payments),
@@ -119,11 +124,19 @@ impl Application {
         ];
         let mut servers = Servers::new();
         servers.background(products.clone().sweep_forever());
+        let mut upstreams = Vec::new();
         for ((service, listener), frontend) in Service::ALL.into_iter().zip(listeners).zip(services) {
             let checks = vec![Check::database(databases.get(service))];
             let figures = vec![frontends::database_figures(databases.get(service))];
-            servers.spawn(service, listener, frontend, &keys, checks, figures)?;
+            let router = servers.spawn(service, listener, frontend, &keys, checks, figures)?;
+            // The gateway calls the services in-process; Payment it does not expose.
+            if service != Service::Payment {
+                upstreams.push((service, Upstream::Local(router)));
+            }
         }
+        let gateway = Gateway::new(upstreams, Duration::from_millis(config.gateway_timeout_ms))
+            .map_err(|e| StartError::Config(format!("the gateway's HTTP client: {e}")))?;
+        servers.serve(None, gateway_listener, gateway.router())?;
         Ok(Self { servers, core, databases, bus, grace: config.shutdown_grace() })
     }
 
@@ -132,6 +145,11 @@ impl Application {
             // Every service is bound in `build`; this cannot be reached.
             SocketAddr::from(([0, 0, 0, 0], 0))
         })
+    }
+
+    /// Where the gateway and storefront listen.
+    pub fn gateway_addr(&self) -> SocketAddr {
+        self.servers.gateway_addr().unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
     pub fn addrs(&self) -> Vec<(Service, SocketAddr)> {

@@ -170,17 +170,26 @@ pub enum ServiceArg {
     Cart,
     Payment,
     Order,
+    /// The API gateway and storefront (port 8000), in front of the services' URLs.
+    Gateway,
 }
 
-impl From<ServiceArg> for Service {
-    fn from(s: ServiceArg) -> Self {
-        match s {
-            ServiceArg::Auth => Service::Auth,
-            ServiceArg::Product => Service::Product,
-            ServiceArg::Cart => Service::Cart,
-            ServiceArg::Payment => Service::Payment,
-            ServiceArg::Order => Service::Order,
+impl ServiceArg {
+    /// The service this process runs; `None` for the gateway, which is none of the five.
+    pub fn service(self) -> Option<Service> {
+        match self {
+            ServiceArg::Auth => Some(Service::Auth),
+            ServiceArg::Product => Some(Service::Product),
+            ServiceArg::Cart => Some(Service::Cart),
+            ServiceArg::Payment => Some(Service::Payment),
+            ServiceArg::Order => Some(Service::Order),
+            ServiceArg::Gateway => None,
         }
+    }
+
+    /// Its name in logs and traces: `auth` … `order`, `gateway`.
+    pub fn name(self) -> &'static str {
+        self.service().map_or("gateway", Service::name)
     }
 }
 
@@ -203,6 +212,12 @@ pub struct ServeConfig {
     /// Consumer group of the Cart service's instances.
     #[arg(long, env = "SHOP_KAFKA_GROUP", default_value = "cart-service")]
     pub kafka_group: String,
+    /// Where the Auth service answers (the gateway routes `/api/auth` there).
+    #[arg(long, env = "SHOP_AUTH_URL")]
+    pub auth_url: Option<String>,
+    /// Where the Order service answers (the gateway routes `/api/orders` there).
+    #[arg(long, env = "SHOP_ORDER_URL")]
+    pub order_url: Option<String>,
     /// Where the Product service answers (the Cart service looks products up there).
     #[arg(long, env = "SHOP_PRODUCT_URL")]
     pub product_url: Option<String>,
@@ -228,6 +243,12 @@ pub struct RunConfig {
     pub host: IpAddr,
     #[command(flatten)]
     pub ports: Ports,
+    /// The API gateway's port (the storefront is at its `/`); 0 picks a free one.
+    #[arg(long, env = "SHOP_GATEWAY_PORT", default_value_t = 8000)]
+    pub gateway_port: u16,
+    /// Milliseconds the gateway waits for a service's answer before it answers 504.
+    #[arg(long, env = "SHOP_GATEWAY_TIMEOUT_MS", default_value_t = 30_000)]
+    pub gateway_timeout_ms: u64,
     /// Secret for HS256 tokens. Embedded mode makes one (kept in the data dir) when unset.
     #[arg(long, env = "SHOP_JWT_SECRET", hide_env_values = true, value_parser = secret)]
     pub jwt_secret: Option<Secret>,
@@ -255,6 +276,10 @@ pub struct RunConfig {
     /// Failed logins from one client address within the window before it is answered 429.
     #[arg(long, env = "SHOP_LOGIN_ADDRESS_FAILURES", default_value_t = 20)]
     pub login_address_failures: usize,
+    /// Proxies (the gateway's address, in distributed mode) whose `X-Forwarded-For` names the
+    /// client for the login and registration limits; comma-separated. Empty: the peer counts.
+    #[arg(long, env = "SHOP_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<IpAddr>,
     #[arg(long, env = "SHOP_LOGIN_WINDOW_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     pub login_window_secs: u64,
     /// Registrations from one client address per `SHOP_REGISTER_WINDOW_SECS`; 0 turns the limit

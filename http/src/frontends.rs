@@ -26,6 +26,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::RunConfig;
+use crate::limits::TrustedProxies;
 use crate::metrics::{self, Figure, Kind, Metrics, Sample, Source};
 pub(crate) use crate::ops::Check;
 use crate::ops::Ops;
@@ -46,7 +47,7 @@ pub enum StartError {
 /// One service, ready to serve.
 pub(crate) enum Frontend {
     // Boxed: the auth service (with its JWT keys) is far larger than the others.
-    Auth(Box<AuthService>),
+    Auth(Box<AuthService>, TrustedProxies),
     Product(ProductService),
     Cart(CartService),
     Payment(PaymentService),
@@ -68,7 +69,9 @@ impl Frontend {
         let keys = keys.for_service(service);
         let ops = Ops { metrics: Metrics::new(service.name(), figures), checks: Arc::new(checks) };
         match self {
-            Frontend::Auth(auth) => routes::auth::router(routes::auth::AuthState { auth: *auth, keys }, ops),
+            Frontend::Auth(auth, trusted) => {
+                routes::auth::router(routes::auth::AuthState { auth: *auth, keys, trusted }, ops)
+            }
             Frontend::Product(products) => {
                 routes::product::router(routes::product::ProductState { products, keys }, ops)
             }
@@ -83,7 +86,7 @@ impl Frontend {
     /// What the service's `/metrics` shows besides its requests, read when scraped.
     fn figures(&self) -> Vec<Source> {
         match self {
-            Frontend::Auth(auth) => {
+            Frontend::Auth(auth, _) => {
                 let auth = (**auth).clone();
                 vec![metrics::source(move || {
                     let (waiting, refused) = auth.hashing_queue();
@@ -349,9 +352,21 @@ pub(crate) async fn bind(host: IpAddr, service: Service, port: u16) -> Result<Tc
     TcpListener::bind(addr).await.map_err(|source| StartError::Bind { service: service.name(), addr, source })
 }
 
+/// The proxies whose `X-Forwarded-For` the Auth service believes.
+pub(crate) fn trusted_proxies(config: &RunConfig) -> TrustedProxies {
+    TrustedProxies(config.trusted_proxies.clone().into())
+}
+
+/// The gateway's listener.
+pub(crate) async fn bind_gateway(host: IpAddr, port: u16) -> Result<TcpListener, StartError> {
+    let addr = SocketAddr::new(host, port);
+    TcpListener::bind(addr).await.map_err(|source| StartError::Bind { service: "gateway", addr, source })
+}
+
 /// The HTTP servers of this process, stopped together.
 pub(crate) struct Servers {
-    running: Vec<(Service, SocketAddr, JoinHandle<std::io::Result<()>>)>,
+    /// Each server, by the service it serves (`None`: the gateway).
+    running: Vec<(Option<Service>, SocketAddr, JoinHandle<std::io::Result<()>>)>,
     /// Background work of the services (the stock sweep), stopped with them.
     tasks: Vec<JoinHandle<()>>,
     /// Set once to stop them all: each stops accepting and lets in-flight requests finish.
@@ -368,7 +383,8 @@ impl Servers {
         self.tasks.push(tokio::spawn(task));
     }
 
-    /// Serves `frontend` on `listener` until [`Servers::stop`].
+    /// Serves `frontend` on `listener` until [`Servers::stop`]; answers its router, which the
+    /// gateway of embedded mode routes to in-process.
     pub(crate) fn spawn(
         &mut self,
         service: Service,
@@ -377,9 +393,20 @@ impl Servers {
         keys: &JwtKeys,
         checks: Vec<Check>,
         figures: Vec<Source>,
+    ) -> std::io::Result<Router> {
+        let router = frontend.router(service, keys.clone(), checks, figures);
+        self.serve(Some(service), listener, router.clone())?;
+        Ok(router)
+    }
+
+    /// Serves `router` on `listener` until [`Servers::stop`]; `service` is `None` for the gateway.
+    pub(crate) fn serve(
+        &mut self,
+        service: Option<Service>,
+        listener: TcpListener,
+        router: Router,
     ) -> std::io::Result<()> {
         let addr = listener.local_addr()?;
-        let router = frontend.router(service, keys.clone(), checks, figures);
         let mut stop = self.shutdown.subscribe();
         let server = tokio::spawn(async move {
             // With the peer's address, which the login and registration limits count by.
@@ -394,7 +421,12 @@ impl Servers {
     }
 
     pub(crate) fn addrs(&self) -> Vec<(Service, SocketAddr)> {
-        self.running.iter().map(|(s, a, _)| (*s, *a)).collect()
+        self.running.iter().filter_map(|(s, a, _)| Some(((*s)?, *a))).collect()
+    }
+
+    /// Where the gateway listens, if this process runs it.
+    pub(crate) fn gateway_addr(&self) -> Option<SocketAddr> {
+        self.running.iter().find(|(s, _, _)| s.is_none()).map(|(_, a, _)| *a)
     }
 
     /// Serves until `signal` resolves or a server fails (answering its error); the caller stops
@@ -430,7 +462,7 @@ impl Servers {
             }
             if tokio::time::timeout_at(deadline, &mut server).await.is_err() {
                 tracing::warn!(
-                    service = service.name(),
+                    service = service.map_or("gateway", Service::name),
                     ?grace,
                     "requests still in flight after the shutdown grace; stopping them (recovery ends their checkouts)"
                 );

@@ -25,6 +25,7 @@ pub mod config;
 pub mod error;
 pub mod extract;
 mod frontends;
+pub mod gateway;
 mod history;
 mod lease;
 pub mod limits;
@@ -35,6 +36,7 @@ pub mod otlp;
 pub mod routes;
 pub mod serve;
 mod stock;
+mod storefront;
 pub mod tools;
 pub mod trace;
 

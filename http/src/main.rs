@@ -32,7 +32,7 @@ fn main() -> ExitCode {
     // asked; the exporter's HTTP client is made here, before the async runtime.
     let service_name = match &cli.command {
         Some(Command::Serve(config)) => {
-            format!("shop-{}", shop_services::Service::from(config.service).name())
+            format!("shop-{}", config.service.name())
         }
         _ => "shop".to_owned(),
     };
@@ -93,6 +93,10 @@ fn run(cli: Cli) -> ExitCode {
                 for (service, addr) in app.addrs() {
                     tracing::info!("{} service listening on http://{addr}", service.name());
                 }
+                tracing::info!(
+                    "the shop is open: storefront and API gateway on http://{}/",
+                    app.gateway_addr()
+                );
                 app.run_until(signal).await?;
                 Ok::<(), Box<dyn std::error::Error>>(())
             }
@@ -109,6 +113,13 @@ fn run(cli: Cli) -> ExitCode {
                 let report = config.audit().await?;
                 println!("{}", serde_json::to_string_pretty(&report)?);
                 if report.is_clean() { Ok(()) } else { Err("the audit found violations".into()) }
+            }
+            Command::Serve(config) if config.service == shop_http::config::ServiceArg::Gateway => {
+                let signal = shutdown_signal();
+                let gateway = shop_http::serve::GatewayNode::start(&config).await?;
+                tracing::info!("gateway and storefront on http://{}/", gateway.addr());
+                gateway.run_until(signal).await?;
+                Ok(())
             }
             Command::Serve(config) => {
                 let signal = shutdown_signal();

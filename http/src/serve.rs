@@ -21,6 +21,7 @@ use crate::clients::{
 };
 use crate::config::ServeConfig;
 use crate::frontends::{self, Check, Frontend, Servers, StartError};
+use crate::gateway::{Gateway, Upstream};
 
 /// One running service.
 pub struct Node {
@@ -35,13 +36,57 @@ pub struct Node {
     grace: Duration,
 }
 
+/// The gateway, in distributed mode: no database, the services reached at their URLs.
+pub struct GatewayNode {
+    servers: Servers,
+    grace: Duration,
+}
+
+impl GatewayNode {
+    /// Binds `SHOP_GATEWAY_PORT` and forwards to `SHOP_AUTH_URL`, `SHOP_PRODUCT_URL`,
+    /// `SHOP_CART_URL` and `SHOP_ORDER_URL` (each required).
+    pub async fn start(config: &ServeConfig) -> Result<Self, StartError> {
+        let url = |value: &Option<String>, var: &str| {
+            value.as_deref().map(|u| u.trim_end_matches('/').to_owned()).filter(|u| !u.is_empty()).ok_or_else(
+                || StartError::Config(format!("the gateway needs {var} (where that service answers)")),
+            )
+        };
+        let upstreams = vec![
+            (Service::Auth, Upstream::Remote(url(&config.auth_url, "SHOP_AUTH_URL")?)),
+            (Service::Product, Upstream::Remote(url(&config.product_url, "SHOP_PRODUCT_URL")?)),
+            (Service::Cart, Upstream::Remote(url(&config.cart_url, "SHOP_CART_URL")?)),
+            (Service::Order, Upstream::Remote(url(&config.order_url, "SHOP_ORDER_URL")?)),
+        ];
+        let run = &config.run;
+        let gateway = Gateway::new(upstreams, Duration::from_millis(run.gateway_timeout_ms))
+            .map_err(|e| StartError::Config(format!("the gateway's HTTP client: {e}")))?;
+        let listener = frontends::bind_gateway(run.host, run.gateway_port).await?;
+        let mut servers = Servers::new();
+        servers.serve(None, listener, gateway.router())?;
+        Ok(Self { servers, grace: run.shutdown_grace() })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.servers.gateway_addr().unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// Serves until `signal` resolves (or the server fails), then stops gracefully.
+    pub async fn run_until(mut self, signal: impl Future<Output = ()>) -> std::io::Result<()> {
+        let result = self.servers.run_until(signal).await;
+        self.servers.stop(self.grace).await;
+        result
+    }
+}
+
 /// How long a stopping node waits for the outbox's events, and then the producer's, to go out.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Node {
     /// Opens the service's database, connects what it needs and starts serving its port.
     pub async fn start(config: ServeConfig) -> Result<Self, StartError> {
-        let service = Service::from(config.service);
+        let service = config.service.service().ok_or_else(|| {
+            StartError::Config("`shop serve gateway` runs the gateway, not a service".into())
+        })?;
         let run = &config.run;
         let secret = run.jwt_secret.clone().ok_or_else(|| {
             StartError::Config(
@@ -60,7 +105,10 @@ impl Node {
         let mut checks = vec![Check::database(&database)];
         let mut figures = vec![frontends::database_figures(&database)];
         let frontend = match service {
-            Service::Auth => Frontend::Auth(Box::new(frontends::auth(run, &database, &keys).await?)),
+            Service::Auth => Frontend::Auth(
+                Box::new(frontends::auth(run, &database, &keys).await?),
+                frontends::trusted_proxies(run),
+            ),
             Service::Product => {
                 let products = frontends::product(run, &database).await?;
                 sweep = Some(products.clone().sweep_forever());
@@ -132,7 +180,8 @@ impl Node {
         if let Some(sweep) = sweep {
             servers.background(sweep);
         }
-        servers.spawn(service, listener, frontend, &keys, checks, figures)?;
+        // The router is for an in-process gateway, which a node has not.
+        let _router = servers.spawn(service, listener, frontend, &keys, checks, figures)?;
         Ok(Self { service, servers, runtime, database, bus, outbox, grace: run.shutdown_grace() })
     }
 

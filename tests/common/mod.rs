@@ -70,6 +70,7 @@ pub fn test_config(dir: &TempDir) -> RunConfig {
     for service in Service::ALL {
         config.set_port(service, 0);
     }
+    config.gateway_port = 0;
     config.jwt_secret = Some(Secret::new(JWT_SECRET));
     config.admin_password = Some(Secret::new(ADMIN_PASSWORD));
     config.bcrypt_cost = 4;

@@ -10,13 +10,14 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::extract::{ApiJson, Caller};
-use crate::limits::ClientAddr;
+use crate::limits::{ClientAddr, TrustedProxies};
 use crate::openapi::{self, *};
 
 #[derive(Clone, FromRef)]
 pub struct AuthState {
     pub auth: AuthService,
     pub keys: JwtKeys,
+    pub trusted: TrustedProxies,
 }
 
 #[derive(Deserialize, ToSchema)]

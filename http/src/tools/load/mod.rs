@@ -72,6 +72,10 @@ pub struct LoadConfig {
     pub admin_password: Option<String>,
     #[arg(long, env = "SHOP_PRODUCT_URL", default_value = "http://127.0.0.1:8081")]
     pub product_url: String,
+    /// Drive the API gateway at this URL (e.g. http://127.0.0.1:8000) instead of the services'
+    /// own ports: every service URL above, and the health scenario's, become the gateway's.
+    #[arg(long, env = "SHOP_LOAD_GATEWAY")]
+    pub gateway: Option<String>,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -136,7 +140,16 @@ async fn sent(
 const HELD_CART_PATIENCE: Duration = Duration::from_secs(30);
 
 /// Runs the load and returns the report (and prints it unless `quiet`).
-pub async fn run(config: LoadConfig, quiet: bool) -> Result<LoadReport, String> {
+pub async fn run(mut config: LoadConfig, quiet: bool) -> Result<LoadReport, String> {
+    if let Some(gateway) = config.gateway.clone() {
+        let gateway = gateway.trim_end_matches('/').to_owned();
+        for url in
+            [&mut config.auth_url, &mut config.cart_url, &mut config.order_url, &mut config.product_url]
+        {
+            url.clone_from(&gateway);
+        }
+        config.health_url = format!("{gateway}/health");
+    }
     let report = match config.scenario {
         Scenario::Checkout => checkouts(&config, quiet).await?,
         Scenario::Health => health(&config, quiet).await?,

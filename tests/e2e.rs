@@ -9,7 +9,7 @@ use reqwest::Method;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use shop_actors::model::OrderEventType;
-use shop_http::tools::load::Scenario;
+use shop_http::tools::load::{LoadConfig, Scenario};
 use shop_services::Service;
 use shop_services::auth::{Claims, JwtKeys, Role, Secret, USER_AUDIENCE, USER_ISSUER};
 use shop_services::payment::FAILURE_REASONS;
@@ -664,6 +664,8 @@ async fn the_load_tool_drives_the_system_closed_and_open_loop() {
         seconds: 1.0,
         login_flood: 2,
         audit: true,
+        // The system runs in this process: its CPU during the checkouts is measured.
+        cpu_of: vec![format!("system={}", std::process::id())],
         databases,
     };
     let closed = shop_http::tools::load::run(config.clone(), true).await.expect("load runs");
@@ -672,6 +674,8 @@ async fn the_load_tool_drives_the_system_closed_and_open_loop() {
     assert_eq!(closed.endpoints["checkout"].requests, 40);
     assert_eq!(closed.endpoints["checkout_e2e"].requests, 40);
     assert_eq!(closed.endpoints["register"].requests, 8);
+    let cpu = closed.cpu_seconds.get("system").copied();
+    assert!(cpu.is_some_and(|s| s > 0.0 && s < closed.seconds * 64.0), "CPU of the checkouts: {cpu:?}");
     assert!(closed.endpoints["login_flood"].requests >= 2, "the flood logged in: {closed:?}");
     let c = &closed.endpoints["checkout"];
     assert!(c.p50_ms <= c.p90_ms && c.p90_ms <= c.p99_ms && c.p99_ms <= c.max_ms, "{c:?}");
@@ -693,6 +697,9 @@ async fn the_load_tool_drives_the_system_closed_and_open_loop() {
     assert_eq!(open.paid + open.cancelled, 20);
     assert!(open.seconds >= 0.19, "20 checkouts at 100/s take at least 0.19 s: {open:?}");
     assert_eq!(open.audit.as_ref().map(|a| a.orders), Some(60));
+    let unwatchable = LoadConfig { cpu_of: vec!["system".into()], ..config.clone() };
+    let refused = shop_http::tools::load::run(unwatchable, true).await.expect_err("NAME=PID is asked for");
+    assert!(refused.contains("NAME=PID"), "{refused}");
 
     // The same run through the gateway instead of the five ports (the others are unreachable).
     let dead = "http://127.0.0.1:1".to_owned();
@@ -784,4 +791,70 @@ async fn shop_audit_reads_the_databases_and_fails_on_a_broken_invariant() {
     let report: Value = serde_json::from_slice(&broken.stdout).expect("a JSON report");
     let violations = report["violations"].to_string();
     assert!(violations.contains(&format!("order {} is still PENDING", pending.id)), "{report}");
+}
+
+/// Every page of a list, following `Link: <…>; rel="next"`: the pages' ids in order.
+async fn pages(t: &TestApp, service: Service, first: &str, token: Option<&str>) -> Vec<Vec<i64>> {
+    let mut next = Some(first.to_owned());
+    let mut pages = Vec::new();
+    while let Some(path) = next.take() {
+        let mut req = t.client.get(t.url(service, &path));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        let resp = req.send().await.expect("request sent");
+        assert_eq!(resp.status(), 200, "{path}");
+        next = resp.headers().get("link").map(|l| {
+            let l = l.to_str().expect("a text Link");
+            let (target, rel) = l.split_once(">; ").expect("<target>; rel");
+            assert_eq!(rel, "rel=\"next\"", "{l}");
+            target.trim_start_matches('<').to_owned()
+        });
+        let body: Value = resp.json().await.expect("a JSON array");
+        pages.push(body.as_array().expect("array").iter().map(id_of).collect());
+        assert!(pages.len() < 50, "the pages never end");
+    }
+    pages
+}
+
+#[tokio::test]
+async fn lists_come_in_pages_linked_by_a_cursor_and_bad_pages_are_refused() {
+    let t = TestApp::spawn().await;
+    let admin = t.admin().await;
+    for i in 0..3 {
+        let body = json!({ "name": format!("Paged {i}"), "price": "1.00", "stock": 100 });
+        t.call(Service::Product, Method::POST, "/api/products", Some(&admin), Some(body)).await.ok(201);
+    }
+    let all: Vec<i64> = t.products().await.as_array().expect("array").iter().map(id_of).collect();
+    assert!(all.len() >= 5, "the seed and three more: {all:?}");
+    let paged = pages(&t, Service::Product, "/api/products?limit=2", None).await;
+    assert!(paged.iter().all(|p| p.len() <= 2) && paged.len() == all.len().div_ceil(2), "{paged:?}");
+    assert_eq!(paged.concat(), all, "the pages, in order, are the whole catalog in id order");
+
+    // A user's orders, newest first, two to a page.
+    let ann = t.user("ann").await;
+    let product = t.bulk_product().await;
+    let mut made = Vec::new();
+    for _ in 0..5 {
+        t.add(&ann, product, 1).await.ok(200);
+        made.push(id_of(t.checkout(&ann).await.ok(201)));
+    }
+    made.reverse();
+    let paged = pages(&t, Service::Order, "/api/orders?limit=2", Some(&ann)).await;
+    assert_eq!(paged, vec![made[..2].to_vec(), made[2..4].to_vec(), made[4..].to_vec()]);
+    // Nobody else's orders are in anyone's pages.
+    let bob = t.user("bob").await;
+    assert_eq!(pages(&t, Service::Order, "/api/orders", Some(&bob)).await, vec![Vec::<i64>::new()]);
+
+    for bad in [
+        "/api/products?limit=0",
+        "/api/products?limit=101",
+        "/api/products?limit=two",
+        "/api/products?page=2",
+    ] {
+        let reply = t.call(Service::Product, Method::GET, bad, None, None).await;
+        reply.problem(400);
+    }
+    t.call(Service::Order, Method::GET, "/api/orders?after=x", Some(&ann), None).await.problem(400);
+    t.app.stop().await;
 }

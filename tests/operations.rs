@@ -333,6 +333,12 @@ async fn metrics_count_checkouts_as_the_orders_table_does_and_requests_by_route(
             }
         }
     }
+    // Writes counted, and the commits that held them: never more commits than writes.
+    let work = cart.get("shop_db_work_total{service=\"cart\",lane=\"writer\"}").copied().unwrap_or(0.0);
+    let commits = cart.get("shop_db_commits_total{service=\"cart\",lane=\"writer\"}").copied();
+    assert!(work >= 80.0, "40 adds and 40 checkouts wrote to the cart database: {cart:?}");
+    assert!(commits.is_some_and(|c| c >= 1.0 && c <= work), "{commits:?} commits for {work} writes");
+    assert!(!cart.contains_key("shop_db_commits_total{service=\"cart\",lane=\"readers\"}"), "{cart:?}");
     let writes = cart.get("shop_db_wait_seconds_total{service=\"cart\",lane=\"writer\"}").copied();
     assert!(writes.is_some_and(|s| s > 0.0), "40 adds and checkouts queued on the cart's writer: {writes:?}");
 }

@@ -13,8 +13,8 @@ use crate::model::{
     Cart, LineQuantity, NewOrder, Order, OrderEvent, OrderStatus, PaymentReceipt, PaymentStatus,
 };
 use crate::ports::{
-    CartStore, ChargeRequest, GatewayError, OrderStore, PaymentGateway, Shortage, StockError, StockPort,
-    StoreError, VoidRequest,
+    CartStore, ChargeRequest, GatewayError, OrderStore, Page, PaymentGateway, Shortage, StockError,
+    StockPort, StoreError, VoidRequest,
 };
 
 fn poisoned<T>(_: T) -> StoreError {
@@ -143,11 +143,18 @@ impl OrderStore for MemoryOrderStore {
         Ok(version)
     }
 
-    async fn list_for_user(&self, username: &str) -> Result<Vec<Order>, StoreError> {
+    async fn list_for_user(&self, username: &str, page: Page) -> Result<Vec<Order>, StoreError> {
         let t = self.tables()?;
         let ids = t.by_user.get(username).map_or(&[][..], Vec::as_slice);
         // Ids are handed out in increasing order, so the newest is last.
-        Ok(ids.iter().rev().filter_map(|id| t.orders.get(id)).cloned().collect())
+        Ok(ids
+            .iter()
+            .rev()
+            .filter(|id| page.admits(**id, true))
+            .take(page.limit as usize)
+            .filter_map(|id| t.orders.get(id))
+            .cloned()
+            .collect())
     }
 
     async fn unsent_events(&self, limit: usize) -> Result<Vec<OrderEvent>, StoreError> {

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::entity::{self, Decision, WriteThrough};
 use crate::model::{NewOrder, Order, OrderEvent, OrderStatus};
-use crate::ports::{OrderStore, StoreError};
+use crate::ports::{OrderStore, Page, StoreError};
 use crate::registry::{
     Activation, Entity, Passivate, Registry, RegistryConfig, RegistryError, RegistryStats,
 };
@@ -246,9 +246,10 @@ impl Orders {
         Ok(self.store.find_by_idempotency_key(username, key).await?)
     }
 
-    /// The user's orders, newest first, read straight from the store (one query, no actors).
-    pub async fn list_for_user(&self, username: &str) -> Result<Vec<Order>, OrderError> {
-        Ok(self.store.list_for_user(username).await?)
+    /// A page of the user's orders, newest first, read straight from the store (one query, no
+    /// actors).
+    pub async fn list_for_user(&self, username: &str, page: Page) -> Result<Vec<Order>, OrderError> {
+        Ok(self.store.list_for_user(username, page).await?)
     }
 
     pub async fn transition(&self, id: i64, change: Transition) -> Result<Order, OrderError> {

@@ -27,6 +27,32 @@ pub enum StoreError {
     Unavailable(String),
 }
 
+/// One page of a list in a stable order: at most `limit` entries that come after the entry
+/// whose id is `after` (none: from the start). Ids are the cursor: pages stay stable while rows
+/// are added, and each is one index range scan, however far into the list it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    pub after: Option<i64>,
+    pub limit: u32,
+}
+
+impl Page {
+    /// The first `limit` entries.
+    pub fn first(limit: u32) -> Self {
+        Self { after: None, limit }
+    }
+
+    /// Whether the entry with id `id` comes after the cursor in a list ordered by `newest_first`
+    /// or oldest first (in-memory stores filter with it).
+    pub fn admits(&self, id: i64, newest_first: bool) -> bool {
+        match self.after {
+            None => true,
+            Some(after) if newest_first => id < after,
+            Some(after) => id > after,
+        }
+    }
+}
+
 /// Where carts live. One cart per username; a missing cart loads as empty with version 0.
 #[async_trait]
 pub trait CartStore: Send + Sync + 'static {
@@ -61,8 +87,9 @@ pub trait OrderStore: Send + Sync + 'static {
     /// `order.version`, returning the new version; otherwise [`StoreError::Conflict`]. With an
     /// event, the event is put in the outbox in the same transaction.
     async fn update(&self, order: &Order, event: Option<&OrderEvent>) -> Result<i64, StoreError>;
-    /// The user's orders, newest first.
-    async fn list_for_user(&self, username: &str) -> Result<Vec<Order>, StoreError>;
+    /// A page of the user's orders, newest first: those older than `page.after` (an order id),
+    /// at most `page.limit` of them.
+    async fn list_for_user(&self, username: &str, page: Page) -> Result<Vec<Order>, StoreError>;
     /// Outbox events not yet relayed, oldest first.
     async fn unsent_events(&self, limit: usize) -> Result<Vec<OrderEvent>, StoreError>;
     /// Marks relayed events as sent.

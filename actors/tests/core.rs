@@ -9,7 +9,9 @@ use shop_actors::PaymentPoolConfig;
 use shop_actors::bus::EventLog;
 use shop_actors::memory::{MemoryCartStore, MemoryOrderStore, MemoryPayments, MemoryStock};
 use shop_actors::model::{Cart, OrderEventType, OrderStatus, PaymentReceipt, PaymentStatus, ProductSnapshot};
-use shop_actors::ports::{CartStore, ChargeRequest, GatewayError, PaymentGateway, StoreError, VoidRequest};
+use shop_actors::ports::{
+    CartStore, ChargeRequest, GatewayError, Page, PaymentGateway, StoreError, VoidRequest,
+};
 use shop_actors::{BreakerConfig, PAYMENT_UNAVAILABLE, RecoveryConfig, SagaConfig};
 use shop_actors::{CartError, CheckoutError, Core, CoreConfig, Decimal};
 
@@ -404,7 +406,7 @@ async fn the_last_units_go_to_as_many_buyers_as_there_are_units() {
     assert_eq!(p.stock.available(mouse().id), Some(0));
     assert_eq!(p.payments.count(), 3, "a refused checkout is never charged");
     for u in &users {
-        let orders = p.core.order.orders.list_for_user(u).await.expect("list");
+        let orders = p.core.order.orders.list_for_user(u, Page::first(1000)).await.expect("list");
         let cart = p.core.cart.carts.get(u).await.expect("cart");
         match orders.as_slice() {
             [] => {
@@ -465,7 +467,10 @@ async fn while_payment_is_down_new_checkouts_are_refused_at_once_and_nothing_is_
     }
     let refused = core.order.checkouts.checkout("c", None).await;
     assert!(matches!(refused, Err(CheckoutError::PaymentUnavailable { .. })), "{refused:?}");
-    assert!(core.order.orders.list_for_user("c").await.expect("list").is_empty(), "no order made");
+    assert!(
+        core.order.orders.list_for_user("c", Page::first(1000)).await.expect("list").is_empty(),
+        "no order made"
+    );
     let cart = core.cart.carts.get("c").await.expect("cart");
     assert!(cart.checkout.is_none() && cart.items.len() == 1, "the cart is not touched");
 }

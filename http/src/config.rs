@@ -318,6 +318,10 @@ pub struct RunConfig {
     /// Read connections per SQLite database (writes always use one).
     #[arg(long, env = "SHOP_DB_READ_CONNECTIONS", default_value_t = 4)]
     pub db_read_connections: u32,
+    /// The most writes an SQLite writer puts under one commit (group commit; 1: each write
+    /// commits alone).
+    #[arg(long, env = "SHOP_DB_GROUP_COMMIT", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub db_group_commit: u32,
     /// Connections per MySQL database pool.
     #[arg(long, env = "SHOP_DB_MAX_CONNECTIONS", default_value_t = 8)]
     pub db_max_connections: u32,

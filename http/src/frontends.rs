@@ -128,20 +128,35 @@ pub(crate) fn database_figures(db: &Database) -> Source {
     let db = db.clone();
     metrics::source(move || {
         let figure = |name, help, kind| Figure { name, help, kind, values: Vec::new() };
-        let (mut in_use, mut waiting, mut waits, mut waited) = (
+        let (mut in_use, mut waiting, mut waits, mut waited, mut work, mut commits) = (
             figure("db_connections_in_use", "Database connections running a piece of work", Kind::Gauge),
             figure("db_waiting", "Pieces of work waiting for a database connection", Kind::Gauge),
             figure("db_waits", "Pieces of work that found every database connection busy", Kind::Counter),
             figure("db_wait_seconds", "Time pieces of work waited for a database connection", Kind::Counter),
+            figure(
+                "db_work",
+                "Pieces of work run on the database (on the SQLite writer, one write transaction each)",
+                Kind::Counter,
+            ),
+            figure(
+                "db_commits",
+                "Commits of the SQLite writer, each holding one or more pieces of work",
+                Kind::Counter,
+            ),
         );
         for s in db.pool_stats() {
             let lane = vec![("lane", s.lane)];
             in_use.values.push((lane.clone(), Sample::Value(s.in_use as f64)));
             waiting.values.push((lane.clone(), Sample::Value(s.waiting as f64)));
             waits.values.push((lane.clone(), Sample::Value(s.waits as f64)));
+            work.values.push((lane.clone(), Sample::Value(s.work as f64)));
+            if let Some(n) = s.commits {
+                commits.values.push((lane.clone(), Sample::Value(n as f64)));
+            }
             waited.values.push((lane, Sample::Value(s.wait_seconds)));
         }
-        vec![in_use, waiting, waits, waited]
+        // Commits are counted only where work is grouped under them (the SQLite writer).
+        [in_use, waiting, waits, waited, work, commits].into_iter().filter(|f| !f.values.is_empty()).collect()
     })
 }
 
@@ -306,6 +321,7 @@ pub(crate) async fn open_database(config: &RunConfig, service: Service) -> Resul
     config.storage.ensure_data_dir(&[service]).map_err(StartError::Config)?;
     let pool = PoolConfig {
         read_connections: config.db_read_connections,
+        group_commit: config.db_group_commit as usize,
         max_connections: config.db_max_connections,
         acquire_timeout: Duration::from_millis(config.db_acquire_timeout_ms),
         ..PoolConfig::default()

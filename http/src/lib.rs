@@ -33,6 +33,7 @@ mod metrics;
 mod openapi;
 mod ops;
 pub mod otlp;
+pub(crate) mod paging;
 pub mod routes;
 pub mod serve;
 mod stock;

@@ -8,7 +8,7 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 use shop_actors::durations::DurationSnapshot;
 use shop_actors::model::{Order, OrderStatus};
-use shop_actors::ports::OrderStore;
+use shop_actors::ports::{OrderStore, Page};
 use shop_actors::{
     Checkouts, OrderSide, Orders, Outbox, PaymentPool, Recovery, RecoveryStats, RegistryStats, SagaStats,
     Transition,
@@ -178,8 +178,9 @@ impl OrderService {
         Ok(self.checkouts.checkout(username, key.map(|k| k.0)).await?.into())
     }
 
-    pub async fn list(&self, username: &str) -> ServiceResult<Vec<OrderView>> {
-        Ok(self.orders.list_for_user(username).await?.into_iter().map(OrderView::from).collect())
+    /// A page of the user's orders, newest first.
+    pub async fn list(&self, username: &str, page: Page) -> ServiceResult<Vec<OrderView>> {
+        Ok(self.orders.list_for_user(username, page).await?.into_iter().map(OrderView::from).collect())
     }
 
     /// The order, if it is the user's; another user's order is "not found", not "forbidden",

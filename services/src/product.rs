@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use shop_actors::model::{LineQuantity, ProductSnapshot};
-use shop_actors::ports::{Shortage, StockError, StockPort};
+use shop_actors::ports::{Page, Shortage, StockError, StockPort};
 use uuid::Uuid;
 
 use crate::error::{ServiceError, ServiceResult};
@@ -88,7 +88,8 @@ pub fn seed_catalog() -> Vec<ProductInput> {
 /// Where the catalog lives (the product database).
 #[async_trait]
 pub trait ProductStore: Send + Sync + 'static {
-    async fn list(&self) -> ServiceResult<Vec<Product>>;
+    /// A page of the catalog in id order.
+    async fn list(&self, page: Page) -> ServiceResult<Vec<Product>>;
     async fn get(&self, id: i64) -> ServiceResult<Option<Product>>;
     async fn create(&self, product: &ProductInput, now: DateTime<Utc>) -> ServiceResult<Product>;
     async fn update(
@@ -268,8 +269,9 @@ impl ProductService {
         }
     }
 
-    pub async fn list(&self) -> ServiceResult<Vec<Product>> {
-        self.store.list().await
+    /// A page of the catalog in id order.
+    pub async fn list(&self, page: Page) -> ServiceResult<Vec<Product>> {
+        self.store.list(page).await
     }
 
     pub async fn get(&self, id: i64) -> ServiceResult<Product> {

@@ -11,7 +11,7 @@ use shop_actors::model::{
     Cart, CartItem, CheckoutHold, LineQuantity, NewOrder, OrderEvent, OrderEventType, OrderItem, OrderStatus,
     PaymentStatus, ProductSnapshot,
 };
-use shop_actors::ports::StoreError;
+use shop_actors::ports::{Page, StoreError};
 use shop_actors::runtime::ActorRuntime;
 use shop_actors::{CartError, Carts, OrderError, Orders, Transition};
 use shop_services::Service;
@@ -140,8 +140,13 @@ async fn products_keep_money_exact_and_seed_once(f: Fixture) {
     let (x, y) = tokio::join!(a.seed_if_empty(&seed, now), b.seed_if_empty(&seed, now));
     assert_eq!(x.expect("seed") + y.expect("seed"), seed.len(), "two instances seeded once between them");
     assert_eq!(a.seed_if_empty(&seed, now).await.expect("seed"), 0);
-    let all = a.list().await.expect("list");
+    let all = a.list(Page::first(100)).await.expect("list");
     assert_eq!(all.len(), seed.len());
+    // Pages in id order, going on from the last id seen.
+    let two = a.list(Page::first(2)).await.expect("first page");
+    assert_eq!(two, all[..2]);
+    let rest = a.list(Page { after: Some(two[1].id), limit: 100 }).await.expect("next page");
+    assert_eq!(rest, all[2..]);
     assert_eq!((all[0].name.as_str(), all[0].price.to_string()), ("Laptop", "999.99".to_owned()));
 
     let input = |price: &str, stock: i64| ProductInput {
@@ -319,9 +324,18 @@ async fn orders_round_trip_with_their_items(f: Fixture) {
     assert_eq!(loaded, first);
     assert_eq!(orders.find_by_idempotency_key("fay", "k1").await.expect("find"), Some(first.clone()));
     assert_eq!(orders.find_by_idempotency_key("fay", "k2").await.expect("find"), None);
-    let mine = orders.list_for_user("fay").await.expect("list");
+    let mine = orders.list_for_user("fay", Page::first(100)).await.expect("list");
     assert_eq!(mine.iter().map(|o| o.id).collect::<Vec<_>>(), vec![second.id, first.id], "newest first");
     assert!(mine.iter().all(|o| o.items.len() == 2 && o.items[0].product_name == "Laptop"));
+    // Pages count orders, not their item rows, and go on from the last id seen.
+    let newest = orders.list_for_user("fay", Page::first(1)).await.expect("first page");
+    assert_eq!(newest, mine[..1], "the newest order, with both its items");
+    let older =
+        orders.list_for_user("fay", Page { after: Some(second.id), limit: 1 }).await.expect("next page");
+    assert_eq!(older, mine[1..], "the order older than the cursor");
+    let past =
+        orders.list_for_user("fay", Page { after: Some(first.id), limit: 1 }).await.expect("last page");
+    assert!(past.is_empty(), "nothing older than the oldest");
     assert_eq!(orders.load(424242).await.expect("load"), None);
     f.cleanup().await;
 }

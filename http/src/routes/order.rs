@@ -1,5 +1,6 @@
 use axum::extract::{FromRef, State};
 use axum::http::StatusCode;
+use axum::response::Response;
 use axum::{Json, Router};
 use serde::Deserialize;
 use shop_services::auth::{JwtKeys, Role};
@@ -11,8 +12,9 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::extract::{AdminOnly, ApiJson, ApiPath, Authorized, Caller, Id, IdempotencyKeyHeader};
+use crate::extract::{AdminOnly, ApiJson, ApiPath, ApiQuery, Authorized, Caller, Id, IdempotencyKeyHeader};
 use crate::openapi::{self, *};
+use crate::paging::{self, PageQuery};
 
 #[derive(Clone, FromRef)]
 pub struct OrderState {
@@ -53,13 +55,20 @@ async fn place(
     Ok((StatusCode::CREATED, Json(orders.place(caller.username(), key).await?)))
 }
 
-/// The caller's orders.
-#[utoipa::path(get, path = "/api/orders", tag = "order", security(("bearer" = [])), responses(
-    (status = 200, description = "The orders, newest first.", body = Vec<OrderView>),
-    (status = 401, response = Unauthorized), (status = 503, response = Unavailable),
+/// A page of the caller's orders, newest first (`crate::paging`).
+#[utoipa::path(get, path = "/api/orders", tag = "order", security(("bearer" = [])), params(PageQuery), responses(
+    (status = 200, description = "The orders, newest first; `Link: <…>; rel=\"next\"` when older ones follow.", body = Vec<OrderView>,
+        headers(("Link" = String, description = "The next page, when there is one."))),
+    (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
+    (status = 503, response = Unavailable),
 ))]
-async fn list(State(orders): State<OrderService>, caller: Caller) -> ApiResult<Json<Vec<OrderView>>> {
-    Ok(Json(orders.list(caller.username()).await?))
+async fn list(
+    State(orders): State<OrderService>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<PageQuery>,
+) -> ApiResult<Response> {
+    let (page, limit) = query.page()?;
+    Ok(paging::answer("/api/orders", limit, orders.list(caller.username(), page).await?, |o| o.id))
 }
 
 /// One of the caller's orders.

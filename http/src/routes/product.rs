@@ -1,5 +1,6 @@
 use axum::extract::{FromRef, State};
 use axum::http::StatusCode;
+use axum::response::Response;
 use axum::{Json, Router};
 use rust_decimal::Decimal;
 use serde::Deserialize;
@@ -10,8 +11,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::ApiResult;
-use crate::extract::{AdminOnly, ApiJson, ApiPath, Authorized, Id};
+use crate::extract::{AdminOnly, ApiJson, ApiPath, ApiQuery, Authorized, Id};
 use crate::openapi::{self, *};
+use crate::paging::{self, PageQuery};
 use crate::stock;
 
 #[derive(Clone, FromRef)]
@@ -54,13 +56,18 @@ pub(crate) fn router(state: ProductState, ops: crate::ops::Ops) -> Router {
     super::finish("product", routes, state, ops)
 }
 
-/// Every product.
-#[utoipa::path(get, path = "/api/products", tag = "product", responses(
-    (status = 200, description = "The catalog.", body = Vec<Product>),
-    (status = 503, response = Unavailable),
+/// A page of the catalog, in id order (`crate::paging`).
+#[utoipa::path(get, path = "/api/products", tag = "product", params(PageQuery), responses(
+    (status = 200, description = "The catalog's page; `Link: <…>; rel=\"next\"` when more follow.", body = Vec<Product>,
+        headers(("Link" = String, description = "The next page, when there is one."))),
+    (status = 400, response = BadRequest), (status = 503, response = Unavailable),
 ))]
-async fn list(State(products): State<ProductService>) -> ApiResult<Json<Vec<Product>>> {
-    Ok(Json(products.list().await?))
+async fn list(
+    State(products): State<ProductService>,
+    ApiQuery(query): ApiQuery<PageQuery>,
+) -> ApiResult<Response> {
+    let (page, limit) = query.page()?;
+    Ok(paging::answer("/api/products", limit, products.list(page).await?, |p| p.id))
 }
 
 /// One product.

@@ -30,6 +30,24 @@ const WORDS = {
 };
 
 async function api(method, path, body, headers = {}) {
+  return (await call(method, path, body, headers)).data;
+}
+
+// Every page of a list (`GET /api/products`, `GET /api/orders`), following each answer's
+// `Link: <…>; rel="next"`, up to `most` entries.
+async function apiAll(path, most = 1000) {
+  const all = [];
+  let next = path;
+  while (next && all.length < most) {
+    const { data, link } = await call("GET", next);
+    all.push(...(Array.isArray(data) ? data : []));
+    const m = /<([^>]+)>;\s*rel="next"/.exec(link || "");
+    next = m && m[1].startsWith("/api/") ? m[1] : null;
+  }
+  return all;
+}
+
+async function call(method, path, body, headers = {}) {
   const h = { Accept: "application/json", ...headers };
   if (body !== undefined) h["Content-Type"] = "application/json";
   if (state.token) h.Authorization = `Bearer ${state.token}`;
@@ -55,7 +73,7 @@ async function api(method, path, body, headers = {}) {
     const detail = data && typeof data.detail === "string" && data.detail ? data.detail : WORDS[resp.status];
     throw new ApiError(resp.status, sentence(detail || `The shop answered ${resp.status}`));
   }
-  return data;
+  return { data, link: resp.headers.get("Link") };
 }
 
 function sentence(s) {
@@ -150,7 +168,7 @@ async function whoAmI() {
 // ---- views ---------------------------------------------------------------------------------
 
 async function catalog() {
-  const products = await api("GET", "/api/products");
+  const products = await apiAll("/api/products");
   const me = state.me;
   const cards = products.map((p) => {
     const qty = el("input", { type: "number", min: 1, max: 1000, value: 1, "aria-label": `Quantity of ${p.name}` });
@@ -336,7 +354,7 @@ function statusBadge(status) {
 }
 
 async function orders() {
-  const list = await api("GET", "/api/orders");
+  const list = await apiAll("/api/orders");
   show(
     el("h2", { text: "Your orders" }),
     list.length
@@ -415,7 +433,7 @@ async function admin() {
     show(el("h2", { text: "Admin" }), el("p", { text: "This page is for administrators. Log in as one." }));
     return;
   }
-  const products = await api("GET", "/api/products");
+  const products = await apiAll("/api/products");
   const found = el("div", { id: "admin-order" });
   const orderId = el("input", { type: "number", min: 1, id: "admin-order-id", "aria-label": "Order id" });
   const lookUp = async () => {

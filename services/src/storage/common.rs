@@ -27,6 +27,12 @@ pub struct PoolStats {
     /// Pieces of work that found every connection busy, and how long work waited in all.
     pub waits: u64,
     pub wait_seconds: f64,
+    /// Pieces of work run to the end (on the SQLite writer: write transactions as its callers
+    /// see them).
+    pub work: u64,
+    /// Commits made (the SQLite writer, which groups its work under shared commits; `None` where
+    /// each piece of work is its own).
+    pub commits: Option<u64>,
 }
 
 /// The counters behind a [`PoolStats`]: a few relaxed atomic adds per piece of work.
@@ -36,6 +42,8 @@ pub(crate) struct Usage {
     pub waiting: AtomicUsize,
     pub waits: AtomicU64,
     pub wait_micros: AtomicU64,
+    pub work: AtomicU64,
+    pub commits: AtomicU64,
 }
 
 impl Usage {
@@ -47,6 +55,8 @@ impl Usage {
             waiting: self.waiting.load(Ordering::Relaxed),
             waits: self.waits.load(Ordering::Relaxed),
             wait_seconds: self.wait_micros.load(Ordering::Relaxed) as f64 / 1e6,
+            work: self.work.load(Ordering::Relaxed),
+            commits: None,
         }
     }
 
@@ -61,6 +71,8 @@ impl Usage {
 pub struct PoolConfig {
     /// SQLite: read connections per database (writes always use one).
     pub read_connections: u32,
+    /// SQLite: the most writes the writer puts under one commit (1: each write commits alone).
+    pub group_commit: usize,
     /// MySQL: connections per database pool.
     pub max_connections: u32,
     /// How long a query waits for a free connection.
@@ -75,6 +87,7 @@ impl Default for PoolConfig {
     fn default() -> Self {
         Self {
             read_connections: 4,
+            group_commit: super::sqlite::db::GROUP_COMMIT,
             max_connections: 8,
             acquire_timeout: Duration::from_secs(10),
             ping_after_idle: Duration::from_secs(1),
@@ -118,6 +131,19 @@ pub(crate) enum Bind<'a> {
 /// A cart write refused because the stored cart is no longer at the version it was based on.
 pub(crate) fn stale_cart(cart: &Cart) -> StoreError {
     StoreError::Conflict(format!("cart of {} changed since version {}", cart.username, cart.version))
+}
+
+/// The filter of [`order_select_sql`] for one page of a user's orders, newest first. Binds:
+/// username, the cursor (an order id; `i64::MAX` for the first page), the page size. The page is
+/// chosen among the orders alone (a LIMIT over the join would count item rows), through the
+/// `(username, id)` index; the derived table inside `IN` is how MariaDB and MySQL take a LIMIT
+/// there.
+pub(crate) const USER_PAGE_FILTER: &str = "o.id IN (SELECT id FROM (SELECT id FROM orders \
+     WHERE username = ? AND id < ? ORDER BY id DESC LIMIT ?) page)";
+
+/// The binds of [`USER_PAGE_FILTER`].
+pub(crate) fn user_page_binds(username: &str, page: shop_actors::ports::Page) -> [Bind<'_>; 3] {
+    [Bind::Text(username), Bind::Int(page.after.unwrap_or(i64::MAX)), Bind::Int(i64::from(page.limit))]
 }
 
 /// Orders (with their items) matching `filter`, newest first, in one query; both backends run it.

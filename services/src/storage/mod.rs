@@ -191,7 +191,7 @@ async fn open_sqlite(service: Service, path: &Path, pool: &PoolConfig) -> Servic
         .map_err(|e| ServiceError::Internal(format!("opening {}: {e}", path.display())))?;
     sqlite_migrator(service).run(&migrations).await?;
     migrations.close().await;
-    SqliteDb::start(path, pool.read_connections.max(1) as usize)
+    SqliteDb::start(path, pool.read_connections.max(1) as usize, pool.group_commit)
         .map_err(|e| ServiceError::Internal(format!("opening {}: {e}", path.display())))
 }
 

@@ -63,8 +63,9 @@ pub async fn measure(
                 const PAYLOAD: &str = "a single-row durable commit";
                 match &db {
                     Database::Sqlite(s) => {
+                        // Alone: each insert is its own commit, not one of a group.
                         s.write
-                            .run(move |c| {
+                            .run_alone(move |c| {
                                 Ok(c.prepare_cached(INSERT)?.execute(rusqlite::params![id, PAYLOAD])?)
                             })
                             .await?;

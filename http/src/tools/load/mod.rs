@@ -25,6 +25,7 @@ use crate::tools::audit::AuditConfig;
 use clap::Args;
 use serde::Serialize;
 use serde_json::json;
+use shop_services::tools::audit::AuditReport;
 
 mod report;
 
@@ -99,6 +100,10 @@ pub struct LoadConfig {
     /// SHOP_*_DATABASE_URL variables say they are.
     #[arg(long)]
     pub audit: bool,
+    /// `NAME=PID`, repeatable: the CPU time that process spent during the checkouts alone (not
+    /// the users' registration before them) goes into the report's `cpuSeconds` (Linux).
+    #[arg(long = "cpu-of", value_name = "NAME=PID")]
+    pub cpu_of: Vec<String>,
     #[command(flatten)]
     pub databases: AuditConfig,
 }
@@ -219,6 +224,7 @@ async fn health(config: &LoadConfig, quiet: bool) -> Result<LoadReport, String> 
         held_cart_retries: 0,
         endpoints: endpoint_reports(&r),
         audit: None,
+        cpu_seconds: BTreeMap::new(),
     })
 }
 
@@ -247,6 +253,7 @@ async fn commits(config: &LoadConfig) -> Result<LoadReport, String> {
         held_cart_retries: 0,
         endpoints: BTreeMap::new(),
         audit: None,
+        cpu_seconds: BTreeMap::new(),
     })
 }
 
@@ -258,6 +265,7 @@ async fn checkouts(config: &LoadConfig, quiet: bool) -> Result<LoadReport, Strin
     if config.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
         return Err("--rate must be a positive number of checkouts per second".into());
     }
+    let watched = watched_processes(&config.cpu_of)?;
     let http = http_client(config)?;
     let rec: Shared = Arc::default();
     let run_id = uuid::Uuid::new_v4().simple().to_string();
@@ -269,6 +277,7 @@ async fn checkouts(config: &LoadConfig, quiet: bool) -> Result<LoadReport, Strin
     let flooding = Arc::new(std::sync::atomic::AtomicBool::new(config.login_flood > 0));
     let flood = login_flood(config, &http, &rec, &run_id, &flooding);
 
+    let cpu_before: Vec<u64> = watched.iter().map(|(_, pid)| cpu_ticks(*pid)).collect::<Result<_, _>>()?;
     let bar = progress(config, quiet, config.checkouts);
     let start = Instant::now();
     let slots = Arc::new(tokio::sync::Semaphore::new(if config.rate.is_some() {
@@ -298,6 +307,11 @@ async fn checkouts(config: &LoadConfig, quiet: bool) -> Result<LoadReport, Strin
     }
     while tasks.join_next().await.is_some() {}
     let seconds = start.elapsed().as_secs_f64();
+    let mut cpu_seconds = BTreeMap::new();
+    for ((name, pid), before) in watched.iter().zip(cpu_before) {
+        let spent = cpu_ticks(*pid)?.saturating_sub(before);
+        cpu_seconds.insert(name.clone(), spent as f64 / CLOCK_TICKS_PER_SECOND);
+    }
     flooding.store(false, std::sync::atomic::Ordering::Relaxed);
     for login in flood {
         // A flood client that panicked has nothing left to report.
@@ -305,11 +319,7 @@ async fn checkouts(config: &LoadConfig, quiet: bool) -> Result<LoadReport, Strin
     }
     bar.finish_and_clear();
 
-    let audit = if config.audit {
-        Some(config.databases.audit().await.map_err(|e| format!("audit: {e}"))?)
-    } else {
-        None
-    };
+    let audit = if config.audit { Some(settled_audit(&config.databases).await?) } else { None };
     let r = lock(&rec);
     Ok(LoadReport {
         scenario: Scenario::Checkout,
@@ -322,6 +332,7 @@ async fn checkouts(config: &LoadConfig, quiet: bool) -> Result<LoadReport, Strin
         held_cart_retries: r.held_retries,
         endpoints: endpoint_reports(&r),
         audit,
+        cpu_seconds,
     })
 }
 
@@ -453,5 +464,51 @@ async fn one_checkout(
         Some("PAID") => r.paid += 1,
         Some("CANCELLED") => r.cancelled += 1,
         _ => r.error("checkout", "unexpected body"),
+    }
+}
+
+/// How long the audit waits for the system to settle after the last checkout answered.
+const SETTLE: Duration = Duration::from_secs(10);
+
+/// The audit once the system has settled: in distributed mode the outbox relay publishes the
+/// last outcome events just after their checkouts answered, so an audit at that instant finds
+/// them unsent. It is asked again every 200 ms until it is clean or [`SETTLE`] has passed; what
+/// it still finds then is reported.
+async fn settled_audit(databases: &AuditConfig) -> Result<AuditReport, String> {
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let report = databases.audit().await.map_err(|e| format!("audit: {e}"))?;
+        if report.violations.is_empty() || Instant::now() >= deadline {
+            return Ok(report);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The unit of `/proc/<pid>/stat`'s CPU times: USER_HZ, 100 on every Linux architecture.
+const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
+
+/// `--cpu-of NAME=PID` arguments, parsed.
+fn watched_processes(args: &[String]) -> Result<Vec<(String, u32)>, String> {
+    args.iter()
+        .map(|a| {
+            let (name, pid) = a.split_once('=').ok_or_else(|| format!("--cpu-of {a}: expected NAME=PID"))?;
+            let pid = pid.parse().map_err(|_| format!("--cpu-of {a}: {pid:?} is not a process id"))?;
+            Ok((name.to_owned(), pid))
+        })
+        .collect()
+}
+
+/// CPU time (user and system, in clock ticks) process `pid` has spent so far.
+fn cpu_ticks(pid: u32) -> Result<u64, String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map_err(|e| format!("--cpu-of: reading /proc/{pid}/stat: {e}"))?;
+    // The command name (field 2) is in parentheses and may hold spaces: count from after it.
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
+    // utime and stime are fields 14 and 15; the first field after the name is field 3.
+    let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<u64>().ok());
+    match (field(14), field(15)) {
+        (Some(user), Some(system)) => Ok(user + system),
+        _ => Err(format!("--cpu-of: /proc/{pid}/stat has no CPU times")),
     }
 }

@@ -39,6 +39,9 @@ pub struct LoadReport {
     /// event not yet applied, as in distributed mode) and asked again (after 10, 20, 40 … 250 ms).
     pub held_cart_retries: u64,
     pub endpoints: BTreeMap<String, EndpointReport>,
+    /// CPU seconds each `--cpu-of` process spent during the checkouts.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub cpu_seconds: BTreeMap<String, f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub audit: Option<AuditReport>,
 }

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use shop_actors::model::{NewOrder, Order, OrderEvent, OrderItem, OrderStatus};
-use shop_actors::ports::{OrderStore, StoreError};
+use shop_actors::ports::{OrderStore, Page, StoreError};
 use sqlx::Connection;
 use sqlx::mysql::MySqlRow;
 use sqlx::{AssertSqlSafe, QueryBuilder, Row};
@@ -17,7 +17,8 @@ use crate::history::OrderRows;
 use crate::order::{OrderRepo, OrderSummary};
 use crate::storage::common::{
     Bind, CLAIM_RECOVERY_SQL, CLAIM_RELAY_SQL, ORDER_EVENTS_SQL, ORDER_TIMES_SQL, OUTBOX_BACKLOG_SQL,
-    OUTCOME_EVENTS_SQL, UNFINISHED_SQL, checkout_id, is_unique_violation, order_select_sql,
+    OUTCOME_EVENTS_SQL, UNFINISHED_SQL, USER_PAGE_FILTER, checkout_id, is_unique_violation, order_select_sql,
+    user_page_binds,
 };
 
 pub struct Orders(pub MySqlDb);
@@ -171,8 +172,8 @@ impl OrderStore for Orders {
         Ok(order.version + 1)
     }
 
-    async fn list_for_user(&self, username: &str) -> Result<Vec<Order>, StoreError> {
-        self.select("o.username = ?", &[Bind::Text(username)]).await
+    async fn list_for_user(&self, username: &str, page: Page) -> Result<Vec<Order>, StoreError> {
+        self.select(USER_PAGE_FILTER, &user_page_binds(username, page)).await
     }
 
     async fn unsent_events(&self, limit: usize) -> Result<Vec<OrderEvent>, StoreError> {

@@ -94,6 +94,7 @@ impl MySqlDb {
     ) -> Result<T, sqlx::Error> {
         let mut lease = self.acquire().await?;
         let result = work(&mut lease).await;
+        self.inner.usage.work.fetch_add(1, Ordering::Relaxed);
         match &result {
             Ok(_) | Err(sqlx::Error::Database(_)) => lease.release().await,
             // Dropping the lease closes the connection.

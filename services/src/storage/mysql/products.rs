@@ -8,7 +8,7 @@ use sqlx::mysql::MySqlRow;
 use sqlx::{AssertSqlSafe, QueryBuilder, Row};
 
 use shop_actors::model::LineQuantity;
-use shop_actors::ports::Shortage;
+use shop_actors::ports::{Page, Shortage};
 use uuid::Uuid;
 
 use super::pool::MySqlDb;
@@ -43,11 +43,14 @@ fn stock(p: &ProductInput) -> ServiceResult<i32> {
 
 #[async_trait]
 impl ProductStore for Products {
-    async fn list(&self) -> ServiceResult<Vec<Product>> {
+    async fn list(&self, page: Page) -> ServiceResult<Vec<Product>> {
+        let sql = format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id > ? ORDER BY id LIMIT ?");
         let rows = self
             .0
             .run(async |c| {
-                sqlx::query(AssertSqlSafe(format!("SELECT {PRODUCT_COLUMNS} FROM products ORDER BY id")))
+                sqlx::query(AssertSqlSafe(sql))
+                    .bind(page.after.unwrap_or(i64::MIN))
+                    .bind(i64::from(page.limit))
                     .fetch_all(c)
                     .await
             })

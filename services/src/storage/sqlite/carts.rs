@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 use shop_actors::model::{Cart, CartItem, CheckoutHold};
 use shop_actors::ports::{CartStore, StoreError};
 
@@ -41,7 +41,7 @@ fn save_cart(c: &mut Connection, cart: &Cart, applied_order: Option<i64>) -> Res
     let now = ts(crate::time::now());
     let hold = cart.checkout.map(|h| (h.id.to_string(), ts(h.expires_at)));
     let (hold_id, hold_expiry) = (hold.as_ref().map(|h| &h.0), hold.as_ref().map(|h| &h.1));
-    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let tx = c.savepoint()?;
     let cart_id: Option<i64> = if cart.version == 0 {
         let inserted = tx
             .prepare_cached(

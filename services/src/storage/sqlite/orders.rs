@@ -2,9 +2,9 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, TransactionBehavior, params};
+use rusqlite::{Connection, params};
 use shop_actors::model::{NewOrder, Order, OrderEvent, OrderItem, OrderStatus};
-use shop_actors::ports::{OrderStore, StoreError};
+use shop_actors::ports::{OrderStore, Page, StoreError};
 use uuid::Uuid;
 
 use super::codec::{decode, money_at, parse_ts, quantity_at, rows, store_err, time_at, ts};
@@ -14,7 +14,8 @@ use crate::history::OrderRows;
 use crate::order::{OrderRepo, OrderSummary};
 use crate::storage::common::{
     Bind, CLAIM_RECOVERY_SQL, CLAIM_RELAY_SQL, ORDER_EVENTS_SQL, ORDER_TIMES_SQL, OUTBOX_BACKLOG_SQL,
-    OUTCOME_EVENTS_SQL, UNFINISHED_SQL, checkout_id, money_text, order_select_sql,
+    OUTCOME_EVENTS_SQL, UNFINISHED_SQL, USER_PAGE_FILTER, checkout_id, money_text, order_select_sql,
+    user_page_binds,
 };
 
 pub struct Orders(pub SqliteDb);
@@ -102,7 +103,7 @@ impl OrderStore for Orders {
             .run(move |c| {
                 let now = crate::time::now();
                 let at = ts(now);
-                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let tx = c.savepoint()?;
                 let inserted = tx
                     .prepare_cached(
                         "INSERT INTO orders (username, total_amount, status, idempotency_key, checkout_id, version, created_at, updated_at) \
@@ -167,7 +168,7 @@ impl OrderStore for Orders {
             .write
             .run(move |c| {
                 let now = ts(crate::time::now());
-                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let tx = c.savepoint()?;
                 let changed = tx
                     .prepare_cached(
                         "UPDATE orders SET status = ?, payment_id = ?, failure_reason = ?, unsettled = ?, \
@@ -205,8 +206,8 @@ impl OrderStore for Orders {
         }
     }
 
-    async fn list_for_user(&self, username: &str) -> Result<Vec<Order>, StoreError> {
-        self.select("o.username = ?", &[Bind::Text(username)]).await
+    async fn list_for_user(&self, username: &str, page: Page) -> Result<Vec<Order>, StoreError> {
+        self.select(USER_PAGE_FILTER, &user_page_binds(username, page)).await
     }
 
     async fn unsent_events(&self, limit: usize) -> Result<Vec<OrderEvent>, StoreError> {
@@ -239,7 +240,7 @@ impl OrderStore for Orders {
             .write
             .run(move |c| {
                 let now = ts(crate::time::now());
-                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let tx = c.savepoint()?;
                 {
                     let mut mark = tx.prepare_cached(
                         "UPDATE order_outbox SET sent_at = ? WHERE event_id = ? AND sent_at IS NULL",

@@ -2,11 +2,11 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, Row, TransactionBehavior, params};
+use rusqlite::{Connection, Row, params};
 
 use rusqlite::OptionalExtension;
 use shop_actors::model::LineQuantity;
-use shop_actors::ports::Shortage;
+use shop_actors::ports::{Page, Shortage};
 use uuid::Uuid;
 
 use super::codec::{decode, money_at, parse_ts, rows, time_at, ts};
@@ -42,9 +42,10 @@ fn products(c: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<
 
 #[async_trait]
 impl ProductStore for Products {
-    async fn list(&self) -> ServiceResult<Vec<Product>> {
-        let sql = format!("SELECT {PRODUCT_COLUMNS} FROM products ORDER BY id");
-        Ok(self.0.read.run(move |c| products(c, &sql, [])).await?)
+    async fn list(&self, page: Page) -> ServiceResult<Vec<Product>> {
+        let sql = format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id > ? ORDER BY id LIMIT ?");
+        let binds = [page.after.unwrap_or(i64::MIN), i64::from(page.limit)];
+        Ok(self.0.read.run(move |c| products(c, &sql, binds)).await?)
     }
 
     async fn get(&self, id: i64) -> ServiceResult<Option<Product>> {
@@ -102,7 +103,7 @@ impl ProductStore for Products {
             .0
             .write
             .run(move |c| {
-                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let tx = c.savepoint()?;
                 let count: i64 = tx.query_row("SELECT COUNT(*) FROM products", [], |r| r.get(0))?;
                 if count > 0 || products.is_empty() {
                     return Ok(0);
@@ -155,7 +156,7 @@ impl ProductStore for Products {
             .0
             .write
             .run(move |c| {
-                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let tx = c.savepoint()?;
                 let held = tx
                     .prepare_cached(
                         "SELECT 1 FROM stock_reservations WHERE checkout_id = ? AND status <> 'RELEASED' LIMIT 1",
@@ -212,7 +213,7 @@ impl ProductStore for Products {
             .0
             .write
             .run(move |c| {
-                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let tx = c.savepoint()?;
                 tx.prepare_cached(END_RESERVATION_SQL)?.execute(params!["COMMITTED", now, key])?;
                 // Lines the TTL released before the order was paid: taken again if still there.
                 let lapsed = rows(
@@ -258,7 +259,7 @@ impl ProductStore for Products {
             .0
             .write
             .run(move |c| {
-                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let tx = c.savepoint()?;
                 let held = rows(
                     &tx,
                     "SELECT product_id, quantity FROM stock_reservations WHERE checkout_id = ? AND status = 'RESERVED'",

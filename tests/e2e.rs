@@ -572,14 +572,7 @@ async fn carts_orders_and_logins_survive_a_restart() {
 #[tokio::test]
 async fn the_shop_binary_serves_all_five_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().expect("dir");
-    let ports: Vec<u16> = (0..5)
-        .map(|_| {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .map(|a| a.port())
-                .expect("port")
-        })
-        .collect();
+    let ports: Vec<u16> = (0..5).map(|_| common::free_port()).collect();
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_shop"));
     cmd.env("SHOP_DATA_DIR", dir.path())
         .env("SHOP_BCRYPT_COST", "4")

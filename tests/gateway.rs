@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{PASSWORD, Reply, TestApp};
+use common::{PASSWORD, Reply, TestApp, free_port};
 use reqwest::Method;
 use serde_json::{Value, json};
 use shop_services::Service;
@@ -163,10 +163,6 @@ impl Drop for GatewayProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a port")
 }
 
 async fn serve_gateway(urls: [(&str, String); 4], timeout_ms: u64) -> GatewayProcess {

@@ -562,14 +562,7 @@ async fn collector() -> (String, Arc<Mutex<Vec<Vec<u8>>>>) {
 /// the request's own `traceparent`.
 async fn one_traced_request(env: &[(&str, &str)], traceparent: &str) -> String {
     let dir = tempfile::tempdir().expect("temp dir");
-    let ports: Vec<u16> = (0..5)
-        .map(|_| {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .map(|a| a.port())
-                .expect("a port")
-        })
-        .collect();
+    let ports: Vec<u16> = (0..5).map(|_| common::free_port()).collect();
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_shop"));
     cmd.arg("run")
         .env("SHOP_DATA_DIR", dir.path())

@@ -149,14 +149,7 @@ async fn no_password_token_or_secret_reaches_the_logs_even_at_trace_level() {
     const ADMIN: &str = "admin-password-never-logged";
     const USER_PASSWORD: &str = "user-password-never-logged";
     let dir = tempfile::tempdir().expect("dir");
-    let ports: Vec<u16> = (0..5)
-        .map(|_| {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .map(|a| a.port())
-                .expect("port")
-        })
-        .collect();
+    let ports: Vec<u16> = (0..5).map(|_| common::free_port()).collect();
     let log_path = dir.path().join("shop.log");
     let log = std::fs::File::create(&log_path).expect("log file");
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_shop"));

@@ -269,3 +269,11 @@ pub fn quantity_of(cart: &Value, product_id: i64) -> i64 {
 pub fn id_of(v: &Value) -> i64 {
     v["id"].as_i64().expect("an id")
 }
+
+/// A port free on 127.0.0.1 now (the OS picks it; nothing holds it afterwards).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}

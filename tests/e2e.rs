@@ -625,9 +625,9 @@ async fn the_shop_binary_serves_all_five_and_stops_on_sigterm() {
     assert!(status.success(), "shop exited with {status}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_load_tool_drives_the_system_closed_and_open_loop() {
-    let t = TestApp::spawn().await;
+/// The load tool aimed at `t`: 40 checkouts of 8 users at concurrency 8, beside a login flood
+/// of 2, audited after, the test process's CPU watched.
+fn load_config(t: &TestApp) -> LoadConfig {
     let url = |s: Service| format!("http://{}", t.app.addr(s));
     let databases = shop_http::tools::audit::AuditConfig {
         storage: shop_http::StorageConfig {
@@ -636,7 +636,7 @@ async fn the_load_tool_drives_the_system_closed_and_open_loop() {
         },
         recovery_threshold_ms: 0,
     };
-    let config = shop_http::tools::load::LoadConfig {
+    LoadConfig {
         auth_url: url(Service::Auth),
         cart_url: url(Service::Cart),
         order_url: url(Service::Order),
@@ -660,7 +660,22 @@ async fn the_load_tool_drives_the_system_closed_and_open_loop() {
         // The system runs in this process: its CPU during the checkouts is measured.
         cpu_of: vec![format!("system={}", std::process::id())],
         databases,
-    };
+        duration: None,
+        think_time: 0.0,
+        ramp: false,
+        ramp_step: None,
+        step_seconds: 10.0,
+        ramp_p99_ms: 100.0,
+        max_rate: None,
+        slice_seconds: 1.0,
+        report: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_load_tool_drives_the_system_closed_and_open_loop() {
+    let t = TestApp::spawn().await;
+    let config = load_config(&t);
     let closed = shop_http::tools::load::run(config.clone(), true).await.expect("load runs");
     assert_eq!(closed.paid + closed.cancelled, 40, "{closed:?}");
     assert_eq!(closed.checkout_errors(), 0, "{:?}", closed.errors);
@@ -745,6 +760,98 @@ async fn the_load_tool_drives_the_system_closed_and_open_loop() {
     .expect("commit probe runs");
     assert!(commits.operations > 0, "{commits:?}");
     assert!(commits.per_second > 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_load_tool_runs_for_a_duration_ramps_to_a_sustained_rate_and_draws_its_report() {
+    let t = TestApp::spawn().await;
+    let base = LoadConfig { login_flood: 0, audit: false, cpu_of: Vec::new(), ..load_config(&t) };
+    let run = |config: LoadConfig| async move { shop_http::tools::load::run(config, true).await };
+
+    // For a duration rather than a count, with the report written as JSON and a picture.
+    let report = t.dir.path().join("reports").join("run");
+    let timed =
+        LoadConfig { duration: Some(1.0), slice_seconds: 0.25, report: Some(report.clone()), ..base.clone() };
+    let timed = run(timed).await.expect("a timed load runs");
+    let done = timed.paid + timed.cancelled;
+    assert!(done > 0 && timed.checkout_errors() == 0, "{timed:?}");
+    assert_eq!(timed.operations, done, "each checkout placed was answered");
+    assert!(timed.seconds >= 1.0, "checkouts were started for a second: {timed:?}");
+    let sliced: u64 = timed.timeline.iter().map(|s| s.done).sum();
+    assert_eq!(sliced, done as u64, "every checkout lies in one slice: {:?}", timed.timeline);
+    assert!(timed.timeline.len() >= 4, "a second in quarters: {:?}", timed.timeline);
+    assert!(timed.timeline.iter().all(|s| s.p50_ms <= s.p99_ms), "{:?}", timed.timeline);
+    let tail = timed.distribution.last().copied();
+    assert_eq!(tail.map(|[p, _]| p), Some(100.0), "the distribution runs to the maximum: {tail:?}");
+    assert!(timed.distribution.windows(2).all(|w| w[0][0] < w[1][0] && w[0][1] <= w[1][1]));
+    let written: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(report.with_extension("json")).expect("the JSON report"),
+    )
+    .expect("JSON");
+    assert_eq!(written["paid"].as_u64(), Some(timed.paid as u64), "{written}");
+    let page = std::fs::read_to_string(report.with_extension("html")).expect("the picture");
+    assert_eq!(page.matches("<svg").count(), 3, "throughput, latency over time, distribution");
+    assert!(page.contains("Throughput") && page.contains("Latency distribution"), "{page}");
+    assert!(
+        !page.contains("<script") && !page.contains("src=") && !page.contains("href="),
+        "self-contained: {page}"
+    );
+
+    // A ramp that climbs to its ceiling: two steps, both kept up (checkouts in this process
+    // answer in well under a second, and p99 may be anything up to 10 s).
+    let ramp = LoadConfig {
+        ramp: true,
+        rate: Some(20.0),
+        step_seconds: 0.5,
+        max_rate: Some(40.0),
+        ramp_p99_ms: 10_000.0,
+        ..base.clone()
+    };
+    let climbed = run(ramp.clone()).await.expect("the ramp runs");
+    let steps = climbed.ramp.as_ref().expect("a ramp report");
+    let rates: Vec<f64> = steps.steps.iter().map(|s| s.rate).collect();
+    assert_eq!(rates, [20.0, 40.0], "{steps:?}");
+    assert_eq!(steps.steps.iter().map(|s| s.offered).collect::<Vec<_>>(), [10, 20]);
+    assert!(steps.steps.iter().all(|s| s.kept_up && s.completed == s.offered), "{steps:?}");
+    assert_eq!(steps.sustained_rate, Some(40.0), "{steps:?}");
+    assert!(steps.stopped.contains("--max-rate"), "{}", steps.stopped);
+    assert_eq!(climbed.paid + climbed.cancelled, 30, "{climbed:?}");
+
+    // One whose first step's p99 is already too long: nothing is sustained, and it says why.
+    let strict = run(LoadConfig { ramp_p99_ms: 0.001, ..ramp }).await.expect("the ramp runs");
+    let steps = strict.ramp.as_ref().expect("a ramp report");
+    assert_eq!(steps.steps.len(), 1, "{steps:?}");
+    assert!(!steps.steps[0].kept_up && steps.sustained_rate.is_none(), "{steps:?}");
+    assert!(steps.stopped.contains("p99"), "{}", steps.stopped);
+
+    // In an open loop, users scale with the rate: 40/s with a think time of 1 s is 40 users.
+    let open = run(LoadConfig { rate: Some(40.0), checkouts: 8, think_time: 1.0, ..base.clone() })
+        .await
+        .expect("the open loop runs");
+    assert_eq!(open.endpoints["register"].requests, 40, "{open:?}");
+    assert_eq!(open.paid + open.cancelled, 8);
+
+    for (bad, why) in [
+        (LoadConfig { duration: Some(0.0), ..base.clone() }, "--duration"),
+        (LoadConfig { think_time: -1.0, ..base.clone() }, "--think-time"),
+        (LoadConfig { ramp: true, ramp_step: Some(f64::NAN), ..base.clone() }, "--ramp-step"),
+        (LoadConfig { slice_seconds: 0.0, ..base.clone() }, "--slice-seconds"),
+    ] {
+        let refused = run(bad).await.expect_err("refused");
+        assert!(refused.contains(why), "{why}: {refused}");
+    }
+
+    // The health scenario for a duration.
+    let health = LoadConfig {
+        scenario: Scenario::Health,
+        duration: Some(0.3),
+        health_url: t.url(Service::Cart, "/health"),
+        ..base
+    };
+    let health = run(health).await.expect("the health load runs");
+    assert!(health.errors.is_empty() && health.endpoints["health"].requests > 0, "{health:?}");
+    assert_eq!(health.operations as u64, health.endpoints["health"].requests);
+    assert!(health.seconds >= 0.3, "{health:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -341,6 +341,18 @@ async fn metrics_count_checkouts_as_the_orders_table_does_and_requests_by_route(
     assert!(!cart.contains_key("shop_db_commits_total{service=\"cart\",lane=\"readers\"}"), "{cart:?}");
     let writes = cart.get("shop_db_wait_seconds_total{service=\"cart\",lane=\"writer\"}").copied();
     assert!(writes.is_some_and(|s| s > 0.0), "40 adds and checkouts queued on the cart's writer: {writes:?}");
+    // Each order's outcome reached its cart, and how long that took was counted (the outcome's
+    // event is applied just after the checkout answers: asked again for a while).
+    let key = "shop_order_event_latency_seconds_count{service=\"cart\"}";
+    let mut applied = cart.get(key).copied();
+    for _ in 0..50 {
+        if applied == Some(40.0) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        applied = metrics(&t, Service::Cart).await.get(key).copied();
+    }
+    assert_eq!(applied, Some(40.0), "40 outcomes applied to carts: {cart:?}");
 }
 
 /// A TCP forwarder to the MySQL server that can be cut and restored: the database "goes away"

@@ -346,12 +346,14 @@ fn position(cart: &Cart, product_id: i64) -> Result<usize, CartError> {
 #[derive(Clone)]
 pub struct Carts {
     registry: Registry<CartActor>,
+    /// From an order event's writing (its `occurred_at`) to its outcome applied to the cart.
+    event_latency: Arc<crate::durations::Durations>,
 }
 
 impl Carts {
     pub fn new(runtime: Arc<ActorRuntime>, store: Arc<dyn CartStore>, config: CartConfig) -> Self {
         let deps = CartDeps { store, lease_ttl: config.lease_ttl };
-        Self { registry: Registry::new(runtime, deps, config.registry) }
+        Self { registry: Registry::new(runtime, deps, config.registry), event_latency: Default::default() }
     }
 
     pub(crate) async fn execute(&self, username: &str, cmd: CartCommand) -> Result<CartOutcome, CartError> {
@@ -394,6 +396,13 @@ impl Carts {
 
     pub fn stats(&self) -> RegistryStats {
         self.registry.stats()
+    }
+
+    /// How long order outcomes took to reach the carts: from the event's writing in the order
+    /// store to the cart changed by it (in distributed mode: the outbox, the relay, Kafka and
+    /// the consumer).
+    pub fn event_latency(&self) -> crate::durations::DurationSnapshot {
+        self.event_latency.snapshot()
     }
 
     /// Passivates the user's cart actor now if one is live (its state stays in storage; the
@@ -453,6 +462,8 @@ impl EventHandler for Carts {
             OrderEventType::OrderCreated => return Ok(()),
         };
         crate::fault::point("after-event");
-        self.execute(&event.username, cmd).await.map(|_| ()).map_err(|e| BusError(e.to_string()))
+        self.execute(&event.username, cmd).await.map_err(|e| BusError(e.to_string()))?;
+        self.event_latency.observe((Utc::now() - event.occurred_at).to_std().unwrap_or_default());
+        Ok(())
     }
 }

@@ -106,7 +106,15 @@ impl Frontend {
             }
             Frontend::Cart(carts) => {
                 let carts = carts.clone();
-                vec![metrics::source(move || actor_figures("cart", carts.actor_stats()))]
+                vec![metrics::source(move || {
+                    let mut figures = actor_figures("cart", carts.actor_stats());
+                    figures.push(Figure::histogram(
+                        "order_event_latency_seconds",
+                        "How long order outcomes took to reach the carts, from the event's writing in the order store to the cart changed by it",
+                        carts.event_latency(),
+                    ));
+                    figures
+                })]
             }
             Frontend::Order(orders) => {
                 let (counters, backlog) = (orders.clone(), orders.clone());

@@ -98,6 +98,11 @@ impl CartService {
         self.carts.stats()
     }
 
+    /// From an order event's writing to the cart changed by it (`/metrics`).
+    pub fn event_latency(&self) -> shop_actors::durations::DurationSnapshot {
+        self.carts.event_latency()
+    }
+
     pub async fn get(&self, username: &str) -> ServiceResult<CartView> {
         Ok(self.carts.get(username).await?.into())
     }

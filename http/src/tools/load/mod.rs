@@ -27,10 +27,11 @@ use serde::Serialize;
 use serde_json::json;
 use shop_services::tools::audit::AuditReport;
 
+mod picture;
 mod report;
 
-pub use self::report::{EndpointReport, LoadReport};
-use self::report::{Shared, endpoint_reports, lock, print_report};
+pub use self::report::{EndpointReport, LoadReport, RampReport, RampStep, Slice};
+use self::report::{Recorder, Shared, endpoint_reports, lock, print_report, shared, take};
 
 /// What the load tool drives.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -104,6 +105,40 @@ pub struct LoadConfig {
     /// the users' registration before them) goes into the report's `cpuSeconds` (Linux).
     #[arg(long = "cpu-of", value_name = "NAME=PID")]
     pub cpu_of: Vec<String>,
+    /// Run for this many seconds instead of a number of checkouts (or, in the health scenario,
+    /// of requests).
+    #[arg(long, value_name = "SECONDS", conflicts_with_all = ["checkouts", "requests"])]
+    pub duration: Option<f64>,
+    /// Open loop: each user's checkouts are due at least this many seconds apart, so there are
+    /// at least rate × think time users (a load test then measures the system, not one user's
+    /// cart waiting for the event of its previous checkout). Each user costs a registration and
+    /// a login (two password hashes) before the checkouts begin.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0.25)]
+    pub think_time: f64,
+    /// Find the sustained rate: open-loop steps from `--rate` (50/s unless given), `--ramp-step`
+    /// higher every `--step-seconds`, until a step falls behind (a checkout still unanswered
+    /// a grace of a tenth of the step, at least 1 s, after the step), errs, or its p99 passes
+    /// `--ramp-p99-ms`.
+    #[arg(long)]
+    pub ramp: bool,
+    /// How much each ramp step adds to the rate (the first step's rate unless given).
+    #[arg(long, value_name = "PER_SECOND")]
+    pub ramp_step: Option<f64>,
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    pub step_seconds: f64,
+    /// The p99 of the whole checkout a ramp step may reach and still count as sustained.
+    #[arg(long, value_name = "MS", default_value_t = 100.0)]
+    pub ramp_p99_ms: f64,
+    /// The ramp stops after the step at this rate.
+    #[arg(long, value_name = "PER_SECOND")]
+    pub max_rate: Option<f64>,
+    /// The width of the report's timeline slices.
+    #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
+    pub slice_seconds: f64,
+    /// Also write the report to PATH.json and, as a picture, to PATH.html: throughput and
+    /// p50/p99 over time and the latency distribution, one self-contained page.
+    #[arg(long, value_name = "PATH")]
+    pub report: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub databases: AuditConfig,
 }
@@ -144,7 +179,8 @@ async fn sent(
 /// How long a checkout is retried while the cart is still held by the user's previous one.
 const HELD_CART_PATIENCE: Duration = Duration::from_secs(30);
 
-/// Runs the load and returns the report (and prints it unless `quiet`).
+/// Runs the load and returns the report (and prints it unless `quiet`; writes it where
+/// `--report` says).
 pub async fn run(mut config: LoadConfig, quiet: bool) -> Result<LoadReport, String> {
     if let Some(gateway) = config.gateway.clone() {
         let gateway = gateway.trim_end_matches('/').to_owned();
@@ -155,11 +191,29 @@ pub async fn run(mut config: LoadConfig, quiet: bool) -> Result<LoadReport, Stri
         }
         config.health_url = format!("{gateway}/health");
     }
+    let positive = |v: f64| v > 0.0 && v.is_finite();
+    if config.duration.is_some_and(|d| !positive(d)) {
+        return Err("--duration must be a positive number of seconds".into());
+    }
+    if !positive(config.slice_seconds) || !positive(config.step_seconds) || !positive(config.ramp_p99_ms) {
+        return Err("--slice-seconds, --step-seconds and --ramp-p99-ms must be positive numbers".into());
+    }
+    if !(config.think_time >= 0.0 && config.think_time.is_finite()) {
+        return Err("--think-time must be a number of seconds, 0 or more".into());
+    }
+    if [config.rate, config.ramp_step, config.max_rate].into_iter().flatten().any(|r| !positive(r)) {
+        return Err(
+            "--rate, --ramp-step and --max-rate must be positive numbers of checkouts per second".into()
+        );
+    }
     let report = match config.scenario {
         Scenario::Checkout => checkouts(&config, quiet).await?,
         Scenario::Health => health(&config, quiet).await?,
         Scenario::Commits => commits(&config).await?,
     };
+    if let Some(path) = &config.report {
+        picture::write(path, &report, &config)?;
+    }
     if !quiet {
         if config.json {
             println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
@@ -186,46 +240,127 @@ fn progress(config: &LoadConfig, quiet: bool, len: usize) -> indicatif::Progress
     }
 }
 
-/// `--requests` GETs of the health URL at `--concurrency`.
+fn slice(config: &LoadConfig) -> Duration {
+    Duration::from_secs_f64(config.slice_seconds)
+}
+
+/// GETs of the health URL at `--concurrency`: `--requests` of them, or for `--duration`. As wrk
+/// does, each worker holds one keep-alive connection of its own (hyper's, no pool, no client
+/// layer), reads no more of an answer than its status and body bytes, and records on its own: no
+/// lock per request.
 async fn health(config: &LoadConfig, quiet: bool) -> Result<LoadReport, String> {
-    if config.requests == 0 || config.concurrency == 0 {
-        return Err("--requests and --concurrency must be at least 1".into());
+    if (config.requests == 0 && config.duration.is_none()) || config.concurrency == 0 {
+        return Err("--requests (or --duration) and --concurrency must be at least 1".into());
     }
-    let http = http_client(config)?;
-    let rec: Shared = Arc::default();
-    let bar = progress(config, quiet, config.requests);
+    let target = HealthTarget::parse(&config.health_url)?;
+    let total = if config.duration.is_some() { usize::MAX } else { config.requests };
+    let bar = progress(config, quiet, if config.duration.is_some() { 0 } else { total });
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let start = Instant::now();
+    let until = config.duration.map(|d| start + Duration::from_secs_f64(d));
     let workers = (0..config.concurrency).map(|_| {
-        let (http, rec, next, bar, url) =
-            (http.clone(), rec.clone(), next.clone(), bar.clone(), config.health_url.clone());
-        let total = config.requests;
-        async move {
-            while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < total {
-                timed(&rec, "health", Instant::now(), http.get(&url)).await;
+        let (next, bar, target) = (next.clone(), bar.clone(), target.clone());
+        let mut rec = Recorder::new("health", start, slice(config));
+        tokio::spawn(async move {
+            let mut connection = None;
+            while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < total
+                && until.is_none_or(|u| Instant::now() < u)
+            {
+                let sent = Instant::now();
+                match target.get(&mut connection).await {
+                    Ok(status) if status.is_success() => rec.record("health", sent.elapsed()),
+                    Ok(status) => rec.error("health", status.as_str()),
+                    Err(()) => rec.error("health", "transport"),
+                }
                 bar.inc(1);
             }
-        }
+            rec
+        })
     });
-    futures::future::join_all(workers).await;
+    let mut rec = Recorder::new("health", start, slice(config));
+    for worker in futures::future::join_all(workers).await {
+        rec.merge(worker.map_err(|e| format!("a health worker failed: {e}"))?);
+    }
     bar.finish_and_clear();
     let seconds = start.elapsed().as_secs_f64();
-    let r = lock(&rec);
-    let failed: u64 = r.errors.values().sum();
-    let ok = config.requests.saturating_sub(usize::try_from(failed).unwrap_or(usize::MAX));
+    let (ok, _, _) = rec.primary();
+    let failed: u64 = rec.errors.values().sum();
     Ok(LoadReport {
         scenario: Scenario::Health,
-        operations: config.requests,
+        operations: usize::try_from(ok + failed).unwrap_or(usize::MAX),
         seconds,
         per_second: ok as f64 / seconds,
         paid: 0,
         cancelled: 0,
-        errors: r.errors.clone(),
+        errors: rec.errors.clone(),
         held_cart_retries: 0,
-        endpoints: endpoint_reports(&r),
+        endpoints: endpoint_reports(&rec),
         audit: None,
         cpu_seconds: BTreeMap::new(),
+        timeline: rec.timeline(),
+        distribution: rec.distribution(),
+        ramp: None,
     })
+}
+
+/// Where the health scenario's GETs go: an `http://` URL, taken apart once.
+#[derive(Clone)]
+struct HealthTarget {
+    /// `host:port`, to connect to and to send as `Host`.
+    authority: String,
+    path_and_query: String,
+}
+
+type Connection = hyper::client::conn::http1::SendRequest<http_body_util::Empty<hyper::body::Bytes>>;
+
+impl HealthTarget {
+    fn parse(url: &str) -> Result<Self, String> {
+        let uri: axum::http::Uri = url.parse().map_err(|e| format!("--health-url {url}: {e}"))?;
+        if uri.scheme_str() != Some("http") {
+            return Err(format!("--health-url {url}: the health scenario speaks plain http://"));
+        }
+        let host = uri.host().ok_or_else(|| format!("--health-url {url}: no host"))?;
+        let authority = format!("{host}:{}", uri.port_u16().unwrap_or(80));
+        let path_and_query = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+        Ok(Self { authority, path_and_query })
+    }
+
+    /// One GET on `connection` (opened first if there is none, and dropped after a failure so
+    /// that the next GET opens another); answers the status once the body is read.
+    async fn get(&self, connection: &mut Option<Connection>) -> Result<hyper::StatusCode, ()> {
+        use http_body_util::BodyExt as _;
+        if connection.as_ref().is_none_or(|c| c.is_closed()) {
+            *connection = Some(self.connect().await?);
+        }
+        let sender = connection.as_mut().ok_or(())?;
+        let request = hyper::Request::get(self.path_and_query.as_str())
+            .header(hyper::header::HOST, self.authority.as_str())
+            .body(http_body_util::Empty::new())
+            .map_err(|_| ())?;
+        let outcome = async {
+            sender.ready().await.map_err(|_| ())?;
+            let response = sender.send_request(request).await.map_err(|_| ())?;
+            let status = response.status();
+            response.into_body().collect().await.map_err(|_| ())?;
+            Ok(status)
+        }
+        .await;
+        if outcome.is_err() {
+            *connection = None;
+        }
+        outcome
+    }
+
+    async fn connect(&self) -> Result<Connection, ()> {
+        let stream = tokio::net::TcpStream::connect(self.authority.as_str()).await.map_err(|_| ())?;
+        stream.set_nodelay(true).map_err(|_| ())?;
+        let (sender, driver) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|_| ())?;
+        // The connection's reads and writes run on their own task until either side closes it.
+        tokio::spawn(driver);
+        Ok(sender)
+    }
 }
 
 /// Single-row durable commits on `--database-url` for `--seconds` at `--concurrency`.
@@ -254,51 +389,87 @@ async fn commits(config: &LoadConfig) -> Result<LoadReport, String> {
         endpoints: BTreeMap::new(),
         audit: None,
         cpu_seconds: BTreeMap::new(),
+        timeline: Vec::new(),
+        distribution: Vec::new(),
+        ramp: None,
     })
 }
 
-/// Users fill their carts and check out, closed or open loop, optionally beside a login flood.
-async fn checkouts(config: &LoadConfig, quiet: bool) -> Result<LoadReport, String> {
-    if config.users == 0 || config.checkouts == 0 || config.concurrency == 0 {
-        return Err("--users, --checkouts and --concurrency must be at least 1".into());
-    }
-    if config.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
-        return Err("--rate must be a positive number of checkouts per second".into());
-    }
-    let watched = watched_processes(&config.cpu_of)?;
-    let http = http_client(config)?;
-    let rec: Shared = Arc::default();
-    let run_id = uuid::Uuid::new_v4().simple().to_string();
-    let users = register_users(config, &http, &rec, &run_id).await?;
-    let product = match &config.admin_password {
-        Some(password) => run_product(config, &http, password).await?,
-        None => config.product_id,
-    };
-    let flooding = Arc::new(std::sync::atomic::AtomicBool::new(config.login_flood > 0));
-    let flood = login_flood(config, &http, &rec, &run_id, &flooding);
+/// What every checkout of a run shares: where to send it, what to buy, and who buys.
+struct Shoppers {
+    http: reqwest::Client,
+    urls: Arc<(String, String)>,
+    product: i64,
+    users: Vec<User>,
+    run_id: String,
+}
 
-    let cpu_before: Vec<u64> = watched.iter().map(|(_, pid)| cpu_ticks(*pid)).collect::<Result<_, _>>()?;
-    let bar = progress(config, quiet, config.checkouts);
+impl Shoppers {
+    /// Registers users until there are `n`.
+    async fn at_least(&mut self, config: &LoadConfig, rec: &Shared, n: usize) -> Result<(), String> {
+        if self.users.len() < n {
+            let more = register_users(config, &self.http, rec, &self.run_id, self.users.len()..n).await?;
+            self.users.extend(more);
+        }
+        Ok(())
+    }
+
+    /// The users an open loop at `rate` needs for each user's checkouts to be `--think-time`
+    /// apart (and never fewer than `--users`).
+    fn for_rate(config: &LoadConfig, rate: f64) -> usize {
+        let n = (rate * config.think_time).ceil();
+        if n.is_finite() && n > 0.0 { config.users.max(n as usize) } else { config.users }
+    }
+}
+
+/// How checkouts are placed: closed loop at `--concurrency` or open loop at `rate`; `count` of
+/// them, or as many as are due within `length`.
+#[derive(Clone, Copy)]
+struct Plan {
+    rate: Option<f64>,
+    count: usize,
+    length: Option<Duration>,
+}
+
+/// Places the checkouts of `plan` and waits for all of them; answers when the last one was due
+/// (open loop) or started (closed loop).
+async fn place(
+    config: &LoadConfig,
+    shoppers: &Shoppers,
+    rec: &Shared,
+    plan: Plan,
+    bar: &indicatif::ProgressBar,
+) -> Result<Instant, String> {
     let start = Instant::now();
-    let slots = Arc::new(tokio::sync::Semaphore::new(if config.rate.is_some() {
-        usize::MAX >> 4
+    let until = plan.length.map(|l| start + l);
+    let slots = Arc::new(tokio::sync::Semaphore::new(if plan.rate.is_some() {
+        tokio::sync::Semaphore::MAX_PERMITS
     } else {
         config.concurrency
     }));
     let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..config.checkouts {
-        let due = match config.rate {
+    let mut last = start;
+    for i in 0..plan.count {
+        let due = match plan.rate {
             Some(rate) => {
                 let due = start + Duration::from_secs_f64(i as f64 / rate);
+                if until.is_some_and(|u| due >= u) {
+                    break;
+                }
                 tokio::time::sleep_until(due.into()).await;
                 due
             }
             None => Instant::now(),
         };
         let permit = slots.clone().acquire_owned().await.map_err(|e| e.to_string())?;
-        let due = if config.rate.is_some() { due } else { Instant::now() };
-        let (http, rec, user, bar) = (http.clone(), rec.clone(), users[i % users.len()].clone(), bar.clone());
-        let urls = (config.cart_url.clone(), config.order_url.clone());
+        let due = if plan.rate.is_some() { due } else { Instant::now() };
+        if plan.rate.is_none() && until.is_some_and(|u| due >= u) {
+            break;
+        }
+        last = due;
+        let (http, rec, bar) = (shoppers.http.clone(), rec.clone(), bar.clone());
+        let (user, urls) = (shoppers.users[i % shoppers.users.len()].clone(), shoppers.urls.clone());
+        let product = shoppers.product;
         tasks.spawn(async move {
             let _permit = permit;
             one_checkout(&http, &rec, &user, &urls, product, due).await;
@@ -306,6 +477,43 @@ async fn checkouts(config: &LoadConfig, quiet: bool) -> Result<LoadReport, Strin
         });
     }
     while tasks.join_next().await.is_some() {}
+    Ok(last)
+}
+
+/// Users fill their carts and check out, closed or open loop (or a ramp of open loops),
+/// optionally beside a login flood.
+async fn checkouts(config: &LoadConfig, quiet: bool) -> Result<LoadReport, String> {
+    if config.users == 0 || config.checkouts == 0 || config.concurrency == 0 {
+        return Err("--users, --checkouts and --concurrency must be at least 1".into());
+    }
+    let watched = watched_processes(&config.cpu_of)?;
+    let http = http_client(config)?;
+    let rec = shared(Recorder::new("checkout_e2e", Instant::now(), slice(config)));
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+    let first_rate = if config.ramp { Some(config.rate.unwrap_or(RAMP_FIRST_RATE)) } else { config.rate };
+    let users = first_rate.map_or(config.users, |r| Shoppers::for_rate(config, r));
+    let users = register_users(config, &http, &rec, &run_id, 0..users).await?;
+    let product = match &config.admin_password {
+        Some(password) => run_product(config, &http, password).await?,
+        None => config.product_id,
+    };
+    let urls = Arc::new((config.cart_url.clone(), config.order_url.clone()));
+    let mut shoppers = Shoppers { http: http.clone(), urls, product, users, run_id: run_id.clone() };
+    let flooding = Arc::new(std::sync::atomic::AtomicBool::new(config.login_flood > 0));
+    let flood = login_flood(config, &http, &rec, &run_id, &flooding);
+
+    let cpu_before: Vec<u64> = watched.iter().map(|(_, pid)| cpu_ticks(*pid)).collect::<Result<_, _>>()?;
+    let length = config.duration.map(Duration::from_secs_f64);
+    let bar = progress(config, quiet, if config.ramp || length.is_some() { 0 } else { config.checkouts });
+    let start = Instant::now();
+    lock(&rec).start_at(start);
+    let ramped = if config.ramp {
+        Some(ramp(config, &mut shoppers, &rec, &bar).await?)
+    } else {
+        let count = if length.is_some() { usize::MAX } else { config.checkouts };
+        place(config, &shoppers, &rec, Plan { rate: config.rate, count, length }, &bar).await?;
+        None
+    };
     let seconds = start.elapsed().as_secs_f64();
     let mut cpu_seconds = BTreeMap::new();
     for ((name, pid), before) in watched.iter().zip(cpu_before) {
@@ -321,9 +529,12 @@ async fn checkouts(config: &LoadConfig, quiet: bool) -> Result<LoadReport, Strin
 
     let audit = if config.audit { Some(settled_audit(&config.databases).await?) } else { None };
     let r = lock(&rec);
+    // Each checkout placed ended as one of these: an outcome, a refused add, a refused checkout.
+    let refused = r.errors_of("cart_add") + r.errors_of("checkout");
+    let placed = r.paid + r.cancelled + usize::try_from(refused).unwrap_or(usize::MAX);
     Ok(LoadReport {
         scenario: Scenario::Checkout,
-        operations: config.checkouts,
+        operations: placed,
         seconds,
         per_second: (r.paid + r.cancelled) as f64 / seconds,
         paid: r.paid,
@@ -333,13 +544,83 @@ async fn checkouts(config: &LoadConfig, quiet: bool) -> Result<LoadReport, Strin
         endpoints: endpoint_reports(&r),
         audit,
         cpu_seconds,
+        timeline: r.timeline(),
+        distribution: r.distribution(),
+        ramp: ramped,
     })
+}
+
+/// The first step's rate of a ramp not given `--rate`.
+const RAMP_FIRST_RATE: f64 = 50.0;
+
+/// `--ramp`: open-loop steps of rising rate until one does not keep up. Each step's checkouts
+/// are all answered before the next begins, so a step is judged on its own.
+async fn ramp(
+    config: &LoadConfig,
+    shoppers: &mut Shoppers,
+    rec: &Shared,
+    bar: &indicatif::ProgressBar,
+) -> Result<RampReport, String> {
+    let mut rate = config.rate.unwrap_or(RAMP_FIRST_RATE);
+    let rise = config.ramp_step.unwrap_or(rate);
+    let step = Duration::from_secs_f64(config.step_seconds);
+    let grace = (step / 10).max(Duration::from_secs(1));
+    let origin = Instant::now();
+    let (mut steps, mut sustained) = (Vec::new(), None);
+    let stopped = loop {
+        if config.max_rate.is_some_and(|max| rate > max) {
+            break format!("the next step, {rate}/s, is past --max-rate");
+        }
+        shoppers.at_least(config, rec, Shoppers::for_rate(config, rate)).await?;
+        let step_rec = shared(lock(rec).sibling());
+        let at = origin.elapsed().as_secs_f64();
+        let offered = (rate * config.step_seconds).round().max(1.0) as usize;
+        let last_due =
+            place(config, shoppers, &step_rec, Plan { rate: Some(rate), count: offered, length: None }, bar)
+                .await?;
+        let drained = last_due.elapsed();
+        let seen = take(&step_rec);
+        let (completed, p50_ms, p99_ms) = seen.primary();
+        let errors = seen.errors_of("checkout") + seen.errors_of("cart_add");
+        let completed = usize::try_from(completed).unwrap_or(usize::MAX);
+        lock(rec).merge(seen);
+        let kept_up = completed == offered && errors == 0 && drained <= grace && p99_ms <= config.ramp_p99_ms;
+        steps.push(RampStep {
+            rate,
+            at_seconds: at,
+            seconds: config.step_seconds,
+            offered,
+            completed,
+            errors,
+            p50_ms,
+            p99_ms,
+            drained_seconds: drained.as_secs_f64(),
+            kept_up,
+        });
+        if !kept_up {
+            break if errors > 0 || completed < offered {
+                format!(
+                    "at {rate}/s, {} of {offered} checkouts did not complete",
+                    offered - completed.min(offered)
+                )
+            } else if drained > grace {
+                format!(
+                    "at {rate}/s the checkouts fell behind: the last answered {:.2} s after it was due",
+                    drained.as_secs_f64()
+                )
+            } else {
+                format!("at {rate}/s p99 reached {p99_ms:.1} ms, past --ramp-p99-ms {}", config.ramp_p99_ms)
+            };
+        }
+        sustained = Some(rate);
+        rate += rise;
+    };
+    Ok(RampReport { steps, sustained_rate: sustained, stopped })
 }
 
 /// A load user: its token, and a lock that keeps its checkouts one at a time.
 type User = Arc<(String, tokio::sync::Mutex<()>)>;
 
-/// The load's users, registered and logged in a few at a time.
 /// A product with stock for any run, made as `admin`.
 async fn run_product(config: &LoadConfig, http: &reqwest::Client, password: &str) -> Result<i64, String> {
     let login: serde_json::Value = http
@@ -368,14 +649,16 @@ async fn run_product(config: &LoadConfig, http: &reqwest::Client, password: &str
     product["id"].as_i64().ok_or_else(|| format!("making the run's product: {product}"))
 }
 
+/// The load's users numbered `which`, registered and logged in 16 at a time.
 async fn register_users(
     config: &LoadConfig,
     http: &reqwest::Client,
     rec: &Shared,
     run_id: &str,
+    which: std::ops::Range<usize>,
 ) -> Result<Vec<User>, String> {
-    let mut tokens = Vec::with_capacity(config.users);
-    for chunk in (0..config.users).collect::<Vec<_>>().chunks(16) {
+    let mut tokens = Vec::with_capacity(which.len());
+    for chunk in which.collect::<Vec<_>>().chunks(16) {
         let logins = chunk.iter().map(|i| {
             let (http, rec, auth) = (http.clone(), rec.clone(), config.auth_url.clone());
             let name = format!("load{}{i}", &run_id[..8]);

@@ -669,6 +669,10 @@ fn load_config(t: &TestApp) -> LoadConfig {
         max_rate: None,
         slice_seconds: 1.0,
         report: None,
+        login_prefix: "grow".to_owned(),
+        existing_users: 0,
+        existing_products: 0,
+        password: common::PASSWORD.to_owned(),
     }
 }
 
@@ -840,6 +844,33 @@ async fn the_load_tool_runs_for_a_duration_ramps_to_a_sustained_rate_and_draws_i
         let refused = run(bad).await.expect_err("refused");
         assert!(refused.contains(why), "{why}: {refused}");
     }
+
+    // Users already there page through their orders and the catalog.
+    for n in 0..2 {
+        let token = t.user(&format!("grow{n}")).await;
+        for _ in 0..6 {
+            t.add(&token, MOUSE, 1).await.ok(200);
+            t.checkout(&token).await.ok(201);
+        }
+    }
+    let lists = LoadConfig {
+        scenario: Scenario::Lists,
+        users: 2,
+        existing_users: 2,
+        existing_products: 5,
+        concurrency: 2,
+        requests: 40,
+        ..base.clone()
+    };
+    let read = run(lists.clone()).await.expect("the lists load runs");
+    assert!(read.errors.is_empty(), "{:?}", read.errors);
+    // Six orders each, in pages of 5: every first page links a next one.
+    for endpoint in ["orders", "orders_next", "products", "products_deep"] {
+        assert_eq!(read.endpoints[endpoint].requests, 10, "10 rounds: {endpoint} {read:?}");
+    }
+    let stranger =
+        run(LoadConfig { login_prefix: "nobody".into(), ..lists }).await.expect_err("no such user");
+    assert!(stranger.contains("nobody0"), "{stranger}");
 
     // The health scenario for a duration.
     let health = LoadConfig {

@@ -209,6 +209,14 @@ pub struct ServeConfig {
     /// How long a publish may wait for the broker (librdkafka retries meanwhile).
     #[arg(long, env = "SHOP_KAFKA_SEND_TIMEOUT_MS", default_value_t = 120_000)]
     pub kafka_send_timeout_ms: u64,
+    /// The longest the broker may hold the Cart consumer's fetch of an idle partition
+    /// (`fetch.wait.max.ms`).
+    #[arg(long, env = "SHOP_KAFKA_FETCH_WAIT_MS", default_value_t = shop_services::kafka::DEFAULT_FETCH_WAIT_MS)]
+    pub kafka_fetch_wait_ms: u64,
+    /// How long the Cart service answers a cart add from its snapshot of a product instead of
+    /// asking the Product service again (0: ask every time).
+    #[arg(long, env = "SHOP_CATALOG_TTL_MS", default_value_t = 1_000)]
+    pub catalog_ttl_ms: u64,
     /// Consumer group of the Cart service's instances.
     #[arg(long, env = "SHOP_KAFKA_GROUP", default_value = "cart-service")]
     pub kafka_group: String,

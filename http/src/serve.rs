@@ -116,8 +116,10 @@ impl Node {
             }
             Service::Payment => Frontend::Payment(frontends::payment(run, &database)?),
             Service::Cart => {
-                let catalog =
-                    HttpCatalog(peers.client(&config.product_url, "SHOP_PRODUCT_URL", Service::Product)?);
+                let catalog = shop_services::cart::CachedCatalog::new(
+                    HttpCatalog(peers.client(&config.product_url, "SHOP_PRODUCT_URL", Service::Product)?),
+                    Duration::from_millis(config.catalog_ttl_ms),
+                );
                 let core = frontends::core_config(run);
                 let rt = Arc::new(ActorRuntime::start(core.arbiters)?);
                 let cart = CartSide::start(rt.clone(), database.carts(), core.carts);
@@ -277,6 +279,7 @@ impl Peers<'_> {
         Ok(KafkaConfig {
             partitions: self.config.kafka_partitions,
             send_timeout: Duration::from_millis(self.config.kafka_send_timeout_ms),
+            fetch_wait: Duration::from_millis(self.config.kafka_fetch_wait_ms),
             ..KafkaConfig::new(brokers)
         })
     }

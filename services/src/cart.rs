@@ -69,6 +69,52 @@ impl Catalog for ProductService {
     }
 }
 
+/// A catalog that keeps each product it looked up for `ttl` and answers from that snapshot
+/// meanwhile, so that a cart add needs no call to the Product service while one is at hand
+/// (distributed mode). What a snapshot may be behind by is bounded by `ttl`: a price changed
+/// within it reaches new cart lines up to `ttl` late (a line keeps the price it was added at in
+/// any case), and the add's stock check, which only refuses what plainly cannot be had, may be
+/// that stale; the checkout's stock reservation is what takes stock, against the Product
+/// database itself. Unknown products are asked about every time.
+pub struct CachedCatalog<C> {
+    inner: C,
+    ttl: std::time::Duration,
+    snapshots: std::sync::Mutex<std::collections::HashMap<i64, (std::time::Instant, Product)>>,
+}
+
+/// Snapshots kept before the stale ones are swept out.
+const CATALOG_SNAPSHOTS: usize = 10_000;
+
+impl<C: Catalog> CachedCatalog<C> {
+    pub fn new(inner: C, ttl: std::time::Duration) -> Self {
+        Self { inner, ttl, snapshots: Default::default() }
+    }
+
+    fn fresh(&self, id: i64) -> Option<Product> {
+        let snapshots = self.snapshots.lock().ok()?;
+        snapshots.get(&id).filter(|(at, _)| at.elapsed() < self.ttl).map(|(_, p)| p.clone())
+    }
+}
+
+#[async_trait]
+impl<C: Catalog> Catalog for CachedCatalog<C> {
+    async fn product(&self, id: i64) -> ServiceResult<Product> {
+        if let Some(product) = self.fresh(id) {
+            return Ok(product);
+        }
+        let product = self.inner.product(id).await?;
+        if let Ok(mut snapshots) = self.snapshots.lock() {
+            if snapshots.len() >= CATALOG_SNAPSHOTS {
+                snapshots.retain(|_, (at, _)| at.elapsed() < self.ttl);
+            }
+            if snapshots.len() < CATALOG_SNAPSHOTS {
+                snapshots.insert(id, (std::time::Instant::now(), product.clone()));
+            }
+        }
+        Ok(product)
+    }
+}
+
 /// The Cart service: checks requests against the catalog, then hands them to the cart actors.
 #[derive(Clone)]
 pub struct CartService {
@@ -155,5 +201,59 @@ impl HistorySource for CartService {
     async fn steps(&self, order: &OrderRef) -> ServiceResult<Vec<HistoryStep>> {
         let applied = self.store.checkout_applied(&order.username, order.order_id).await?;
         Ok(applied.map(|at| vec![HistoryStep::cart_cleared(at)]).unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    /// A catalog of one product (id 7) that counts the lookups it was asked.
+    #[derive(Default)]
+    struct Counting(AtomicUsize);
+
+    #[async_trait]
+    impl Catalog for Counting {
+        async fn product(&self, id: i64) -> ServiceResult<Product> {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            if id != 7 {
+                return Err(ServiceError::NotFound(format!("product {id} not found")));
+            }
+            let now = crate::time::now();
+            Ok(Product {
+                id,
+                name: "Lamp".into(),
+                description: None,
+                price: Decimal::new(1999, 2),
+                stock: 3,
+                created_at: now,
+                updated_at: now,
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_answers_until_it_is_older_than_its_ttl() {
+        let cached = CachedCatalog::new(Counting::default(), Duration::from_secs(3600));
+        for _ in 0..3 {
+            assert_eq!(cached.product(7).await.expect("found").price, Decimal::new(1999, 2));
+        }
+        assert_eq!(cached.inner.0.load(Ordering::Relaxed), 1, "one lookup, two answers from the snapshot");
+        for _ in 0..2 {
+            assert!(matches!(cached.product(8).await, Err(ServiceError::NotFound(_))));
+        }
+        assert_eq!(cached.inner.0.load(Ordering::Relaxed), 3, "an unknown product is asked about every time");
+
+        let short = CachedCatalog::new(Counting::default(), Duration::from_millis(1));
+        short.product(7).await.expect("found");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        short.product(7).await.expect("found");
+        assert_eq!(short.inner.0.load(Ordering::Relaxed), 2, "the stale snapshot was looked up again");
+        let none = CachedCatalog::new(Counting::default(), Duration::ZERO);
+        none.product(7).await.expect("found");
+        none.product(7).await.expect("found");
+        assert_eq!(none.inner.0.load(Ordering::Relaxed), 2, "a ttl of 0 keeps nothing");
     }
 }

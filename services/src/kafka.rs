@@ -55,7 +55,15 @@ pub struct KafkaConfig {
     pub send_timeout: Duration,
     /// Create the topics at start-up if they are missing (off where an operator manages them).
     pub create_topics: bool,
+    /// The longest the broker may hold the consumer's fetch of a partition with nothing new
+    /// (`fetch.wait.max.ms`). The broker answers as soon as a record is there (fetch.min.bytes
+    /// 1), so this is not the event's wait for delivery: measured with Tansu, 25 ms against 100
+    /// left the order-event latency as it was and doubled the broker's CPU.
+    pub fetch_wait: Duration,
 }
+
+/// `fetch.wait.max.ms` unless configured: measured in docs/PERFORMANCE.md (issue 16).
+pub const DEFAULT_FETCH_WAIT_MS: u64 = 100;
 
 impl KafkaConfig {
     pub fn new(brokers: impl Into<String>) -> Self {
@@ -64,6 +72,7 @@ impl KafkaConfig {
             partitions: 3,
             send_timeout: Duration::from_secs(30),
             create_topics: true,
+            fetch_wait: Duration::from_millis(DEFAULT_FETCH_WAIT_MS),
         }
     }
 
@@ -429,10 +438,9 @@ impl KafkaBus {
                     .set("auto.commit.interval.ms", "500")
                     .set("enable.auto.offset.store", "false")
                     .set("auto.offset.reset", "earliest")
-                    // The broker answers a fetch as soon as a record is there
-                    // (fetch.min.bytes 1); this only bounds how long an idle partition's fetch
-                    // is held. At 10 ms the polls took two thirds of the broker's CPU.
-                    .set("fetch.wait.max.ms", "100")
+                    // How long an idle partition's fetch is held (see `KafkaConfig::fetch_wait`).
+                    // At 10 ms the polls took two thirds of the broker's CPU.
+                    .set("fetch.wait.max.ms", config.fetch_wait.as_millis().to_string())
                     .set("session.timeout.ms", "10000")
                     .set("statistics.interval.ms", STATS_INTERVAL)
                     .create_with_context(context)

@@ -13,9 +13,18 @@
 //! `login_flood`; their 503s are the hashing queue pushing back, counted apart from checkout
 //! errors). With `--audit`, the databases are audited at the end.
 //!
+//! `--duration` runs for that long instead of a count. In an open loop the users scale with the
+//! rate (`--think-time` apart, each user's checkouts), so a load does not measure one user's cart
+//! waiting for its previous checkout's event. `--ramp` finds the sustained rate by itself: open-loop
+//! steps of rising rate, each judged on its own, until one falls behind or its p99 grows past
+//! `--ramp-p99-ms`. Every run keeps a timeline (`--slice-seconds`) and the latency distribution;
+//! `--report PATH` writes them beside the JSON as one self-contained HTML page of charts.
+//!
 //! The machine's ceilings come from the same tool: `--scenario health` sends `--requests` GETs to
-//! `--health-url` at `--concurrency`; `--scenario commits` makes single-row durable commits for
-//! `--seconds` on `--database-url`, opened as a service opens it (`scripts/ceilings`).
+//! `--health-url` at `--concurrency`, each worker on a hyper connection of its own, as lean as wrk;
+//! `--scenario commits` makes single-row durable commits for `--seconds` on `--database-url`,
+//! opened as a service opens it (`scripts/ceilings`). `--scenario lists` pages through users'
+//! orders and the catalog, for `scripts/growth`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -27,6 +36,7 @@ use serde::Serialize;
 use serde_json::json;
 use shop_services::tools::audit::AuditReport;
 
+mod lists;
 mod picture;
 mod report;
 
@@ -43,6 +53,9 @@ pub enum Scenario {
     Health,
     /// Single-row durable commits on a database: the commit ceiling.
     Commits,
+    /// Users already there read their order history and browse the catalog: what pages cost
+    /// as the tables grow (`scripts/growth`).
+    Lists,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -139,6 +152,18 @@ pub struct LoadConfig {
     /// p50/p99 over time and the latency distribution, one self-contained page.
     #[arg(long, value_name = "PATH")]
     pub report: Option<std::path::PathBuf>,
+    /// The lists scenario logs in as `<prefix><n>`, n spread evenly below `--existing-users`.
+    #[arg(long, default_value = "grow")]
+    pub login_prefix: String,
+    /// How many such users there are.
+    #[arg(long, default_value_t = 0)]
+    pub existing_users: usize,
+    /// Product ids go up to about this many: the lists scenario reads a page after a random one.
+    #[arg(long, default_value_t = 0)]
+    pub existing_products: usize,
+    /// The password of those users.
+    #[arg(long, default_value = "load-password-1")]
+    pub password: String,
     #[command(flatten)]
     pub databases: AuditConfig,
 }
@@ -210,6 +235,7 @@ pub async fn run(mut config: LoadConfig, quiet: bool) -> Result<LoadReport, Stri
         Scenario::Checkout => checkouts(&config, quiet).await?,
         Scenario::Health => health(&config, quiet).await?,
         Scenario::Commits => commits(&config).await?,
+        Scenario::Lists => lists::lists(&config, quiet).await?,
     };
     if let Some(path) = &config.report {
         picture::write(path, &report, &config)?;
@@ -284,23 +310,7 @@ async fn health(config: &LoadConfig, quiet: bool) -> Result<LoadReport, String> 
     bar.finish_and_clear();
     let seconds = start.elapsed().as_secs_f64();
     let (ok, _, _) = rec.primary();
-    let failed: u64 = rec.errors.values().sum();
-    Ok(LoadReport {
-        scenario: Scenario::Health,
-        operations: usize::try_from(ok + failed).unwrap_or(usize::MAX),
-        seconds,
-        per_second: ok as f64 / seconds,
-        paid: 0,
-        cancelled: 0,
-        errors: rec.errors.clone(),
-        held_cart_retries: 0,
-        endpoints: endpoint_reports(&rec),
-        audit: None,
-        cpu_seconds: BTreeMap::new(),
-        timeline: rec.timeline(),
-        distribution: rec.distribution(),
-        ramp: None,
-    })
+    Ok(LoadReport::of_requests(Scenario::Health, &rec, ok, seconds))
 }
 
 /// Where the health scenario's GETs go: an `http://` URL, taken apart once.

@@ -32,6 +32,7 @@ fn page(r: &LoadReport, c: &LoadConfig) -> String {
         Scenario::Checkout => ("checkouts", "whole checkout, from due to answer"),
         Scenario::Health => ("requests", "health request"),
         Scenario::Commits => ("commits", "commit"),
+        Scenario::Lists => ("pages", "first page of a user's orders"),
     };
     let mode = if r.scenario == Scenario::Commits {
         format!("{} writers", c.concurrency)

@@ -100,6 +100,28 @@ pub struct RampStep {
 }
 
 impl LoadReport {
+    /// The report of a run of plain requests (no checkouts): `ok` of them answered with success,
+    /// the rest of what `rec` saw counted as errors.
+    pub(super) fn of_requests(scenario: Scenario, rec: &Recorder, ok: u64, seconds: f64) -> Self {
+        let failed: u64 = rec.errors.values().sum();
+        Self {
+            scenario,
+            operations: usize::try_from(ok + failed).unwrap_or(usize::MAX),
+            seconds,
+            per_second: ok as f64 / seconds,
+            paid: 0,
+            cancelled: 0,
+            errors: rec.errors.clone(),
+            held_cart_retries: 0,
+            endpoints: endpoint_reports(rec),
+            audit: None,
+            cpu_seconds: BTreeMap::new(),
+            timeline: rec.timeline(),
+            distribution: rec.distribution(),
+            ramp: None,
+        }
+    }
+
     /// Errors of the checkouts themselves (not of the login flood beside them).
     pub fn checkout_errors(&self) -> u64 {
         self.errors.iter().filter(|(what, _)| !what.starts_with("login_flood")).map(|(_, n)| n).sum()
@@ -283,6 +305,7 @@ pub(super) fn print_report(r: &LoadReport, c: &LoadConfig) {
         Scenario::Checkout => "checkouts",
         Scenario::Health => "requests",
         Scenario::Commits => "commits",
+        Scenario::Lists => "pages",
     };
     println!("{} {unit} ({mode}) in {:.2} s: {:.1} {unit}/s", r.operations, r.seconds, r.per_second);
     if r.scenario == Scenario::Checkout {

@@ -93,6 +93,7 @@ fn compose_sets_only_known_variables_and_everything_each_service_needs() {
         ];
         match service {
             "cart" => needs.extend(["SHOP_KAFKA_BROKERS".into(), "SHOP_PRODUCT_URL".into()]),
+            "product" => needs.push("SHOP_KAFKA_BROKERS".into()),
             "order" => {
                 let peers = ["SHOP_KAFKA_BROKERS", "SHOP_PRODUCT_URL", "SHOP_CART_URL", "SHOP_PAYMENT_URL"];
                 needs.extend(peers.map(str::to_owned))

@@ -186,6 +186,8 @@ impl WriteThrough for CartActor {
     async fn save(deps: &CartDeps, cart: &Cart, write: CartWrite) -> Result<i64, StoreError> {
         if write.hold_only && cart.version > 0 {
             deps.store.save_hold(cart).await
+        } else if let Some(products) = write.lines.as_deref().filter(|_| cart.version > 0) {
+            deps.store.save_lines(cart, products, write.applied_order).await
         } else {
             deps.store.save(cart, write.applied_order).await
         }
@@ -220,6 +222,8 @@ pub(crate) struct CartWrite {
     applied_order: Option<i64>,
     /// Nothing but the checkout hold changed.
     hold_only: bool,
+    /// Only the lines of these products changed (with the hold, if it did); `None`: any may have.
+    lines: Option<Vec<i64>>,
 }
 
 /// Applies one command to `cart`: whether it must be stored, and the checkout id the command
@@ -230,8 +234,14 @@ async fn decide(
     store: &dyn CartStore,
     ttl: Duration,
 ) -> Result<Decision<CartWrite, Option<Uuid>>, CartError> {
-    let write = || Decision::Changed(CartWrite { applied_order: None, hold_only: false }, None);
-    let hold = |id| Decision::Changed(CartWrite { applied_order: None, hold_only: true }, id);
+    let write = || Decision::Changed(CartWrite { applied_order: None, hold_only: false, lines: None }, None);
+    let line = |product_id| {
+        Decision::Changed(
+            CartWrite { applied_order: None, hold_only: false, lines: Some(vec![product_id]) },
+            None,
+        )
+    };
+    let hold = |id| Decision::Changed(CartWrite { applied_order: None, hold_only: true, lines: None }, id);
     let decision = match cmd {
         CartCommand::Get => Decision::Unchanged(None),
         CartCommand::Add { product, quantity } => {
@@ -252,7 +262,7 @@ async fn decide(
                 }),
             }
             check_total(cart)?;
-            write()
+            line(product.id)
         }
         CartCommand::SetQuantity { product_id, quantity } => {
             let pos = position(cart, product_id)?;
@@ -262,12 +272,12 @@ async fn decide(
                 cart.items[pos].quantity = check_quantity(u64::from(quantity))?;
                 check_total(cart)?;
             }
-            write()
+            line(product_id)
         }
         CartCommand::Remove { product_id } => {
             let pos = position(cart, product_id)?;
             cart.items.remove(pos);
-            write()
+            line(product_id)
         }
         CartCommand::Clear => {
             if cart.items.is_empty() {
@@ -297,8 +307,16 @@ async fn decide(
             if !releases && store.checkout_applied(&cart.username, order_id).await?.is_some() {
                 Decision::Unchanged(None)
             } else {
+                let lines = items
+                    .iter()
+                    .map(|l| l.product_id)
+                    .filter(|id| cart.items.iter().any(|i| i.product_id == *id))
+                    .collect();
                 cart.subtract(&items);
-                Decision::Changed(CartWrite { applied_order: Some(order_id), hold_only: false }, None)
+                Decision::Changed(
+                    CartWrite { applied_order: Some(order_id), hold_only: false, lines: Some(lines) },
+                    None,
+                )
             }
         }
     };

@@ -61,6 +61,18 @@ pub trait CartStore: Send + Sync + 'static {
     /// otherwise [`StoreError::Conflict`]. With `applied_order`, also records in the same write that
     /// this order's checkout has been taken out of the cart.
     async fn save(&self, cart: &Cart, applied_order: Option<i64>) -> Result<i64, StoreError>;
+    /// Like [`CartStore::save`] when no line but those of `products` (changed, added or gone)
+    /// differs from what is stored: a store may write just the cart row and those lines.
+    /// `cart.version` is at least 1.
+    async fn save_lines(
+        &self,
+        cart: &Cart,
+        products: &[i64],
+        applied_order: Option<i64>,
+    ) -> Result<i64, StoreError> {
+        let _ = products;
+        self.save(cart, applied_order).await
+    }
     /// Like [`CartStore::save`] when only the checkout hold changed (the items did not): a
     /// store may write just the cart row. `cart.version` is at least 1.
     async fn save_hold(&self, cart: &Cart) -> Result<i64, StoreError> {

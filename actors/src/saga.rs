@@ -11,7 +11,8 @@
 //! 5. create the order PENDING (naming the checkout), with its `ORDER_CREATED` event in the outbox;
 //! 6. charge through the payment pool ([`PaymentGateway`], idempotent per order, retried); the
 //!    Payment side stores the payment PENDING before it asks the gateway;
-//! 7. PAID: commit the reservation. CANCELLED: release it, and when the charge could not be taken
+//! 7. PAID: commit the reservation. CANCELLED: release it (with `stock_follows_events`, the
+//!    stock side does both when the outcome's event reaches it), and when the charge could not be taken
 //!    void the payment side (FAILED if it never charged, REFUNDED if a late charge went through);
 //! 8. store the outcome (PAID with the gateway's transaction id, or CANCELLED with the reason)
 //!    together with its `ORDER_COMPLETED` or `ORDER_CANCELLED` event (the outbox); give the cart
@@ -77,6 +78,11 @@ pub struct SagaConfig {
     /// How long each call of a step after the outcome (stock, void) may take; each is asked up
     /// to `charge_attempts` times, then left to recovery.
     pub follow_up_timeout: Duration,
+    /// The stock side ends a checkout's reservation itself when it sees the outcome's event
+    /// (`ORDER_COMPLETED` commits it, `ORDER_CANCELLED` releases it): the saga does not ask it
+    /// after the outcome. Distributed mode saves the request; the outbox delivers the event at
+    /// least once, and the reservation's TTL outlasts its delivery.
+    pub stock_follows_events: bool,
     pub breaker: BreakerConfig,
 }
 
@@ -91,6 +97,7 @@ impl Default for SagaConfig {
             await_events: true,
             event_timeout: Duration::from_secs(5),
             follow_up_timeout: Duration::from_secs(5),
+            stock_follows_events: false,
             breaker: BreakerConfig::default(),
         }
     }

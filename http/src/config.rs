@@ -220,6 +220,10 @@ pub struct ServeConfig {
     /// Consumer group of the Cart service's instances.
     #[arg(long, env = "SHOP_KAFKA_GROUP", default_value = "cart-service")]
     pub kafka_group: String,
+    /// Consumer group of the Product service's instances, which end checkouts' stock
+    /// reservations from `ORDER_EVENTS` (default: SHOP_KAFKA_GROUP followed by `-stock`).
+    #[arg(long, env = "SHOP_KAFKA_STOCK_GROUP")]
+    pub kafka_stock_group: Option<String>,
     /// Where the Auth service answers (the gateway routes `/api/auth` there).
     #[arg(long, env = "SHOP_AUTH_URL")]
     pub auth_url: Option<String>,

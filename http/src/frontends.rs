@@ -175,7 +175,7 @@ pub(crate) fn consumer_figures(lag: ConsumerLag) -> Source {
             .map(|n| {
                 Figure::gauge(
                     "kafka_consumer_lag",
-                    "Records on ORDER_EVENTS the Cart consumer has not handled yet",
+                    "Records on ORDER_EVENTS this service's consumer has not handled yet",
                     n as f64,
                 )
             })

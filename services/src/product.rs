@@ -13,8 +13,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use shop_actors::model::{LineQuantity, ProductSnapshot};
-use shop_actors::ports::{Page, Shortage, StockError, StockPort};
+use shop_actors::model::{LineQuantity, OrderEvent, OrderEventType, ProductSnapshot};
+use shop_actors::ports::{BusError, EventHandler, Page, Shortage, StockError, StockPort};
 use uuid::Uuid;
 
 use crate::error::{ServiceError, ServiceResult};
@@ -321,6 +321,33 @@ impl StockPort for ProductService {
             .await
             .map(|_| ())
             .map_err(|e| StockError::Unavailable(e.to_string()))
+    }
+}
+
+/// In distributed mode the Product service ends a checkout's reservation when it sees the
+/// outcome on `ORDER_EVENTS` (the saga runs with `stock_follows_events`): `ORDER_COMPLETED`
+/// commits it, `ORDER_CANCELLED` releases it. Both are idempotent, so a redelivered event changes
+/// nothing; a store error is the bus's to retry.
+#[async_trait]
+impl EventHandler for ProductService {
+    async fn handle(&self, event: &OrderEvent) -> Result<(), BusError> {
+        let Some(checkout_id) = event.checkout_id else { return Ok(()) };
+        match event.event_type {
+            OrderEventType::OrderCompleted => match self.commit(checkout_id).await {
+                Ok(Ok(())) => Ok(()),
+                // Units the TTL gave back before the order was paid, and bought since: a paid
+                // order short of stock, for an operator (redelivery would not change it).
+                Ok(Err(shortage)) => {
+                    tracing::error!(order_id = event.order_id, %checkout_id, ?shortage, "paid order's stock could not be taken again");
+                    Ok(())
+                }
+                Err(e) => Err(BusError(e.to_string())),
+            },
+            OrderEventType::OrderCancelled => {
+                self.release(checkout_id).await.map(|_| ()).map_err(|e| BusError(e.to_string()))
+            }
+            OrderEventType::OrderCreated => Ok(()),
+        }
     }
 }
 

@@ -19,7 +19,7 @@ use shop_services::ServiceError;
 use shop_services::auth::NewUserRow;
 use shop_services::auth::Role;
 use shop_services::payment::{NewPayment, PaymentChange};
-use shop_services::product::{ProductInput, Refusal, StockLedger};
+use shop_services::product::{ProductInput, ProductService, Refusal, StockConfig, StockLedger};
 use shop_services::storage::Database;
 use shop_services::testing::{drop_mysql, fresh_mysql_url, open_or_explain};
 use uuid::Uuid;
@@ -99,6 +99,7 @@ on_both_backends!(
     products_keep_money_exact_and_seed_once,
     cart_writes_are_fenced_by_version,
     a_hold_only_write_keeps_the_items_and_is_fenced,
+    a_lines_write_changes_only_the_lines_named_and_is_fenced,
     a_completed_order_is_applied_to_a_cart_once,
     payments_are_one_per_order,
     orders_round_trip_with_their_items,
@@ -108,6 +109,7 @@ on_both_backends!(
     two_runtimes_hand_a_cart_to_one_checkout,
     stock_reservations_are_all_or_nothing_idempotent_and_conserve_units,
     concurrent_reservations_of_the_last_units_succeed_as_often_as_there_are_units,
+    an_outcome_event_ends_its_checkouts_reservation_once,
     stuck_checkouts_are_listed_and_leased_to_one_instance,
 );
 
@@ -218,6 +220,37 @@ async fn a_hold_only_write_keeps_the_items_and_is_fenced(f: Fixture) {
     f.cleanup().await;
 }
 
+async fn a_lines_write_changes_only_the_lines_named_and_is_fenced(f: Fixture) {
+    let carts = f.open(Service::Cart).await.carts();
+    let mut cart = Cart::empty("ly");
+    cart.items = vec![item(1, 1), item(2, 2)];
+    // A cart not stored yet is written whole, whatever lines are named.
+    cart.version = carts.save_lines(&cart, &[2], None).await.expect("first write");
+    assert_eq!(carts.load("ly").await.expect("load").items, vec![item(1, 1), item(2, 2)]);
+    // Line 2 changed, line 3 added, line 1 gone; only 2 and 3 named: line 1 stays stored.
+    cart.items = vec![item(2, 5), item(3, 1)];
+    cart.version = carts.save_lines(&cart, &[2, 3], None).await.expect("lines");
+    let stored = carts.load("ly").await.expect("load");
+    assert_eq!((stored.version, stored.items.clone()), (2, vec![item(1, 1), item(2, 5), item(3, 1)]));
+    // A named line the cart no longer has is deleted; with an applied order, both in one write.
+    let mut cart = stored;
+    cart.items.retain(|i| i.product_id != 2);
+    cart.version = carts.save_lines(&cart, &[2], Some(88)).await.expect("lines");
+    let stored = carts.load("ly").await.expect("load");
+    assert_eq!((stored.version, stored.items.clone()), (3, vec![item(1, 1), item(3, 1)]));
+    assert!(carts.checkout_applied("ly", 88).await.expect("applied").is_some());
+    let mut stale = stored.clone();
+    stale.version = 2;
+    stale.items.clear();
+    assert!(matches!(carts.save_lines(&stale, &[1, 3], None).await, Err(StoreError::Conflict(_))), "fenced");
+    assert!(
+        matches!(carts.save_lines(&stored, &[1], Some(88)).await, Err(StoreError::Conflict(_))),
+        "an order is applied once"
+    );
+    assert_eq!(carts.load("ly").await.expect("load"), stored, "the refused writes changed nothing");
+    f.cleanup().await;
+}
+
 async fn a_completed_order_is_applied_to_a_cart_once(f: Fixture) {
     let carts = f.open(Service::Cart).await.carts();
     let mut cart = Cart::empty("di");
@@ -259,7 +292,8 @@ async fn payments_are_one_per_order(f: Fixture) {
 
     // A PENDING payment moves on once, compare-and-set: the second mover finds it gone.
     let pending = NewPayment { order_id: 6, ..new(None) };
-    assert_eq!(a.insert(pending).await.expect("insert").map(|p| p.status), Some(PaymentStatus::Pending));
+    let pending = a.insert(pending).await.expect("insert").expect("recorded");
+    assert_eq!(pending.status, PaymentStatus::Pending);
     let change = |status, txn: Option<&str>| PaymentChange {
         status,
         transaction_id: txn.map(str::to_owned),
@@ -270,13 +304,15 @@ async fn payments_are_one_per_order(f: Fixture) {
         at: shop_services::time::now(),
     };
     let (x, y) = tokio::join!(
-        a.update(6, PaymentStatus::Pending, change(PaymentStatus::Success, Some("TXN_ABC123"))),
-        b.update(6, PaymentStatus::Pending, change(PaymentStatus::Failed, None)),
+        a.update(&pending, change(PaymentStatus::Success, Some("TXN_ABC123"))),
+        b.update(&pending, change(PaymentStatus::Failed, None)),
     );
     let (x, y) = (x.expect("update"), y.expect("update"));
     assert!(x.is_some() != y.is_some(), "one of two movers wins: {x:?} {y:?}");
     let moved = x.or(y).expect("one");
     assert_eq!(moved.gateway_response.as_deref(), Some(r#"{"status":"APPROVED"}"#));
+    // The row the update answers (computed by MySQL's store, returned by SQLite's) is the row
+    // stored.
     assert_eq!(b.find_by_order(6).await.expect("find"), Some(moved.clone()));
     if moved.status == PaymentStatus::Success {
         let refunded_at = shop_services::time::now();
@@ -286,7 +322,8 @@ async fn payments_are_one_per_order(f: Fixture) {
             gateway_response: Some(r#"{"status":"REFUNDED"}"#.into()),
             ..change(PaymentStatus::Refunded, None)
         };
-        let refunded = a.update(6, PaymentStatus::Success, refund).await.expect("refund").expect("refunded");
+        let refunded = a.update(&moved, refund).await.expect("refund").expect("refunded");
+        assert_eq!(b.find_by_order(6).await.expect("find"), Some(refunded.clone()));
         assert_eq!(refunded.status, PaymentStatus::Refunded);
         assert_eq!(
             refunded.transaction_id.as_deref(),
@@ -613,6 +650,70 @@ async fn stock_reservations_are_all_or_nothing_idempotent_and_conserve_units(f: 
         "{statuses:?}"
     );
     conserved(&products.stock_ledger().await.expect("ledger"));
+
+    // A released reservation is not made again under its checkout, and takes nothing.
+    assert!(products.reserve(c1, &[line(a.id, 3)], later, now).await.is_err(), "released for good");
+    assert_eq!(stock(a.id).await, 20);
+    // Committed after its TTL released it (the order was paid late): its units are taken again.
+    assert_eq!(products.commit_reservation(c3, now).await.expect("commit"), Ok(()));
+    assert_eq!(stock(a.id).await, 15);
+    let c3_status =
+        products.reservations().await.expect("reservations").into_iter().find(|r| r.checkout_id == c3);
+    assert_eq!(c3_status.map(|r| r.status), Some("COMMITTED".to_owned()));
+    conserved(&products.stock_ledger().await.expect("ledger"));
+    f.cleanup().await;
+}
+
+/// Distributed mode: the Product service commits or releases a reservation when the outcome's
+/// event reaches it, and a redelivered event changes nothing.
+async fn an_outcome_event_ends_its_checkouts_reservation_once(f: Fixture) {
+    use shop_actors::ports::EventHandler;
+    let store = f.open(Service::Product).await.products();
+    let service = ProductService::new(store.clone(), StockConfig::default());
+    let now = shop_services::time::now();
+    let input = ProductInput { name: "Kettle".into(), description: None, price: money("30.00"), stock: 10 };
+    let p = store.create(&input, now).await.expect("create");
+    let (paid, cancelled) = (Uuid::new_v4(), Uuid::new_v4());
+    for checkout in [paid, cancelled] {
+        service.reserve(checkout, &[line(p.id, 3)]).await.expect("reserve").expect("reserved");
+    }
+    let event = |event_type, checkout| {
+        let new = NewOrder {
+            items: vec![OrderItem {
+                product_id: p.id,
+                product_name: "Kettle".into(),
+                price: money("30.00"),
+                quantity: 3,
+            }],
+            total_amount: money("90.00"),
+            checkout_id: Some(checkout),
+            ..new_order("ev", None)
+        };
+        OrderEvent::new(event_type, &shop_actors::model::Order::created(1, new, now), Some(checkout))
+    };
+    let status = |checkout: Uuid| {
+        let store = store.clone();
+        async move {
+            store
+                .reservations()
+                .await
+                .expect("reservations")
+                .into_iter()
+                .find(|r| r.checkout_id == checkout)
+                .map(|r| r.status)
+        }
+    };
+    for _ in 0..2 {
+        service.handle(&event(OrderEventType::OrderCompleted, paid)).await.expect("completed");
+        service.handle(&event(OrderEventType::OrderCancelled, cancelled)).await.expect("cancelled");
+        service.handle(&event(OrderEventType::OrderCreated, Uuid::new_v4())).await.expect("created");
+    }
+    assert_eq!(status(paid).await.as_deref(), Some("COMMITTED"));
+    assert_eq!(status(cancelled).await.as_deref(), Some("RELEASED"));
+    let ledger = store.stock_ledger().await.expect("ledger");
+    conserved(&ledger);
+    let l = ledger.iter().find(|l| l.product_id == p.id).expect("kettle");
+    assert_eq!((l.stock, l.reserved, l.sold), (7, 0, 3), "three sold, three back on hand, once each");
     f.cleanup().await;
 }
 

@@ -76,6 +76,24 @@ pub struct PaymentChange {
 }
 
 impl PaymentChange {
+    /// The payment as the change leaves it: what the change names replaces what `current` holds,
+    /// as the update's `COALESCE`s do. Every change moves the status on along PENDING → SUCCESS
+    /// or FAILED → REFUNDED and never back, so a row whose status is still `current`'s holds
+    /// what `current` read: a store that cannot return the updated row computes it instead of
+    /// reading it back.
+    pub fn applied_to(&self, current: &Payment) -> Payment {
+        Payment {
+            status: self.status,
+            transaction_id: self.transaction_id.clone().or_else(|| current.transaction_id.clone()),
+            gateway_response: self.gateway_response.clone().or_else(|| current.gateway_response.clone()),
+            failure_reason: self.failure_reason.clone().or_else(|| current.failure_reason.clone()),
+            refunded_at: self.refunded_at.or(current.refunded_at),
+            refund_reason: self.refund_reason.clone().or_else(|| current.refund_reason.clone()),
+            updated_at: Some(self.at),
+            ..current.clone()
+        }
+    }
+
     fn to(status: PaymentStatus) -> Self {
         Self {
             status,
@@ -105,14 +123,9 @@ pub trait PaymentStore: Send + Sync + 'static {
     async fn find_by_order(&self, order_id: i64) -> ServiceResult<Option<Payment>>;
     /// Records the payment; `None` when the order already has one (that one stands).
     async fn insert(&self, payment: NewPayment<'_>) -> ServiceResult<Option<Payment>>;
-    /// Moves the order's payment on if it is still `from` (compare-and-set), answering it as
-    /// stored; `None` if it is not (someone else moved it first).
-    async fn update(
-        &self,
-        order_id: i64,
-        from: PaymentStatus,
-        change: PaymentChange,
-    ) -> ServiceResult<Option<Payment>>;
+    /// Moves the order's payment on if it is still as `current` read it (compare-and-set on its
+    /// status), answering it as stored; `None` if it is not (someone else moved it first).
+    async fn update(&self, current: &Payment, change: PaymentChange) -> ServiceResult<Option<Payment>>;
     async fn summaries(&self) -> ServiceResult<Vec<PaymentSummary>>;
 }
 
@@ -142,23 +155,19 @@ impl PaymentService {
             return Err(ServiceError::Invalid("userId must be 1 to 100 characters".into()));
         }
         let amount = positive_amount("amount", amount)?;
-        let payment = match self.store.find_by_order(order_id).await? {
-            Some(existing) => existing,
-            None => {
-                let new = NewPayment {
-                    order_id,
-                    user_id,
-                    amount,
-                    status: PaymentStatus::Pending,
-                    failure_reason: None,
-                    created_at: crate::time::now(),
-                };
-                match self.store.insert(new).await? {
-                    Some(payment) => payment,
-                    // A concurrent request for the same order recorded first: its payment is the one.
-                    None => self.stored(order_id).await?,
-                }
-            }
+        // Inserted first, and read only when the order has a payment already (a retry, or a
+        // concurrent request that recorded first: its payment is the one).
+        let new = NewPayment {
+            order_id,
+            user_id,
+            amount,
+            status: PaymentStatus::Pending,
+            failure_reason: None,
+            created_at: crate::time::now(),
+        };
+        let payment = match self.store.insert(new).await? {
+            Some(payment) => payment,
+            None => self.stored(order_id).await?,
         };
         if payment.status != PaymentStatus::Pending {
             return Ok(payment);
@@ -178,7 +187,7 @@ impl PaymentService {
                 ..PaymentChange::to(PaymentStatus::Failed)
             },
         };
-        if let Some(done) = self.store.update(order_id, PaymentStatus::Pending, change).await? {
+        if let Some(done) = self.store.update(&payment, change).await? {
             return Ok(done);
         }
         // Someone else moved it first: a concurrent request (same answer), or a void because the
@@ -234,7 +243,7 @@ impl PaymentService {
                         failure_reason: Some(reason.to_owned()),
                         ..PaymentChange::to(PaymentStatus::Failed)
                     };
-                    if let Some(done) = self.store.update(order_id, PaymentStatus::Pending, change).await? {
+                    if let Some(done) = self.store.update(&payment, change).await? {
                         return Ok(done);
                     }
                 }
@@ -250,7 +259,6 @@ impl PaymentService {
         charged: Option<String>,
         reason: &str,
     ) -> ServiceResult<Payment> {
-        let from = payment.status;
         let transaction_id = charged.clone().or(payment.transaction_id.clone()).unwrap_or_default();
         let refund = self.gateway.refund(&transaction_id).await;
         let change = PaymentChange {
@@ -260,7 +268,7 @@ impl PaymentService {
             refund_reason: Some(reason.to_owned()),
             ..PaymentChange::to(PaymentStatus::Refunded)
         };
-        match self.store.update(payment.order_id, from, change).await? {
+        match self.store.update(&payment, change).await? {
             Some(done) => {
                 tracing::info!(order_id = payment.order_id, %transaction_id, reason, "payment refunded");
                 Ok(done)

@@ -92,69 +92,16 @@ impl CartStore for Carts {
     }
 
     async fn save(&self, cart: &Cart, applied_order: Option<i64>) -> Result<i64, StoreError> {
-        let now = crate::time::now();
-        let saved = retry_transient!(self.0, |c| {
-            let mut tx = c.begin().await?;
-            let cart_id: i64 = if cart.version == 0 {
-                let inserted = sqlx::query(
-                    "INSERT INTO cart (username, version, checkout_id, checkout_expires_at, created_at, updated_at) \
-                     VALUES (?, 1, ?, ?, ?, ?)",
-                )
-                .bind(&cart.username)
-                .bind(hold_id(cart))
-                .bind(cart.checkout.map(|h| h.expires_at))
-                .bind(now)
-                .bind(now)
-                .execute(&mut *tx)
-                .await;
-                match inserted {
-                    Ok(done) => i64::try_from(done.last_insert_id()).unwrap_or(i64::MAX),
-                    Err(e) if is_unique_violation(&e) => return Ok(Saved::Stale),
-                    Err(e) => return Err(e),
-                }
-            } else {
-                let done = cart_row_update(cart, now).execute(&mut *tx).await?;
-                if done.rows_affected() == 0 {
-                    return Ok(Saved::Stale);
-                }
-                i64::try_from(done.last_insert_id()).unwrap_or(i64::MAX)
-            };
-            sqlx::query("DELETE FROM cart_items WHERE cart_id = ?").bind(cart_id).execute(&mut *tx).await?;
-            if !cart.items.is_empty() {
-                let mut insert =
-                    QueryBuilder::new("INSERT INTO cart_items (cart_id, product_id, product_name, price, quantity, added_at) ");
-                insert.push_values(&cart.items, |mut b, i| {
-                    b.push_bind(cart_id)
-                        .push_bind(i.product_id)
-                        .push_bind(&i.product_name)
-                        .push_bind(i.price)
-                        .push_bind(i64::from(i.quantity))
-                        .push_bind(i.added_at);
-                });
-                insert.build().execute(&mut *tx).await?;
-            }
-            if let Some(order_id) = applied_order {
-                let applied =
-                    sqlx::query("INSERT INTO cart_applied_orders (username, order_id, applied_at) VALUES (?, ?, ?)")
-                        .bind(&cart.username)
-                        .bind(order_id)
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await;
-                match applied {
-                    Ok(_) => {}
-                    Err(e) if is_unique_violation(&e) => return Ok(Saved::Stale),
-                    Err(e) => return Err(e),
-                }
-            }
-            tx.commit().await?;
-            Ok(Saved::Version(cart.version + 1))
-        })
-        .map_err(store_err)?;
-        match saved {
-            Saved::Version(v) => Ok(v),
-            Saved::Stale => Err(stale_cart(cart)),
-        }
+        self.write(cart, None, applied_order).await
+    }
+
+    async fn save_lines(
+        &self,
+        cart: &Cart,
+        products: &[i64],
+        applied_order: Option<i64>,
+    ) -> Result<i64, StoreError> {
+        self.write(cart, Some(products), applied_order).await
     }
 
     async fn save_hold(&self, cart: &Cart) -> Result<i64, StoreError> {
@@ -185,4 +132,137 @@ impl CartStore for Carts {
             .await
             .map_err(store_err)
     }
+}
+
+impl Carts {
+    /// One transaction: the cart row (inserted, or its version's compare-and-set), then every
+    /// line (`lines: None`) or just those of the products named, and the applied order.
+    async fn write(
+        &self,
+        cart: &Cart,
+        lines: Option<&[i64]>,
+        applied_order: Option<i64>,
+    ) -> Result<i64, StoreError> {
+        let now = crate::time::now();
+        // What the transaction writes, worked out before it (and its retries) start.
+        let every: Vec<&CartItem> = cart.items.iter().collect();
+        let lines: Option<(Vec<&CartItem>, Vec<i64>)> = lines.filter(|_| cart.version > 0).map(|products| {
+            let kept = cart.items.iter().filter(|i| products.contains(&i.product_id)).collect();
+            let gone =
+                products.iter().copied().filter(|p| !cart.items.iter().any(|i| i.product_id == *p)).collect();
+            (kept, gone)
+        });
+        let saved = retry_transient!(self.0, |c| {
+            let mut tx = c.begin().await?;
+            let cart_id: i64 = if cart.version == 0 {
+                let inserted = sqlx::query(
+                    "INSERT INTO cart (username, version, checkout_id, checkout_expires_at, created_at, updated_at) \
+                     VALUES (?, 1, ?, ?, ?, ?)",
+                )
+                .bind(&cart.username)
+                .bind(hold_id(cart))
+                .bind(cart.checkout.map(|h| h.expires_at))
+                .bind(now)
+                .bind(now)
+                .execute(&mut *tx)
+                .await;
+                match inserted {
+                    Ok(done) => i64::try_from(done.last_insert_id()).unwrap_or(i64::MAX),
+                    Err(e) if is_unique_violation(&e) => return Ok(Saved::Stale),
+                    Err(e) => return Err(e),
+                }
+            } else {
+                let done = cart_row_update(cart, now).execute(&mut *tx).await?;
+                if done.rows_affected() == 0 {
+                    return Ok(Saved::Stale);
+                }
+                i64::try_from(done.last_insert_id()).unwrap_or(i64::MAX)
+            };
+            match &lines {
+                Some((kept, gone)) => {
+                    insert_lines(&mut tx, cart_id, kept, true).await?;
+                    delete_lines(&mut tx, cart_id, gone).await?;
+                }
+                // A cart row just made has no lines yet.
+                None if cart.version == 0 => insert_lines(&mut tx, cart_id, &every, false).await?,
+                None => {
+                    sqlx::query("DELETE FROM cart_items WHERE cart_id = ?").bind(cart_id).execute(&mut *tx).await?;
+                    insert_lines(&mut tx, cart_id, &every, false).await?;
+                }
+            }
+            if let Some(order_id) = applied_order {
+                let applied =
+                    sqlx::query("INSERT INTO cart_applied_orders (username, order_id, applied_at) VALUES (?, ?, ?)")
+                        .bind(&cart.username)
+                        .bind(order_id)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await;
+                match applied {
+                    Ok(_) => {}
+                    Err(e) if is_unique_violation(&e) => return Ok(Saved::Stale),
+                    Err(e) => return Err(e),
+                }
+            }
+            tx.commit().await?;
+            Ok(Saved::Version(cart.version + 1))
+        })
+        .map_err(store_err)?;
+        match saved {
+            Saved::Version(v) => Ok(v),
+            Saved::Stale => Err(stale_cart(cart)),
+        }
+    }
+}
+
+/// The lines of these products deleted (none: no statement).
+async fn delete_lines(
+    tx: &mut sqlx::MySqlConnection,
+    cart_id: i64,
+    products: &[i64],
+) -> Result<(), sqlx::Error> {
+    if products.is_empty() {
+        return Ok(());
+    }
+    let mut delete = QueryBuilder::new("DELETE FROM cart_items WHERE cart_id = ");
+    delete.push_bind(cart_id).push(" AND product_id IN (");
+    let mut ids = delete.separated(", ");
+    for id in products {
+        ids.push_bind(*id);
+    }
+    delete.push(")");
+    delete.build().execute(&mut *tx).await?;
+    Ok(())
+}
+
+/// One multi-row INSERT of `items` (none: no statement); with `upsert`, a line already there
+/// takes the new values.
+async fn insert_lines(
+    tx: &mut sqlx::MySqlConnection,
+    cart_id: i64,
+    items: &[&CartItem],
+    upsert: bool,
+) -> Result<(), sqlx::Error> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    let mut insert = QueryBuilder::new(
+        "INSERT INTO cart_items (cart_id, product_id, product_name, price, quantity, added_at) ",
+    );
+    insert.push_values(items, |mut b, i| {
+        b.push_bind(cart_id)
+            .push_bind(i.product_id)
+            .push_bind(&i.product_name)
+            .push_bind(i.price)
+            .push_bind(i64::from(i.quantity))
+            .push_bind(i.added_at);
+    });
+    if upsert {
+        insert.push(
+            " ON DUPLICATE KEY UPDATE product_name = VALUES(product_name), price = VALUES(price), \
+             quantity = VALUES(quantity), added_at = VALUES(added_at)",
+        );
+    }
+    insert.build().execute(&mut *tx).await?;
+    Ok(())
 }

@@ -2,7 +2,6 @@
 
 use async_trait::async_trait;
 use rust_decimal::Decimal;
-use shop_actors::model::PaymentStatus;
 use sqlx::mysql::MySqlRow;
 use sqlx::{AssertSqlSafe, Row};
 
@@ -92,12 +91,7 @@ impl PaymentStore for Payments {
         }
     }
 
-    async fn update(
-        &self,
-        order_id: i64,
-        from: PaymentStatus,
-        ch: PaymentChange,
-    ) -> ServiceResult<Option<Payment>> {
+    async fn update(&self, current: &Payment, ch: PaymentChange) -> ServiceResult<Option<Payment>> {
         let done = retry_transient!(self.0, |c| {
             sqlx::query(PAYMENT_UPDATE_SQL)
                 .bind(ch.status.as_str())
@@ -107,17 +101,16 @@ impl PaymentStore for Payments {
                 .bind(ch.refunded_at)
                 .bind(&ch.refund_reason)
                 .bind(ch.at)
-                .bind(order_id)
-                .bind(from.as_str())
+                .bind(current.order_id)
+                .bind(current.status.as_str())
                 .execute(&mut *c)
                 .await
         })?;
         if done.rows_affected() == 0 {
             return Ok(None);
         }
-        // The row as stored (the change keeps what it does not name): one more read, on the
-        // rare path that changes a payment.
-        self.find(order_id).await
+        // MySQL's UPDATE returns no row: the row as stored is known without reading it back.
+        Ok(Some(ch.applied_to(current)))
     }
 
     async fn summaries(&self) -> ServiceResult<Vec<PaymentSummary>> {

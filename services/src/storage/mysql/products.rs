@@ -16,6 +16,7 @@ use super::support::id;
 use crate::error::{ServiceError, ServiceResult};
 use crate::history::ReservationLine;
 use crate::product::{Product, ProductInput, ProductStore, Refusal, ReservationSummary, StockLedger};
+use crate::storage::common::is_unique_violation;
 use crate::storage::common::{
     END_RESERVATION_SQL, EXPIRED_RESERVATIONS_SQL, PRODUCT_UPDATE_SQL, RESERVATION_LINES_SQL,
     RESERVATIONS_SQL, RETURN_STOCK_SQL, SHORTAGE_SQL, STOCK_LEDGER_SQL, TAKE_STOCK_SQL,
@@ -182,14 +183,29 @@ impl ProductStore for Products {
         let key = checkout_id.to_string();
         Ok(retry_transient!(self.0, |c| {
             let mut tx = c.begin().await?;
-            let held: Option<String> = sqlx::query_scalar(
-                "SELECT status FROM stock_reservations WHERE checkout_id = ? AND status <> 'RELEASED' LIMIT 1",
-            )
-            .bind(&key)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if held.is_some() {
-                return Ok(Ok(()));
+            // The lines first: a checkout reserved already meets its own rows (the primary key
+            // is the checkout and the product), and only then is its reservation read.
+            let mut insert = QueryBuilder::new(
+                "INSERT INTO stock_reservations (checkout_id, product_id, quantity, status, expires_at, created_at, updated_at) ",
+            );
+            insert.push_values(lines, |mut b, line| {
+                b.push_bind(&key)
+                    .push_bind(line.product_id)
+                    .push_bind(line.quantity)
+                    .push_bind("RESERVED")
+                    .push_bind(expires_at)
+                    .push_bind(now)
+                    .push_bind(now);
+            });
+            match insert.build().execute(&mut *tx).await {
+                Ok(_) => {}
+                Err(e) if is_unique_violation(&e) => {
+                    drop(tx);
+                    // Released (by its TTL or a release), it cannot be made again under the
+                    // same checkout: the conflict is the answer, as it always was.
+                    return if held_already(c, &key).await? { Ok(Ok(())) } else { Err(e) };
+                }
+                Err(e) => return Err(e),
             }
             // Lines come in product order: concurrent reservations lock rows in one order.
             for line in lines {
@@ -214,19 +230,6 @@ impl ProductStore for Products {
                     }));
                 }
             }
-            let mut insert = QueryBuilder::new(
-                "INSERT INTO stock_reservations (checkout_id, product_id, quantity, status, expires_at, created_at, updated_at) ",
-            );
-            insert.push_values(lines, |mut b, line| {
-                b.push_bind(&key)
-                    .push_bind(line.product_id)
-                    .push_bind(line.quantity)
-                    .push_bind("RESERVED")
-                    .push_bind(expires_at)
-                    .push_bind(now)
-                    .push_bind(now);
-            });
-            insert.build().execute(&mut *tx).await?;
             tx.commit().await?;
             Ok(Ok(()))
         })?)
@@ -240,7 +243,18 @@ impl ProductStore for Products {
         let key = checkout_id.to_string();
         Ok(retry_transient!(self.0, |c| {
             let mut tx = c.begin().await?;
-            sqlx::query(END_RESERVATION_SQL).bind("COMMITTED").bind(now).bind(&key).execute(&mut *tx).await?;
+            let ended = sqlx::query(END_RESERVATION_SQL)
+                .bind("COMMITTED")
+                .bind(now)
+                .bind(&key)
+                .execute(&mut *tx)
+                .await?;
+            // A reservation's lines are released together (by the TTL or a release), so held
+            // lines committed means none had lapsed: nothing more to read.
+            if ended.rows_affected() > 0 {
+                tx.commit().await?;
+                return Ok(Ok(()));
+            }
             // Lines the TTL released before the order was paid: taken again if still there.
             let lapsed: Vec<(i64, i32)> = sqlx::query_as(
                 "SELECT product_id, quantity FROM stock_reservations \
@@ -364,6 +378,17 @@ impl ProductStore for Products {
             })
             .collect())
     }
+}
+
+/// Whether a reservation met again (a retried reserve) still stands: held or taken.
+async fn held_already(c: &mut sqlx::MySqlConnection, key: &str) -> Result<bool, sqlx::Error> {
+    let held: Option<String> = sqlx::query_scalar(
+        "SELECT status FROM stock_reservations WHERE checkout_id = ? AND status <> 'RELEASED' LIMIT 1",
+    )
+    .bind(key)
+    .fetch_optional(&mut *c)
+    .await?;
+    Ok(held.is_some())
 }
 
 fn parse_checkout(id: &str) -> ServiceResult<Uuid> {

@@ -37,7 +37,14 @@ enum CartWrite {
     Stale,
 }
 
-fn save_cart(c: &mut Connection, cart: &Cart, applied_order: Option<i64>) -> Result<CartWrite, SqliteError> {
+/// One transaction: the cart row (inserted, or its version's compare-and-set), then every line
+/// (`lines: None`) or just those of the products named, and the applied order.
+fn save_cart(
+    c: &mut Connection,
+    cart: &Cart,
+    lines: Option<&[i64]>,
+    applied_order: Option<i64>,
+) -> Result<CartWrite, SqliteError> {
     let now = ts(crate::time::now());
     let hold = cart.checkout.map(|h| (h.id.to_string(), ts(h.expires_at)));
     let (hold_id, hold_expiry) = (hold.as_ref().map(|h| &h.0), hold.as_ref().map(|h| &h.1));
@@ -61,13 +68,30 @@ fn save_cart(c: &mut Connection, cart: &Cart, applied_order: Option<i64>) -> Res
             .optional()?
     };
     let Some(cart_id) = cart_id else { return Ok(CartWrite::Stale) };
-    tx.prepare_cached("DELETE FROM cart_items WHERE cart_id = ?")?.execute([cart_id])?;
+    let items: Vec<&CartItem> = match lines {
+        Some(products) if cart.version > 0 => {
+            let mut delete =
+                tx.prepare_cached("DELETE FROM cart_items WHERE cart_id = ? AND product_id = ?")?;
+            for p in products.iter().filter(|p| !cart.items.iter().any(|i| i.product_id == **p)) {
+                delete.execute(params![cart_id, p])?;
+            }
+            cart.items.iter().filter(|i| products.contains(&i.product_id)).collect()
+        }
+        // A cart row just made has no lines yet.
+        _ if cart.version == 0 => cart.items.iter().collect(),
+        _ => {
+            tx.prepare_cached("DELETE FROM cart_items WHERE cart_id = ?")?.execute([cart_id])?;
+            cart.items.iter().collect()
+        }
+    };
     {
         let mut insert = tx.prepare_cached(
             "INSERT INTO cart_items (cart_id, product_id, product_name, price, quantity, added_at) \
-             VALUES (?, ?, ?, ?, ?, ?)",
+             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (cart_id, product_id) DO UPDATE SET \
+             product_name = excluded.product_name, price = excluded.price, quantity = excluded.quantity, \
+             added_at = excluded.added_at",
         )?;
-        for i in &cart.items {
+        for i in items {
             insert.execute(params![
                 cart_id,
                 i.product_id,
@@ -93,6 +117,22 @@ fn save_cart(c: &mut Connection, cart: &Cart, applied_order: Option<i64>) -> Res
     }
     tx.commit()?;
     Ok(CartWrite::Saved)
+}
+
+impl Carts {
+    async fn write(
+        &self,
+        cart: &Cart,
+        lines: Option<Vec<i64>>,
+        applied_order: Option<i64>,
+    ) -> Result<i64, StoreError> {
+        let (owned, version) = (cart.clone(), cart.version);
+        let written = self.0.write.run(move |c| save_cart(c, &owned, lines.as_deref(), applied_order));
+        match written.await.map_err(store_err)? {
+            CartWrite::Saved => Ok(version + 1),
+            CartWrite::Stale => Err(stale_cart(cart)),
+        }
+    }
 }
 
 #[async_trait]
@@ -129,11 +169,16 @@ impl CartStore for Carts {
     }
 
     async fn save(&self, cart: &Cart, applied_order: Option<i64>) -> Result<i64, StoreError> {
-        let (owned, version) = (cart.clone(), cart.version);
-        match self.0.write.run(move |c| save_cart(c, &owned, applied_order)).await.map_err(store_err)? {
-            CartWrite::Saved => Ok(version + 1),
-            CartWrite::Stale => Err(stale_cart(cart)),
-        }
+        self.write(cart, None, applied_order).await
+    }
+
+    async fn save_lines(
+        &self,
+        cart: &Cart,
+        products: &[i64],
+        applied_order: Option<i64>,
+    ) -> Result<i64, StoreError> {
+        self.write(cart, Some(products.to_vec()), applied_order).await
     }
 
     async fn save_hold(&self, cart: &Cart) -> Result<i64, StoreError> {

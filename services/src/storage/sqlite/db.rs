@@ -207,15 +207,19 @@ fn serve_grouped(mut conn: Connection, queue: &Mutex<Receiver<Job>>, usage: &Usa
             },
         };
         if job.alone {
-            (job.work)(&mut conn)(Ok(()));
+            // Counted before its caller hears (as a group's commit is): whoever is answered
+            // sees the count that holds its commit.
+            let answer = (job.work)(&mut conn);
             usage.commits.fetch_add(1, Ordering::Relaxed);
+            answer(Ok(()));
             continue;
         }
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
             // The work then commits by itself (its savepoint is then its transaction).
             tracing::warn!(error = %e, "SQLite: a group commit could not begin; this write goes alone");
-            (job.work)(&mut conn)(Ok(()));
+            let answer = (job.work)(&mut conn);
             usage.commits.fetch_add(1, Ordering::Relaxed);
+            answer(Ok(()));
             continue;
         }
         let mut job = Some(job);

@@ -2,7 +2,6 @@
 
 use async_trait::async_trait;
 use rusqlite::{Connection, Row, params};
-use shop_actors::model::PaymentStatus;
 
 use super::codec::{decode, money_at, rows, time_at, ts};
 use super::db::{SqliteDb, SqliteError, is_unique_violation};
@@ -79,12 +78,8 @@ impl PaymentStore for Payments {
         }
     }
 
-    async fn update(
-        &self,
-        order_id: i64,
-        from: PaymentStatus,
-        ch: PaymentChange,
-    ) -> ServiceResult<Option<Payment>> {
+    async fn update(&self, current: &Payment, ch: PaymentChange) -> ServiceResult<Option<Payment>> {
+        let (order_id, from) = (current.order_id, current.status);
         let sql = format!("{PAYMENT_UPDATE_SQL} RETURNING {PAYMENT_COLUMNS}");
         Ok(self
             .0

@@ -214,7 +214,14 @@ impl ProductStore for Products {
             .write
             .run(move |c| {
                 let tx = c.savepoint()?;
-                tx.prepare_cached(END_RESERVATION_SQL)?.execute(params!["COMMITTED", now, key])?;
+                let ended =
+                    tx.prepare_cached(END_RESERVATION_SQL)?.execute(params!["COMMITTED", now, key])?;
+                // A reservation's lines are released together (by the TTL or a release), so held
+                // lines committed means none had lapsed: nothing more to read.
+                if ended > 0 {
+                    tx.commit()?;
+                    return Ok(Ok(()));
+                }
                 // Lines the TTL released before the order was paid: taken again if still there.
                 let lapsed = rows(
                     &tx,

@@ -480,13 +480,15 @@ async fn finish(
     checkout_id: Uuid,
 ) -> Result<Order, CheckoutError> {
     let mut change = outcome(&charged, order, checkout_id);
+    // With `stock_follows_events` the outcome's event ends the reservation.
+    let by_event = deps.config.stock_follows_events;
     let done = if change.to == OrderStatus::Paid {
-        follow_up(deps, "commit stock", || deps.stock.commit(checkout_id)).await.is_some()
+        by_event || follow_up(deps, "commit stock", || deps.stock.commit(checkout_id)).await.is_some()
     } else {
         // While the breaker is open Payment is known to be away: recovery voids it later.
         let voided =
             charged.is_ok() || (!deps.breaker.is_open() && void(deps, order, PAYMENT_UNAVAILABLE).await);
-        release_stock(deps, checkout_id).await && voided
+        (by_event || release_stock(deps, checkout_id).await) && voided
     };
     change.unsettled = !done;
     settle(deps, deadline, order, change).await

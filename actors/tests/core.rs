@@ -619,3 +619,24 @@ async fn a_cart_is_never_worth_more_than_the_largest_order() {
     let order = core.order.checkouts.checkout("max", None).await.expect("checkout");
     assert_eq!(order.total_amount, Decimal::new(9_947_089_964, 2));
 }
+
+/// Distributed mode's saga (`stock_follows_events`) leaves the end of a reservation to the stock
+/// side, which sees the outcome's event: the outcome is settled, and its units stay held (neither
+/// committed nor given back) until that side acts.
+#[tokio::test]
+async fn with_stock_following_events_the_saga_leaves_the_reservation_to_the_outcome_event() {
+    for (decline_every, status) in [(0, OrderStatus::Paid), (1, OrderStatus::Cancelled)] {
+        let mut config = CoreConfig::default();
+        config.order.saga.stock_follows_events = true;
+        let p = core_over(Arc::new(MemoryPayments::new(decline_every)), config);
+        p.stock.set(mouse().id, 5);
+        p.core.cart.carts.add("ev", mouse(), 2).await.expect("add");
+        let order = p.core.order.checkouts.checkout("ev", None).await.expect("checkout");
+        assert_eq!((order.status, order.unsettled), (status, false), "{order:?}");
+        assert_eq!(p.stock.available(mouse().id), Some(3), "{status:?}: the units are still reserved");
+        // A reservation still held can be released: the saga committed nothing.
+        let checkout = order.checkout_id.expect("the order names its checkout");
+        shop_actors::ports::StockPort::release(&*p.stock, checkout).await.expect("release");
+        assert_eq!(p.stock.available(mouse().id), Some(5), "{status:?}: the reservation was left held");
+    }
+}

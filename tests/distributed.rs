@@ -514,6 +514,59 @@ async fn paid_orders_clear_the_cart_through_kafka_and_declined_ones_keep_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_stock_following_events_product_ends_each_reservation_from_the_outcome_event() {
+    reservations_end(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_stock_following_events_the_saga_ends_each_reservation_itself() {
+    reservations_end(false).await;
+}
+
+/// Checkouts of both outcomes with `SHOP_STOCK_FOLLOWS_EVENTS` set to `follows`: every
+/// reservation ends (committed for PAID, released for CANCELLED), and Product is asked to end
+/// them over HTTP exactly when it does not follow the events.
+async fn reservations_end(follows: bool) {
+    let setting = [("SHOP_STOCK_FOLLOWS_EVENTS", if follows { "true" } else { "false" })];
+    let cluster = Cluster::start_with(&brokers(), "0.5", &setting).await;
+    let product = cluster.bulk_product().await;
+    let tokens = cluster.users_with_cart(8, product, 2).await;
+    let mut outcomes = Vec::new();
+    for token in &tokens {
+        let (status, order) =
+            cluster.call(Service::Order, reqwest::Method::POST, "/api/orders", Some(token), None).await;
+        assert_eq!(status, 201, "{order}");
+        outcomes.push(order["status"].as_str().unwrap_or_default().to_owned());
+    }
+    assert_both_outcomes(&outcomes);
+    let report = cluster.audit_until_clean(Duration::from_secs(30)).await;
+    let paid = outcomes.iter().filter(|o| *o == "PAID").count() as i64;
+    assert_eq!(report.units.sold, 2 * paid, "{report:?}");
+
+    let text = cluster.client.get(cluster.url(Service::Product, "/metrics")).send().await.expect("metrics");
+    let text = text.text().await.expect("text");
+    let stock_calls = |method: &str| -> f64 {
+        let method = format!("method=\"{method}\"");
+        text.lines()
+            .filter(|l| {
+                l.starts_with("shop_http_requests_total") && l.contains("/internal/stock/reservations/")
+            })
+            .filter(|l| l.contains(&method))
+            .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+            .sum()
+    };
+    // A reservation is a PUT, a commit a POST, a release a DELETE (http/src/stock.rs).
+    assert_eq!(stock_calls("PUT"), tokens.len() as f64, "one reservation per checkout:\n{text}");
+    let (commits, releases) = (stock_calls("POST"), stock_calls("DELETE"));
+    if follows {
+        assert_eq!((commits, releases), (0.0, 0.0), "the saga asked Product to end reservations:\n{text}");
+    } else {
+        let cancelled = tokens.len() as f64 - paid as f64;
+        assert_eq!((commits, releases), (paid as f64, cancelled), "the saga ends each one:\n{text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn end_users_cannot_reach_payment_or_the_carts_side_door() {
     let cluster = Cluster::start("1").await;
     let token = cluster.user(&unique("e")).await;

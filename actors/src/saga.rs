@@ -12,8 +12,9 @@
 //! 6. charge through the payment pool ([`PaymentGateway`], idempotent per order, retried); the
 //!    Payment side stores the payment PENDING before it asks the gateway;
 //! 7. PAID: commit the reservation. CANCELLED: release it (with `stock_follows_events`, the
-//!    stock side does both when the outcome's event reaches it), and when the charge could not be taken
-//!    void the payment side (FAILED if it never charged, REFUNDED if a late charge went through);
+//!    stock side does both when the outcome's event reaches it), and when the charge could not
+//!    be taken void the payment side (FAILED if it never charged, REFUNDED if a late charge went
+//!    through);
 //! 8. store the outcome (PAID with the gateway's transaction id, or CANCELLED with the reason)
 //!    together with its `ORDER_COMPLETED` or `ORDER_CANCELLED` event (the outbox); give the cart
 //!    back on CANCELLED. The relay publishes the event, and the Cart side takes the bought items

@@ -220,8 +220,21 @@ pub struct ServeConfig {
     /// Consumer group of the Cart service's instances.
     #[arg(long, env = "SHOP_KAFKA_GROUP", default_value = "cart-service")]
     pub kafka_group: String,
-    /// Consumer group of the Product service's instances, which end checkouts' stock
-    /// reservations from `ORDER_EVENTS` (default: SHOP_KAFKA_GROUP followed by `-stock`).
+    /// The Product service ends each checkout's stock reservation from the outcome's event on
+    /// `ORDER_EVENTS` (a consumer group of its own), and the saga does not ask it: one HTTP hop
+    /// fewer per checkout, one more consumer group on the broker (measured in
+    /// docs/PERFORMANCE.md). Give the Order and the Product service the same value; `false`:
+    /// the saga asks Product, and Product needs no broker.
+    #[arg(
+        long,
+        env = "SHOP_STOCK_FOLLOWS_EVENTS",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        action = clap::ArgAction::Set,
+        default_value_t = true
+    )]
+    pub stock_follows_events: bool,
+    /// Consumer group of the Product service's instances, with `SHOP_STOCK_FOLLOWS_EVENTS`
+    /// (default: SHOP_KAFKA_GROUP followed by `-stock`).
     #[arg(long, env = "SHOP_KAFKA_STOCK_GROUP")]
     pub kafka_stock_group: Option<String>,
     /// Where the Auth service answers (the gateway routes `/api/auth` there).

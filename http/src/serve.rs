@@ -112,21 +112,24 @@ impl Node {
             Service::Product => {
                 let products = frontends::product(run, &database).await?;
                 sweep = Some(products.clone().sweep_forever());
-                // Checkouts' outcomes end their reservations (the saga does not ask for it). The
-                // broker is not part of readiness here: while it is away the catalog and new
-                // reservations go on, and the outcomes wait in the order outbox.
-                let rt = Arc::new(ActorRuntime::start(1)?);
-                let group = config
-                    .kafka_stock_group
-                    .clone()
-                    .unwrap_or_else(|| format!("{}-stock", config.kafka_group));
-                let consumer =
-                    KafkaBus::start(&rt, peers.kafka()?, Some((group.as_str(), Arc::new(products.clone()))))
+                // With stock following events, checkouts' outcomes end their reservations (the
+                // saga does not ask for it). The broker is not part of readiness here: while it
+                // is away the catalog and new reservations go on, and the outcomes wait in the
+                // order outbox.
+                if config.stock_follows_events {
+                    let rt = Arc::new(ActorRuntime::start(1)?);
+                    let group = config
+                        .kafka_stock_group
+                        .clone()
+                        .unwrap_or_else(|| format!("{}-stock", config.kafka_group));
+                    let handler = Arc::new(products.clone());
+                    let consumer = KafkaBus::start(&rt, peers.kafka()?, Some((group.as_str(), handler)))
                         .await
                         .map_err(kafka_error)?;
-                figures.extend(consumer.consumer_lag().map(frontends::consumer_figures));
-                bus = Some(consumer);
-                runtime = Some(rt);
+                    figures.extend(consumer.consumer_lag().map(frontends::consumer_figures));
+                    bus = Some(consumer);
+                    runtime = Some(rt);
+                }
                 Frontend::Product(products)
             }
             Service::Payment => Frontend::Payment(frontends::payment(run, &database)?),
@@ -175,8 +178,10 @@ impl Node {
                 // Events leave through the outbox; a checkout only kicks the relay, so it answers
                 // while the broker is away and the events follow when it is back.
                 let mut order = core.order;
-                // The Product service ends each reservation from the outcome's event.
-                order.saga = SagaConfig { await_events: false, stock_follows_events: true, ..order.saga };
+                // With `stock_follows_events` the Product service ends each reservation from the
+                // outcome's event; otherwise the saga asks it.
+                let stock_follows_events = config.stock_follows_events;
+                order.saga = SagaConfig { await_events: false, stock_follows_events, ..order.saga };
                 let side = OrderSide::start(&rt, ports, order);
                 runtime = Some(rt);
                 (bus, outbox) = (Some(producer), Some(side.outbox.clone()));

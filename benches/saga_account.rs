@@ -77,6 +77,8 @@ impl Spent {
     }
 }
 
+/// Times `work`, which does nothing before it is first polled (an `async` block): what it spawns
+/// is spawned inside the timed span.
 async fn timed<F: std::future::Future>(spent: &mut Spent, work: F) -> F::Output {
     let before = cpu_by_thread();
     let started = Instant::now();
@@ -101,14 +103,14 @@ fn checkouts(rt: &tokio::runtime::Runtime, rounds: usize) -> (Spent, Spent) {
         for round in 0..WARM_UP_ROUNDS + rounds {
             let (mut f, mut s) = (Spent::default(), Spent::default());
             let fills = users.iter().map(|u| core.cart.carts.add(u, mouse(), 1));
-            for filled in timed(&mut f, futures::future::join_all(fills)).await {
+            for filled in timed(&mut f, async { futures::future::join_all(fills).await }).await {
                 filled.expect("add");
             }
             let runs = users.iter().map(|u| {
                 let (checkouts, u) = (core.order.checkouts.clone(), u.clone());
                 tokio::spawn(async move { checkouts.checkout(&u, None).await.expect("checkout") })
             });
-            for run in timed(&mut s, futures::future::join_all(runs)).await {
+            for run in timed(&mut s, async { futures::future::join_all(runs).await }).await {
                 run.expect("task");
             }
             if round >= WARM_UP_ROUNDS {
@@ -216,7 +218,7 @@ fn primitive(rt: &tokio::runtime::Runtime, runtime: &ActorRuntime, work: Work, r
                 let hub = hubs[i % hubs.len()].clone();
                 tokio::spawn(async move { hub.send(Request(work)).await.expect("hub") })
             });
-            for run in timed(&mut s, futures::future::join_all(runs)).await {
+            for run in timed(&mut s, async { futures::future::join_all(runs).await }).await {
                 run.expect("task");
             }
             if round >= WARM_UP_ROUNDS {

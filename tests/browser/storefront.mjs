@@ -191,7 +191,9 @@ try {
   // bob sees none of ann's orders, and her order page tells him it is not there.
   await register("bob");
   await go("#/orders");
-  await page.waitForSelector("main p");
+  // The orders view itself (a table, or the words for none): a "main p" of the page before could
+  // still be there.
+  await page.waitForSelector('main table.orders, main p:has-text("No orders yet")');
   check(/no orders yet/i.test(await page.locator("main").innerText()), "bob's order history is empty");
   await go(`#/orders/${paidId}`);
   await page.waitForSelector("#flash:not([hidden])");

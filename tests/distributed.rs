@@ -682,6 +682,54 @@ async fn checkouts_go_on_while_the_broker_is_paused_and_the_events_follow() {
     }
 }
 
+/// A user's next checkout does not wait for the last one's `ORDER_COMPLETED`: with the broker
+/// paused no event reaches the Cart service, yet the second checkout is made (not refused as
+/// "in progress") and buys only what was added after the first; once the broker resumes the
+/// events change nothing more than the last order's own items.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_checkout_takes_the_last_ones_items_out_when_its_event_is_late() {
+    let broker = Broker::start();
+    let cluster = Cluster::start_on(&broker.addr, "1").await;
+    let token = cluster.users_with_cart(1, 2, 1).await.remove(0);
+    broker.signal("-STOP");
+    let checkout = || cluster.call(Service::Order, reqwest::Method::POST, "/api/orders", Some(&token), None);
+    let lines = |order: &Value| -> Vec<(i64, i64)> {
+        let items = order["items"].as_array().cloned().unwrap_or_default();
+        items
+            .iter()
+            .map(|i| (i["productId"].as_i64().unwrap_or(0), i["quantity"].as_i64().unwrap_or(0)))
+            .collect()
+    };
+    let (status, first) = checkout().await;
+    assert_eq!((status, first["status"].as_str()), (201, Some("PAID")), "{first}");
+    let add = json!({"productId": 2, "quantity": 3});
+    let (status, cart) =
+        cluster.call(Service::Cart, reqwest::Method::POST, "/api/cart/add", Some(&token), Some(add)).await;
+    assert_eq!(status, 200, "{cart}");
+    assert_eq!(
+        cart["items"][0]["quantity"].as_i64(),
+        Some(4),
+        "the first order's event has not come: {cart}"
+    );
+    let (status, second) = checkout().await;
+    assert_eq!(status, 201, "the next checkout was refused while the event is on its way: {second}");
+    assert_eq!(lines(&second), vec![(2, 3)], "it bought only what was added after the first: {second}");
+
+    broker.signal("-CONT");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while cluster.cart(&token).await["items"] != json!([]) {
+        assert!(Instant::now() < deadline, "the second order's event did not clear the cart");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Both events are in by now (they are delivered in order, per user); one more add stays.
+    let add = json!({"productId": 2, "quantity": 1});
+    let (status, _) =
+        cluster.call(Service::Cart, reqwest::Method::POST, "/api/cart/add", Some(&token), Some(add)).await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(cluster.cart(&token).await["items"][0]["quantity"].as_i64(), Some(1));
+}
+
 /// While the broker is paused, orders are placed and the Cart service is killed; the broker
 /// resumes and the Cart service starts again: PAID carts are cleared, CANCELLED carts intact.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -469,6 +469,19 @@ async fn bad_input_is_refused_with_a_problem_and_changes_nothing() {
     let wrong = t.login("bob", "wrong-password").await;
     assert_eq!(unknown.problem(401), wrong.problem(401), "unknown user and wrong password must look alike");
 
+    // The carts' side door asked with a malformed body: no hold is taken (bob checks out below).
+    let order_service = t.service_token(Service::Order, Service::Cart);
+    let cases = [
+        json!({"completed": {"orderId": "x"}}),
+        json!({"completed": {"orderId": 1}}),
+        json!({"x": 1}),
+        json!(7),
+    ];
+    for bad in cases {
+        let path = "/internal/carts/bob/checkout";
+        t.call(Service::Cart, Method::POST, path, Some(&order_service), Some(bad)).await.problem(400);
+    }
+
     // Unknown endpoints and methods.
     t.call(Service::Cart, Method::GET, "/api/nothing", Some(&bob), None).await.problem(404);
     t.call(Service::Cart, Method::PATCH, "/api/cart", Some(&bob), None).await.problem(405);

@@ -22,7 +22,9 @@ use crate::model::{
     Cart, CartItem, CheckoutHold, LineQuantity, MAX_LINE_QUANTITY, OrderEvent, OrderEventType,
     ProductSnapshot, max_amount,
 };
-use crate::ports::{BusError, CartPort, CartPortError, CartStore, CheckoutLease, EventHandler, StoreError};
+use crate::ports::{
+    BusError, CartPort, CartPortError, CartStore, CheckoutLease, CompletedCheckout, EventHandler, StoreError,
+};
 use crate::registry::{
     Activation, Entity, Passivate, Registry, RegistryConfig, RegistryError, RegistryStats,
 };
@@ -84,8 +86,11 @@ pub enum CartCommand {
         product_id: i64,
     },
     Clear,
-    /// Hands the cart to a checkout and holds it until released or applied.
-    BeginCheckout,
+    /// Hands the cart to a checkout and holds it until released or applied; first takes the
+    /// checkout before out of it if it still holds the cart (see [`CompletedCheckout`]).
+    BeginCheckout {
+        completed: Option<CompletedCheckout>,
+    },
     ReleaseCheckout {
         checkout_id: Uuid,
     },
@@ -287,7 +292,26 @@ async fn decide(
                 write()
             }
         }
-        CartCommand::BeginCheckout => hold(Some(begin_checkout(cart, ttl)?)),
+        CartCommand::BeginCheckout { completed } => {
+            match completed.filter(|c| cart.checkout.is_some_and(|h| h.id == c.checkout_id)) {
+                None => hold(Some(begin_checkout(cart, ttl)?)),
+                // Still held by the PAID checkout before: its items leave the cart in the same
+                // write as the new hold, recorded as applied (its event then changes nothing).
+                Some(done) => {
+                    cart.checkout = None;
+                    let lines = take_out(cart, &done.items);
+                    let id = begin_checkout(cart, ttl)?;
+                    Decision::Changed(
+                        CartWrite {
+                            applied_order: Some(done.order_id),
+                            hold_only: false,
+                            lines: Some(lines),
+                        },
+                        Some(id),
+                    )
+                }
+            }
+        }
         CartCommand::ReleaseCheckout { checkout_id } => {
             if cart.checkout.is_some_and(|h| h.id == checkout_id) {
                 cart.checkout = None;
@@ -307,12 +331,7 @@ async fn decide(
             if !releases && store.checkout_applied(&cart.username, order_id).await?.is_some() {
                 Decision::Unchanged(None)
             } else {
-                let lines = items
-                    .iter()
-                    .map(|l| l.product_id)
-                    .filter(|id| cart.items.iter().any(|i| i.product_id == *id))
-                    .collect();
-                cart.subtract(&items);
+                let lines = take_out(cart, &items);
                 Decision::Changed(
                     CartWrite { applied_order: Some(order_id), hold_only: false, lines: Some(lines) },
                     None,
@@ -321,6 +340,17 @@ async fn decide(
         }
     };
     Ok(decision)
+}
+
+/// Takes a completed order's items out of `cart`; the products whose lines that changed.
+fn take_out(cart: &mut Cart, items: &[LineQuantity]) -> Vec<i64> {
+    let lines = items
+        .iter()
+        .map(|l| l.product_id)
+        .filter(|id| cart.items.iter().any(|i| i.product_id == *id))
+        .collect();
+    cart.subtract(items);
+    lines
 }
 
 /// Holds the cart for a new checkout, answering its id: refused while another checkout holds it
@@ -448,8 +478,12 @@ impl From<CartError> for CartPortError {
 
 #[async_trait]
 impl CartPort for Carts {
-    async fn begin_checkout(&self, username: &str) -> Result<CheckoutLease, CartPortError> {
-        let outcome = self.execute(username, CartCommand::BeginCheckout).await?;
+    async fn begin_checkout(
+        &self,
+        username: &str,
+        completed: Option<CompletedCheckout>,
+    ) -> Result<CheckoutLease, CartPortError> {
+        let outcome = self.execute(username, CartCommand::BeginCheckout { completed }).await?;
         let checkout_id = outcome
             .checkout_id
             .ok_or_else(|| CartPortError::Unavailable("the cart began no checkout".into()))?;

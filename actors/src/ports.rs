@@ -204,6 +204,18 @@ pub struct CheckoutLease {
     pub items: Vec<CartItem>,
 }
 
+/// A checkout whose order is PAID, handed to the user's next lease: while the cart is still held
+/// by it (its `ORDER_COMPLETED` has not reached the cart yet), the Cart side takes its items out
+/// there and then, as the event would, and records the order as applied, so that the event,
+/// when it comes, changes nothing. The hold is what proves it has not been applied: a cart held
+/// by anything else ignores it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompletedCheckout {
+    pub order_id: i64,
+    pub checkout_id: Uuid,
+    pub items: Vec<LineQuantity>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CartPortError {
     #[error("the cart is empty")]
@@ -218,7 +230,13 @@ pub enum CartPortError {
 /// client of the Cart service.
 #[async_trait]
 pub trait CartPort: Send + Sync + 'static {
-    async fn begin_checkout(&self, username: &str) -> Result<CheckoutLease, CartPortError>;
+    /// Holds the cart for a new checkout. With `completed`, the user's last checkout (PAID) is
+    /// first taken out of a cart it still holds (see [`CompletedCheckout`]).
+    async fn begin_checkout(
+        &self,
+        username: &str,
+        completed: Option<CompletedCheckout>,
+    ) -> Result<CheckoutLease, CartPortError>;
     /// Gives the cart back untouched after a failed checkout, so that the user can retry.
     async fn release_checkout(&self, username: &str, checkout_id: Uuid) -> Result<(), CartPortError>;
 }

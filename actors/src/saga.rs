@@ -18,7 +18,8 @@
 //! 8. store the outcome (PAID with the gateway's transaction id, or CANCELLED with the reason)
 //!    together with its `ORDER_COMPLETED` or `ORDER_CANCELLED` event (the outbox); give the cart
 //!    back on CANCELLED. The relay publishes the event, and the Cart side takes the bought items
-//!    out of the cart when it sees `ORDER_COMPLETED`. With `await_events` the saga answers only
+//!    out of the cart when it sees `ORDER_COMPLETED` (or when the user's next checkout leases the
+//!    cart, if that comes first: see `Completed`). With `await_events` the saga answers only
 //!    once the relay has published (embedded mode: the cart is already cleared); without, it
 //!    only kicks the relay, so checkouts keep answering while the broker is away.
 //!
@@ -50,8 +51,8 @@ use crate::order::{OrderError, Orders, Transition};
 use crate::outbox::Outbox;
 use crate::payment_pool::{PaymentPool, PoolError, PoolPermit};
 use crate::ports::{
-    CartPort, CartPortError, ChargeRequest, CheckoutLease, GatewayError, PaymentGateway, Shortage,
-    StockError, StockPort, StoreError, VoidRequest,
+    CartPort, CartPortError, ChargeRequest, CheckoutLease, CompletedCheckout, GatewayError, PaymentGateway,
+    Shortage, StockError, StockPort, StoreError, VoidRequest,
 };
 use crate::registry::RegistryError;
 use crate::retry::{Backoff, Retry};
@@ -192,6 +193,36 @@ struct SagaDeps {
     breaker: Breaker,
     config: SagaConfig,
     counters: Counters,
+    completed: Completed,
+}
+
+/// Each user's last PAID checkout whose `ORDER_COMPLETED` may not have reached the cart yet,
+/// kept (when the saga answers before the event is published, `!await_events`) until the user's
+/// next lease, which hands it to the Cart side: a cart still held by it gives up its items there
+/// and then instead of refusing the next checkout until the event comes. Bounded: past
+/// [`Completed::LIMIT`] users the entries older than [`Completed::KEPT`] go, and if none is,
+/// no more are kept (the event still does the work).
+#[derive(Default)]
+struct Completed(dashmap::DashMap<String, (CompletedCheckout, std::time::Instant)>);
+
+impl Completed {
+    const LIMIT: usize = 65_536;
+    const KEPT: Duration = Duration::from_secs(30);
+
+    fn remember(&self, order: &Order, checkout_id: Uuid) {
+        if self.0.len() >= Self::LIMIT {
+            self.0.retain(|_, (_, at)| at.elapsed() < Self::KEPT);
+            if self.0.len() >= Self::LIMIT {
+                return;
+            }
+        }
+        let done = CompletedCheckout { order_id: order.id, checkout_id, items: order.lines() };
+        self.0.insert(order.username.clone(), (done, std::time::Instant::now()));
+    }
+
+    fn take(&self, username: &str) -> Option<CompletedCheckout> {
+        self.0.remove(username).map(|(_, (done, _))| done)
+    }
 }
 
 pub struct CheckoutSaga {
@@ -288,6 +319,8 @@ async fn run(deps: &SagaDeps, req: Checkout) -> Result<(Order, Answer), Checkout
     fault::point("after-order-update");
     if order.status != OrderStatus::Paid {
         release(deps, username, lease.checkout_id).await;
+    } else if !deps.config.await_events {
+        deps.completed.remember(&order, lease.checkout_id);
     }
     announce(deps, &order).await;
     Ok((order, Answer::Made))
@@ -332,8 +365,10 @@ async fn lease_cart(
     username: &str,
     key: Option<&str>,
 ) -> Result<Step<CheckoutLease>, CheckoutError> {
+    // The user's checkout before, if it may still hold the cart (see `Completed`).
+    let completed = if deps.config.await_events { None } else { deps.completed.take(username) };
     // A lease granted after the deadline has passed is not known here; it lapses after its TTL.
-    match deadline.bound(deps.carts.begin_checkout(username)).await.map_err(unavailable)? {
+    match deadline.bound(deps.carts.begin_checkout(username, completed)).await.map_err(unavailable)? {
         Ok(lease) => Ok(Step::Next(lease)),
         Err(CartPortError::Empty) => Err(CheckoutError::EmptyCart),
         Err(CartPortError::CheckoutInProgress) => {
@@ -575,6 +610,7 @@ impl Checkouts {
             breaker,
             config,
             counters: Counters::default(),
+            completed: Completed::default(),
         });
         let supervisors = runtime
             .arbiters()

@@ -640,3 +640,61 @@ async fn with_stock_following_events_the_saga_leaves_the_reservation_to_the_outc
         assert_eq!(p.stock.available(mouse().id), Some(5), "{status:?}: the reservation was left held");
     }
 }
+
+/// When the saga answers before its event is out (`await_events` off, as in distributed mode)
+/// and the event has not reached the cart, the user's next checkout is not refused: its lease
+/// first takes the PAID checkout's items out of the cart it still holds. The events, when they
+/// come, change nothing more, but the last checkout's, which takes its own items out.
+#[tokio::test]
+async fn the_next_checkout_does_not_wait_for_the_last_ones_event() {
+    let bus = Arc::new(shop_actors::bus::InProcessBus::new());
+    let log = Arc::new(EventLog::default());
+    // The carts do not listen: no event reaches them until they are handed over below.
+    bus.subscribe(log.clone());
+    let mut config = CoreConfig::default();
+    config.order.saga.await_events = false;
+    let core = Core::start(
+        config,
+        Arc::new(MemoryCartStore::default()),
+        Arc::new(MemoryOrderStore::default()),
+        Arc::new(MemoryPayments::new(3)),
+        Arc::new(MemoryStock::unlimited()),
+        bus,
+    )
+    .expect("core");
+    let (carts, checkouts) = (&core.cart.carts, &core.order.checkouts);
+    let lines = |o: &shop_actors::model::Order| -> Vec<(i64, u32)> {
+        o.items.iter().map(|i| (i.product_id, i.quantity)).collect()
+    };
+    carts.add("noa", laptop(), 1).await.expect("add");
+    let first = checkouts.checkout("noa", None).await.expect("checkout");
+    assert_eq!((first.status, lines(&first)), (OrderStatus::Paid, vec![(1, 1)]));
+    assert_eq!(carts.get("noa").await.expect("get").items.len(), 1, "no event reached the cart");
+
+    carts.add("noa", mouse(), 2).await.expect("add");
+    let second = checkouts.checkout("noa", None).await.expect("not refused while the first holds the cart");
+    assert_eq!((second.status, lines(&second)), (OrderStatus::Paid, vec![(2, 2)]), "the laptop was bought");
+    carts.add("noa", mouse(), 1).await.expect("add");
+    let third = checkouts.checkout("noa", None).await.expect("checkout");
+    assert_eq!((third.status, lines(&third)), (OrderStatus::Cancelled, vec![(2, 1)]), "order 3 is declined");
+    // A declined checkout gives the cart back itself; the next one leases it as it is.
+    let fourth = checkouts.checkout("noa", None).await.expect("checkout");
+    assert_eq!((fourth.status, lines(&fourth)), (OrderStatus::Paid, vec![(2, 1)]));
+
+    // The relay publishes on its own time (the saga only kicked it): all eight events.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while log.events().len() < 8 {
+        assert!(std::time::Instant::now() < deadline, "not relayed: {:?}", log.events());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let handler = core.cart.handler();
+    for event in log.events() {
+        handler.handle(&event).await.expect("the late event");
+    }
+    assert!(carts.get("noa").await.expect("get").items.is_empty(), "each unit taken out once");
+    carts.add("noa", mouse(), 1).await.expect("add");
+    for event in log.events() {
+        handler.handle(&event).await.expect("a replay");
+    }
+    assert_eq!(carts.get("noa").await.expect("get").items.len(), 1, "replays take nothing added later");
+}

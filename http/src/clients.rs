@@ -18,8 +18,8 @@ use serde::Deserialize;
 use serde_json::json;
 use shop_actors::model::{LineQuantity, PaymentReceipt};
 use shop_actors::ports::{
-    CartPort, CartPortError, ChargeRequest, CheckoutLease, GatewayError, PaymentGateway, StockError,
-    StockPort, VoidRequest,
+    CartPort, CartPortError, ChargeRequest, CheckoutLease, CompletedCheckout, GatewayError, PaymentGateway,
+    StockError, StockPort, VoidRequest,
 };
 use shop_actors::retry::{Backoff, Retry};
 use shop_services::Service;
@@ -32,7 +32,7 @@ use shop_services::{ServiceError, ServiceResult};
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
-use crate::lease::{self, LeaseBody};
+use crate::lease::{self, BeginBody, LeaseBody};
 use crate::stock;
 
 #[derive(Debug, Clone)]
@@ -239,8 +239,17 @@ pub struct HttpCartPort(pub ServiceClient);
 
 #[async_trait]
 impl CartPort for HttpCartPort {
-    async fn begin_checkout(&self, username: &str) -> Result<CheckoutLease, CartPortError> {
-        match self.0.call(Method::POST, &lease::begin_path(username), None).await {
+    async fn begin_checkout(
+        &self,
+        username: &str,
+        completed: Option<CompletedCheckout>,
+    ) -> Result<CheckoutLease, CartPortError> {
+        // No body when there is nothing to say (the usual case: the event came first).
+        let body = completed
+            .map(|c| serde_json::to_value(BeginBody { completed: Some(c.into()) }))
+            .transpose()
+            .map_err(|e| CartPortError::Unavailable(e.to_string()))?;
+        match self.0.call(Method::POST, &lease::begin_path(username), body.as_ref()).await {
             Ok(bytes) => Ok(parse::<LeaseBody>(&bytes).map_err(CartPortError::Unavailable)?.into()),
             Err(CallError::Status(status, detail)) => Err(lease::refusal(status, detail)),
             Err(e) => Err(CartPortError::Unavailable(e.to_string())),

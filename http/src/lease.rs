@@ -15,8 +15,8 @@
 use reqwest::StatusCode;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use shop_actors::model::CartItem;
-use shop_actors::ports::{CartPortError, CheckoutLease};
+use shop_actors::model::{CartItem, LineQuantity};
+use shop_actors::ports::{CartPortError, CheckoutLease, CompletedCheckout};
 use uuid::Uuid;
 
 /// Routes of the Cart service's side door (SERVICE tokens only).
@@ -29,6 +29,47 @@ pub(crate) fn begin_path(username: &str) -> String {
 
 pub(crate) fn release_path(username: &str, checkout_id: Uuid) -> String {
     format!("/internal/carts/{username}/checkout/{checkout_id}")
+}
+
+/// What the Order service may send when it asks for a cart (an empty body is the same as `{}`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BeginBody {
+    /// The user's last checkout, PAID, whose `ORDER_COMPLETED` may not have reached the cart
+    /// yet: if it still holds the cart, its items are taken out before the new checkout holds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed: Option<CompletedBody>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CompletedBody {
+    #[serde(deserialize_with = "shop_actors::model::whole::i64")]
+    pub order_id: i64,
+    pub checkout_id: Uuid,
+    pub items: Vec<LineQuantity>,
+}
+
+impl BeginBody {
+    /// The body of a begin request: empty is `{}`.
+    pub(crate) fn parse(bytes: &[u8]) -> Result<Self, String> {
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self::default());
+        }
+        serde_json::from_slice(bytes).map_err(|e| format!("invalid checkout request: {e}"))
+    }
+}
+
+impl From<CompletedCheckout> for CompletedBody {
+    fn from(c: CompletedCheckout) -> Self {
+        Self { order_id: c.order_id, checkout_id: c.checkout_id, items: c.items }
+    }
+}
+
+impl From<CompletedBody> for CompletedCheckout {
+    fn from(b: CompletedBody) -> Self {
+        Self { order_id: b.order_id, checkout_id: b.checkout_id, items: b.items }
+    }
 }
 
 /// What the Cart service answers when it hands a cart to a checkout.
@@ -95,6 +136,21 @@ pub(crate) fn refusal(status: StatusCode, detail: String) -> CartPortError {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_begin_body_is_empty_or_names_the_checkout_before_and_nothing_else() {
+        assert!(super::BeginBody::parse(b"").expect("empty").completed.is_none());
+        assert!(super::BeginBody::parse(b"{}").expect("{}").completed.is_none());
+        let id = super::Uuid::new_v4();
+        let text = format!(
+            r#"{{"completed":{{"orderId":7,"checkoutId":"{id}","items":[{{"productId":2,"quantity":3}}]}}}}"#
+        );
+        let done = super::BeginBody::parse(text.as_bytes()).expect("parses").completed.expect("completed");
+        assert_eq!((done.order_id, done.checkout_id, done.items.len()), (7, id, 1));
+        for bad in [&b"{\"other\":1}"[..], b"7", b"{", b"{\"completed\":{\"orderId\":7}}"] {
+            assert!(super::BeginBody::parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
     use axum::response::IntoResponse;
     use shop_services::ServiceError;
 

@@ -7,7 +7,7 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 use shop_actors::Carts;
 use shop_actors::model::{Cart, MAX_LINE_QUANTITY};
-use shop_actors::ports::{CartPort, CartStore, CheckoutLease};
+use shop_actors::ports::{CartPort, CartStore, CheckoutLease, CompletedCheckout};
 use uuid::Uuid;
 
 use crate::error::{ServiceError, ServiceResult};
@@ -180,9 +180,14 @@ impl CartService {
     }
 
     /// Hands the user's cart to a checkout (the Order service's side door): 400 when it is
-    /// empty, 409 while another checkout holds it.
-    pub async fn begin_checkout(&self, username: &str) -> ServiceResult<CheckoutLease> {
-        Ok(self.carts.begin_checkout(username).await?)
+    /// empty, 409 while another checkout holds it. With `completed`, the user's last PAID
+    /// checkout is first taken out of a cart it still holds ([`CompletedCheckout`]).
+    pub async fn begin_checkout(
+        &self,
+        username: &str,
+        completed: Option<CompletedCheckout>,
+    ) -> ServiceResult<CheckoutLease> {
+        Ok(self.carts.begin_checkout(username, completed).await?)
     }
 
     /// Gives a held cart back untouched after a failed checkout.

@@ -107,6 +107,7 @@ on_both_backends!(
     two_runtimes_adding_to_the_same_carts_lose_nothing,
     two_runtimes_racing_paid_and_cancelled_end_in_one_state,
     two_runtimes_hand_a_cart_to_one_checkout,
+    a_lease_takes_out_the_paid_checkout_still_holding_the_cart,
     stock_reservations_are_all_or_nothing_idempotent_and_conserve_units,
     concurrent_reservations_of_the_last_units_succeed_as_often_as_there_are_units,
     an_outcome_event_ends_its_checkouts_reservation_once,
@@ -551,7 +552,7 @@ async fn two_runtimes_hand_a_cart_to_one_checkout(f: Fixture) {
             .await
             .expect("add");
         b.get(&user).await.expect("b caches the cart");
-        let (x, y) = tokio::join!(a.begin_checkout(&user), b.begin_checkout(&user));
+        let (x, y) = tokio::join!(a.begin_checkout(&user, None), b.begin_checkout(&user, None));
         let granted = match (&x, &y) {
             (Ok(lease), Err(CartPortError::CheckoutInProgress))
             | (Err(CartPortError::CheckoutInProgress), Ok(lease)) => lease.clone(),
@@ -560,11 +561,58 @@ async fn two_runtimes_hand_a_cart_to_one_checkout(f: Fixture) {
         // Released by the instance that did not grant it: the hold is shared state.
         let other = if x.is_ok() { b } else { a };
         other.release_checkout(&user, granted.checkout_id).await.expect("release");
-        a.begin_checkout(&user).await.expect("free again after the release");
+        a.begin_checkout(&user, None).await.expect("free again after the release");
     }
     for (_, runtime) in instances {
         runtime.shutdown();
     }
+    f.cleanup().await;
+}
+
+/// A lease handed the user's PAID checkout before, while that checkout still holds the cart,
+/// takes its items out in the same write as the new hold, on another instance than the one that
+/// granted the first hold; the event, arriving afterwards at the first instance (whose cache is
+/// stale), changes nothing. A checkout that does not hold the cart is not applied.
+async fn a_lease_takes_out_the_paid_checkout_still_holding_the_cart(f: Fixture) {
+    use shop_actors::ports::{CartPort, CartPortError, CompletedCheckout, EventHandler};
+    let runtime = Arc::new(ActorRuntime::start(2).expect("runtime"));
+    let a = Carts::new(runtime.clone(), f.open(Service::Cart).await.carts(), CartConfig::default());
+    let b = Carts::new(runtime.clone(), f.open(Service::Cart).await.carts(), CartConfig::default());
+    let p = |id| ProductSnapshot { id, name: format!("p{id}"), price: money("2.00") };
+    a.add("lu", p(1), 2).await.expect("add");
+    let first = a.begin_checkout("lu", None).await.expect("lease");
+    // Added while the first checkout runs; then it is PAID for product 1 only.
+    a.add("lu", p(2), 1).await.expect("add");
+    a.add("lu", p(1), 3).await.expect("add");
+    let paid = CompletedCheckout { order_id: 41, checkout_id: first.checkout_id, items: vec![line(1, 2)] };
+
+    let stranger = CompletedCheckout { checkout_id: Uuid::new_v4(), ..paid.clone() };
+    assert_eq!(b.begin_checkout("lu", Some(stranger)).await, Err(CartPortError::CheckoutInProgress));
+    assert_eq!(b.get("lu").await.expect("get").items.len(), 2, "a refused lease took nothing out");
+
+    let second = b.begin_checkout("lu", Some(paid)).await.expect("the next checkout is not refused");
+    let leased: Vec<_> = second.items.iter().map(|i| (i.product_id, i.quantity)).collect();
+    assert_eq!(leased, vec![(1, 3), (2, 1)], "the paid units left the cart before the lease");
+    let stored = f.open(Service::Cart).await.carts();
+    assert!(stored.checkout_applied("lu", 41).await.expect("applied").is_some(), "recorded as applied");
+    let cart = stored.load("lu").await.expect("load");
+    assert_eq!(cart.checkout.map(|h| h.id), Some(second.checkout_id), "held by the new checkout");
+
+    let event = OrderEvent {
+        event_type: OrderEventType::OrderCompleted,
+        username: "lu".into(),
+        order_id: 41,
+        reason: None,
+        event_id: Uuid::new_v4(),
+        occurred_at: chrono::Utc::now(),
+        items: vec![line(1, 2)],
+        checkout_id: Some(first.checkout_id),
+        traceparent: None,
+    };
+    a.handle(&event).await.expect("the event, late, on the instance that granted the first hold");
+    let after = stored.load("lu").await.expect("load");
+    assert_eq!((after.items.clone(), after.checkout), (cart.items.clone(), cart.checkout), "changed nothing");
+    runtime.shutdown();
     f.cleanup().await;
 }
 

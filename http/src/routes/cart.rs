@@ -9,9 +9,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath, Authorized, Caller, Id, ServiceOnly};
-use crate::lease::{self, LeaseBody};
+use crate::lease::{self, BeginBody, LeaseBody};
 use crate::openapi::{self, *};
 
 #[derive(Clone, FromRef)]
@@ -120,9 +120,10 @@ async fn clear(State(carts): State<CartService>, caller: Caller) -> ApiResult<St
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Hands the user's cart to a checkout (SERVICE).
+/// Hands the user's cart to a checkout (SERVICE). The body may name the user's last checkout,
+/// PAID, to take out of a cart it still holds.
 #[utoipa::path(post, path = lease::BEGIN_ROUTE, tag = "internal", security(("bearer" = [])),
-    params(("username" = String, Path, description = "Whose cart.")), responses(
+    params(("username" = String, Path, description = "Whose cart.")), request_body(content = Option<BeginBody>), responses(
     (status = 200, description = "The lease: the checkout's id and the items it holds.", body = LeaseBody),
     (status = 400, response = BadRequest), (status = 401, response = Unauthorized),
     (status = 403, response = Forbidden), (status = 409, response = Conflict),
@@ -132,8 +133,10 @@ async fn begin_checkout(
     State(carts): State<CartService>,
     _caller: Authorized<ServiceOnly>,
     ApiPath(username): ApiPath<String>,
+    body: axum::body::Bytes,
 ) -> ApiResult<Json<LeaseBody>> {
-    Ok(Json(carts.begin_checkout(&username).await?.into()))
+    let BeginBody { completed } = BeginBody::parse(&body).map_err(ApiError::bad_request)?;
+    Ok(Json(carts.begin_checkout(&username, completed.map(Into::into)).await?.into()))
 }
 
 /// Gives a leased cart back (SERVICE).

@@ -136,26 +136,26 @@ pub(crate) fn refusal(status: StatusCode, detail: String) -> CartPortError {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn a_begin_body_is_empty_or_names_the_checkout_before_and_nothing_else() {
-        assert!(super::BeginBody::parse(b"").expect("empty").completed.is_none());
-        assert!(super::BeginBody::parse(b"{}").expect("{}").completed.is_none());
-        let id = super::Uuid::new_v4();
-        let text = format!(
-            r#"{{"completed":{{"orderId":7,"checkoutId":"{id}","items":[{{"productId":2,"quantity":3}}]}}}}"#
-        );
-        let done = super::BeginBody::parse(text.as_bytes()).expect("parses").completed.expect("completed");
-        assert_eq!((done.order_id, done.checkout_id, done.items.len()), (7, id, 1));
-        for bad in [&b"{\"other\":1}"[..], b"7", b"{", b"{\"completed\":{\"orderId\":7}}"] {
-            assert!(super::BeginBody::parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
-        }
-    }
-
     use axum::response::IntoResponse;
     use shop_services::ServiceError;
 
     use super::*;
     use crate::error::ApiError;
+
+    #[test]
+    fn a_begin_body_is_empty_or_names_the_checkout_before_and_nothing_else() {
+        assert!(BeginBody::parse(b"").expect("empty").completed.is_none());
+        assert!(BeginBody::parse(b"{}").expect("{}").completed.is_none());
+        let id = Uuid::new_v4();
+        let text = format!(
+            r#"{{"completed":{{"orderId":7,"checkoutId":"{id}","items":[{{"productId":2,"quantity":3}}]}}}}"#
+        );
+        let done = BeginBody::parse(text.as_bytes()).expect("parses").completed.expect("completed");
+        assert_eq!((done.order_id, done.checkout_id, done.items.len()), (7, id, 1));
+        for bad in [&b"{\"other\":1}"[..], b"7", b"{", b"{\"completed\":{\"orderId\":7}}"] {
+            assert!(BeginBody::parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+    }
 
     #[test]
     fn every_refusal_the_cart_service_sends_is_read_back_as_itself() {

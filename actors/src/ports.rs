@@ -208,9 +208,12 @@ pub struct CheckoutLease {
 /// by it (its `ORDER_COMPLETED` has not reached the cart yet), the Cart side takes its items out
 /// there and then, as the event would, and records the order as applied, so that the event,
 /// when it comes, changes nothing. The hold is what proves it has not been applied: a cart held
-/// by anything else ignores it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// by anything else ignores it. Its JSON is what the Order service sends the Cart service.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CompletedCheckout {
+    #[serde(deserialize_with = "crate::model::whole::i64")]
     pub order_id: i64,
     pub checkout_id: Uuid,
     pub items: Vec<LineQuantity>,

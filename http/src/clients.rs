@@ -246,7 +246,7 @@ impl CartPort for HttpCartPort {
     ) -> Result<CheckoutLease, CartPortError> {
         // No body when there is nothing to say (the usual case: the event came first).
         let body = completed
-            .map(|c| serde_json::to_value(BeginBody { completed: Some(c.into()) }))
+            .map(|c| serde_json::to_value(BeginBody { completed: Some(c) }))
             .transpose()
             .map_err(|e| CartPortError::Unavailable(e.to_string()))?;
         match self.0.call(Method::POST, &lease::begin_path(username), body.as_ref()).await {

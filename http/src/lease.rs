@@ -15,7 +15,7 @@
 use reqwest::StatusCode;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use shop_actors::model::{CartItem, LineQuantity};
+use shop_actors::model::CartItem;
 use shop_actors::ports::{CartPortError, CheckoutLease, CompletedCheckout};
 use uuid::Uuid;
 
@@ -38,16 +38,7 @@ pub struct BeginBody {
     /// The user's last checkout, PAID, whose `ORDER_COMPLETED` may not have reached the cart
     /// yet: if it still holds the cart, its items are taken out before the new checkout holds it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub completed: Option<CompletedBody>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct CompletedBody {
-    #[serde(deserialize_with = "shop_actors::model::whole::i64")]
-    pub order_id: i64,
-    pub checkout_id: Uuid,
-    pub items: Vec<LineQuantity>,
+    pub completed: Option<CompletedCheckout>,
 }
 
 impl BeginBody {
@@ -57,18 +48,6 @@ impl BeginBody {
             return Ok(Self::default());
         }
         serde_json::from_slice(bytes).map_err(|e| format!("invalid checkout request: {e}"))
-    }
-}
-
-impl From<CompletedCheckout> for CompletedBody {
-    fn from(c: CompletedCheckout) -> Self {
-        Self { order_id: c.order_id, checkout_id: c.checkout_id, items: c.items }
-    }
-}
-
-impl From<CompletedBody> for CompletedCheckout {
-    fn from(b: CompletedBody) -> Self {
-        Self { order_id: b.order_id, checkout_id: b.checkout_id, items: b.items }
     }
 }
 

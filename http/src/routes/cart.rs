@@ -136,7 +136,7 @@ async fn begin_checkout(
     body: axum::body::Bytes,
 ) -> ApiResult<Json<LeaseBody>> {
     let BeginBody { completed } = BeginBody::parse(&body).map_err(ApiError::bad_request)?;
-    Ok(Json(carts.begin_checkout(&username, completed.map(Into::into)).await?.into()))
+    Ok(Json(carts.begin_checkout(&username, completed).await?.into()))
 }
 
 /// Gives a leased cart back (SERVICE).

@@ -908,6 +908,8 @@ async fn shop_audit_reads_the_databases_and_fails_on_a_broken_invariant() {
         std::process::Command::new(env!("CARGO_BIN_EXE_shop"))
             .args(["audit", "--data-dir"])
             .arg(t.dir.path())
+            // Its logs go to standard error: the report on standard output stays one JSON value.
+            .env("SHOP_LOG", "debug")
             .env_remove("SHOP_PRODUCT_DATABASE_URL")
             .env_remove("SHOP_PAYMENT_DATABASE_URL")
             .env_remove("SHOP_ORDER_DATABASE_URL")

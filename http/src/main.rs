@@ -5,6 +5,7 @@ use shop_http::otlp::Otlp;
 use shop_http::{Application, Cli, Command};
 use tracing::Level;
 use tracing_subscriber::filter::Targets;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, fmt};
@@ -20,9 +21,16 @@ fn main() -> ExitCode {
     let filter = EnvFilter::try_from_env("SHOP_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     // Human-readable by default; one JSON object a line with SHOP_LOG_FORMAT=json. Either way a
     // line logged in a request carries that request's span: its request id and trace id.
+    // The services log to standard output; the tools (`shop load`, `shop audit`) to standard
+    // error, since their report is their standard output (JSON with `--json`).
+    let tool = matches!(cli.command, Some(Command::Load(_) | Command::Audit(_)));
+    let writer =
+        || if tool { BoxMakeWriter::new(std::io::stderr) } else { BoxMakeWriter::new(std::io::stdout) };
     let logs = match std::env::var("SHOP_LOG_FORMAT").as_deref() {
-        Ok("json") => fmt::layer().json().with_current_span(true).with_span_list(false).boxed(),
-        Ok("text") | Err(_) => fmt::layer().boxed(),
+        Ok("json") => {
+            fmt::layer().json().with_current_span(true).with_span_list(false).with_writer(writer()).boxed()
+        }
+        Ok("text") | Err(_) => fmt::layer().with_writer(writer()).boxed(),
         Ok(other) => {
             eprintln!("shop: SHOP_LOG_FORMAT must be json or text, not {other:?}");
             return ExitCode::FAILURE;

@@ -224,6 +224,21 @@ impl Cluster {
         }
     }
 
+    /// Checks out each buyer in turn, each answered 201: the orders' statuses, and the longest a
+    /// checkout took.
+    async fn checkout_each(&self, tokens: &[String]) -> (Vec<String>, Duration) {
+        let (mut outcomes, mut slowest) = (Vec::new(), Duration::ZERO);
+        for token in tokens {
+            let started = Instant::now();
+            let (status, order) =
+                self.call(Service::Order, reqwest::Method::POST, "/api/orders", Some(token), None).await;
+            assert_eq!(status, 201, "{order}");
+            slowest = slowest.max(started.elapsed());
+            outcomes.push(order["status"].as_str().unwrap_or_default().to_owned());
+        }
+        (outcomes, slowest)
+    }
+
     /// Checks out every buyer at once, as a process is about to abort under them: answers and
     /// broken connections alike are ignored.
     async fn checkouts_under_abort(&self, tokens: &[String]) {
@@ -531,13 +546,7 @@ async fn reservations_end(follows: bool) {
     let cluster = Cluster::start_with(&brokers(), "0.5", &setting).await;
     let product = cluster.bulk_product().await;
     let tokens = cluster.users_with_cart(8, product, 2).await;
-    let mut outcomes = Vec::new();
-    for token in &tokens {
-        let (status, order) =
-            cluster.call(Service::Order, reqwest::Method::POST, "/api/orders", Some(token), None).await;
-        assert_eq!(status, 201, "{order}");
-        outcomes.push(order["status"].as_str().unwrap_or_default().to_owned());
-    }
+    let (outcomes, _) = cluster.checkout_each(&tokens).await;
     assert_both_outcomes(&outcomes);
     let report = cluster.audit_until_clean(Duration::from_secs(30)).await;
     let paid = outcomes.iter().filter(|o| *o == "PAID").count() as i64;
@@ -629,15 +638,8 @@ async fn checkouts_go_on_while_the_broker_is_paused_and_the_events_follow() {
         assert!(detail.contains("broker"), "{detail}");
     }
     assert_eq!(cluster.ready(Service::Product).await.0, 200);
-    let mut outcomes = Vec::new();
-    for token in &users {
-        let started = Instant::now();
-        let (status, order) =
-            cluster.call(Service::Order, reqwest::Method::POST, "/api/orders", Some(token), None).await;
-        assert_eq!(status, 201, "{order}");
-        assert!(started.elapsed() < Duration::from_secs(5), "a checkout waited on the paused broker");
-        outcomes.push(order["status"].as_str().unwrap_or_default().to_owned());
-    }
+    let (outcomes, slowest) = cluster.checkout_each(&users).await;
+    assert!(slowest < Duration::from_secs(5), "a checkout waited on the paused broker");
     assert_both_outcomes(&outcomes);
     // The broker really is away: no PAID cart has been cleared while it is paused.
     for (token, outcome) in users.iter().zip(&outcomes) {
@@ -738,13 +740,7 @@ async fn a_cart_service_killed_while_the_broker_is_paused_catches_up() {
     let mut cluster = Cluster::start_on(&broker.addr, "0.5").await;
     let users = cluster.users_with_cart(8, 1, 1).await;
     broker.signal("-STOP");
-    let mut outcomes = Vec::new();
-    for token in &users {
-        let (status, order) =
-            cluster.call(Service::Order, reqwest::Method::POST, "/api/orders", Some(token), None).await;
-        assert_eq!(status, 201, "{order}");
-        outcomes.push(order["status"].as_str().unwrap_or_default().to_owned());
-    }
+    let (outcomes, _) = cluster.checkout_each(&users).await;
     assert_both_outcomes(&outcomes);
     cluster.kill(Service::Cart);
     tokio::time::sleep(Duration::from_secs(5)).await;

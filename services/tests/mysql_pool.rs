@@ -1,5 +1,7 @@
-//! The MySQL pool (`services/src/mysql_pool.rs`) against the real server: which connections it
-//! hands back, which it closes, and that a busy pool sends the server no pings.
+//! The MySQL pool (`services/src/storage/mysql/pool.rs`) against the real server: which
+//! connections it hands back, which it closes, and that a busy pool sends the server no pings;
+//! and, counted the same way on the pool's one connection, the round trips of a store's most
+//! frequent work.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -147,4 +149,62 @@ async fn a_transaction_the_work_dropped_releases_its_locks_at_once() {
     other.close().await.expect("closing the second connection");
     db.close().await;
     drop_mysql(&url).await;
+}
+
+/// What the server has counted for the pool's one connection: transactions begun and committed,
+/// and `UPDATE`s.
+async fn session_counts(db: &MySqlDb) -> [u64; 3] {
+    let rows: Vec<(String, String)> = db
+        .run(async |c| {
+            sqlx::query_as(
+                "SHOW SESSION STATUS WHERE Variable_name IN ('Com_begin', 'Com_commit', 'Com_update')",
+            )
+            .fetch_all(c)
+            .await
+        })
+        .await
+        .expect("SHOW SESSION STATUS");
+    let count = |name: &str| {
+        rows.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map_or(0, |(_, v)| v.parse().expect("a count"))
+    };
+    [count("Com_begin"), count("Com_commit"), count("Com_update")]
+}
+
+/// The commit of a reservation whose lines are still held, the usual one (an `ORDER_COMPLETED`
+/// the Product service consumes), is one `UPDATE` sent on its own: no `BEGIN` and `COMMIT` round
+/// trips around it. A second commit (the event redelivered) changes nothing.
+#[tokio::test]
+async fn committing_a_held_reservation_is_one_statement_without_a_transaction() {
+    use shop_actors::model::LineQuantity;
+    use shop_services::product::{ProductInput, ProductStore};
+
+    let mut databases = shop_services::testing::MySqlDatabases::default();
+    let url = databases.create(Service::Product).await;
+    let db = pool_on(&url, NEVER, NEVER).await;
+    let store = shop_services::storage::mysql::Products(db.clone());
+    let now = shop_services::time::now();
+    let input = ProductInput {
+        name: "Kettle".into(),
+        description: None,
+        price: rust_decimal::Decimal::new(3000, 2),
+        stock: 10,
+    };
+    let kettle = store.create(&input, now).await.expect("a product");
+    let checkout = uuid::Uuid::new_v4();
+    let lines = [LineQuantity { product_id: kettle.id, quantity: 3 }];
+    let expires = now + chrono::Duration::minutes(15);
+    store.reserve(checkout, &lines, expires, now).await.expect("reserve").expect("reserved");
+
+    let before = session_counts(&db).await;
+    store.commit_reservation(checkout, now).await.expect("commit").expect("no shortage");
+    let after = session_counts(&db).await;
+    assert_eq!([after[0] - before[0], after[1] - before[1], after[2] - before[2]], [0, 0, 1]);
+
+    store.commit_reservation(checkout, now).await.expect("commit again").expect("no shortage");
+    let ledger = store.stock_ledger().await.expect("ledger");
+    let kettle = ledger.iter().find(|l| l.product_id == kettle.id).expect("the kettle's ledger");
+    assert_eq!((kettle.stock, kettle.reserved, kettle.sold), (7, 0, 3), "{kettle:?}");
+    db.close().await;
 }

@@ -19,13 +19,13 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = EnvFilter::try_from_env("SHOP_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    // Human-readable by default; one JSON object a line with SHOP_LOG_FORMAT=json. Either way a
-    // line logged in a request carries that request's span: its request id and trace id.
     // The services log to standard output; the tools (`shop load`, `shop audit`) to standard
     // error, since their report is their standard output (JSON with `--json`).
     let tool = matches!(cli.command, Some(Command::Load(_) | Command::Audit(_)));
     let writer =
         || if tool { BoxMakeWriter::new(std::io::stderr) } else { BoxMakeWriter::new(std::io::stdout) };
+    // Human-readable by default; one JSON object a line with SHOP_LOG_FORMAT=json. Either way a
+    // line logged in a request carries that request's span: its request id and trace id.
     let logs = match std::env::var("SHOP_LOG_FORMAT").as_deref() {
         Ok("json") => {
             fmt::layer().json().with_current_span(true).with_span_list(false).with_writer(writer()).boxed()

@@ -37,13 +37,23 @@ async fn connection_id(db: &MySqlDb) -> u64 {
         .expect("SELECT CONNECTION_ID()")
 }
 
-/// Pings (and other administrative commands) the server has had from the pool's connection.
-async fn pings_received(db: &MySqlDb) -> u64 {
-    let (_, count): (String, String) = db
-        .run(async |c| sqlx::query_as("SHOW SESSION STATUS LIKE 'Com_admin_commands'").fetch_one(c).await)
+/// What the server has counted for the pool's one connection, of each of these `Com_*` variables.
+async fn session_counts<const N: usize>(db: &MySqlDb, names: [&'static str; N]) -> [u64; N] {
+    let rows: Vec<(String, String)> = db
+        .run(async |c| sqlx::query_as("SHOW SESSION STATUS LIKE 'Com\\_%'").fetch_all(c).await)
         .await
         .expect("SHOW SESSION STATUS");
-    count.parse().expect("a count")
+    names.map(|name| {
+        rows.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map_or(0, |(_, v)| v.parse().expect("a count"))
+    })
+}
+
+/// Pings (and other administrative commands) the server has had from the pool's connection.
+async fn pings_received(db: &MySqlDb) -> u64 {
+    let [pings] = session_counts(db, ["Com_admin_commands"]).await;
+    pings
 }
 
 /// Has the server close connection `id`, as a restart or `wait_timeout` would.
@@ -151,27 +161,6 @@ async fn a_transaction_the_work_dropped_releases_its_locks_at_once() {
     drop_mysql(&url).await;
 }
 
-/// What the server has counted for the pool's one connection: transactions begun and committed,
-/// and `UPDATE`s.
-async fn session_counts(db: &MySqlDb) -> [u64; 3] {
-    let rows: Vec<(String, String)> = db
-        .run(async |c| {
-            sqlx::query_as(
-                "SHOW SESSION STATUS WHERE Variable_name IN ('Com_begin', 'Com_commit', 'Com_update')",
-            )
-            .fetch_all(c)
-            .await
-        })
-        .await
-        .expect("SHOW SESSION STATUS");
-    let count = |name: &str| {
-        rows.iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map_or(0, |(_, v)| v.parse().expect("a count"))
-    };
-    [count("Com_begin"), count("Com_commit"), count("Com_update")]
-}
-
 /// The commit of a reservation whose lines are still held, the usual one (an `ORDER_COMPLETED`
 /// the Product service consumes), is one `UPDATE` sent on its own: no `BEGIN` and `COMMIT` round
 /// trips around it. A second commit (the event redelivered) changes nothing.
@@ -197,9 +186,10 @@ async fn committing_a_held_reservation_is_one_statement_without_a_transaction() 
     let expires = now + chrono::Duration::minutes(15);
     store.reserve(checkout, &lines, expires, now).await.expect("reserve").expect("reserved");
 
-    let before = session_counts(&db).await;
+    let counted = || session_counts(&db, ["Com_begin", "Com_commit", "Com_update"]);
+    let before = counted().await;
     store.commit_reservation(checkout, now).await.expect("commit").expect("no shortage");
-    let after = session_counts(&db).await;
+    let after = counted().await;
     assert_eq!([after[0] - before[0], after[1] - before[1], after[2] - before[2]], [0, 0, 1]);
 
     store.commit_reservation(checkout, now).await.expect("commit again").expect("no shortage");
